@@ -1,0 +1,28 @@
+# Quick start on a fresh machine with Python 3.11: `make plan` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+
+.PHONY: install plan plan-json test clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+## Offline plan of the dev stack (override with STACK=... ARGS="--set key=value")
+STACK ?= dev
+plan: $(STAMP)
+	$(BIN)/python -m tools.plan --stack $(STACK) $(ARGS)
+
+plan-json: $(STAMP)
+	$(BIN)/python -m tools.plan --stack $(STACK) --json plan.json $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache plan.json

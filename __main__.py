@@ -1,0 +1,64 @@
+"""nim-on-eks: NVIDIA NIM LLM inference on Amazon EKS, in one `pulumi up`.
+
+Composition only; it reads like the architecture diagram:
+config -> network -> cluster -> (capacity, storage, monitoring) -> one NimModel per model -> outputs.
+"""
+
+import pulumi
+import pulumi_aws as aws
+
+from components.catalog import load_catalog
+from components.cluster import Cluster, ClusterArgs
+from components.config import load_config
+from components.network import Network, NetworkArgs, pick_azs
+
+# --- config: every problem is reported here, before anything is created ---------------------------------
+catalog = load_catalog()
+cfg, ngc_api_key = load_config(catalog)
+
+aws_provider = aws.Provider(
+    "aws", region=cfg.region, default_tags=aws.ProviderDefaultTagsArgs(tags=cfg.aws_tags)
+)
+zones = aws.get_availability_zones(
+    state="available",
+    filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
+    opts=pulumi.InvokeOptions(provider=aws_provider),
+)
+azs = pick_azs(zones.names, zones.zone_ids, cfg.availability_zones)
+
+# --- network ---------------------------------------------------------------------------------------------
+network = Network(
+    cfg.cluster_name,
+    NetworkArgs(
+        cluster_name=cfg.cluster_name,
+        region=cfg.region,
+        vpc_cidr=cfg.vpc_cidr,
+        azs=azs,
+        single_nat_gateway=cfg.single_nat_gateway,
+        provider=aws_provider,
+    ),
+)
+
+# --- cluster ---------------------------------------------------------------------------------------------
+cluster = Cluster(
+    cfg.cluster_name,
+    ClusterArgs(
+        cluster_name=cfg.cluster_name,
+        version=cfg.eks_version,
+        vpc_id=network.vpc_id,
+        private_subnet_ids=network.private_subnet_ids,
+        public_subnet_ids=network.public_subnet_ids,
+        core_instance_type=cfg.core_instance_type,
+        core_node_count=cfg.core_node_count,
+        core_node_max=cfg.core_node_max,
+        core_disk_gb=cfg.core_disk_gb,
+        aws_provider=aws_provider,
+        tags=cfg.aws_tags,
+    ),
+)
+
+# --- outputs ---------------------------------------------------------------------------------------------
+pulumi.export("cluster_name", cfg.cluster_name)
+pulumi.export("configure_kubectl", f"aws eks --region {cfg.region} update-kubeconfig --name {cfg.cluster_name}")
+pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("vpc_id", network.vpc_id)

@@ -1,0 +1,177 @@
+"""EKS control plane (pulumi-eks), the small core managed node group, Pod Identity agent, Kubernetes provider."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_eks as eks
+import pulumi_kubernetes as k8s
+
+from components import iam, versions
+
+LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
+# Label every core node carries; components pin system workloads to it so they never land on GPU nodes.
+CORE_NODE_LABEL = {"nim-on-eks/node-pool": "core"}
+
+
+@dataclass
+class ClusterArgs:
+    cluster_name: str
+    version: str
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: list[pulumi.Input[str]]
+    public_subnet_ids: list[pulumi.Input[str]]
+    core_instance_type: str
+    core_node_count: int
+    core_node_max: int
+    core_disk_gb: int
+    aws_provider: aws.Provider
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class Cluster(pulumi.ComponentResource):
+    """The EKS cluster and everything Kubernetes resources need before they can be created."""
+
+    name: str
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
+    cluster_security_group_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("nim-on-eks:index:Cluster", name, None, opts)
+        aws_opts = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
+        self.name = args.cluster_name
+        self.version = args.version
+
+        # Envelope encryption of Kubernetes secrets (the NGC key lives in one).
+        self.secrets_key = aws.kms.Key(
+            f"{name}-secrets",
+            description=f"EKS secrets envelope encryption for {args.cluster_name}",
+            enable_key_rotation=True,
+            deletion_window_in_days=7,
+            tags=args.tags,
+            opts=aws_opts,
+        )
+
+        self.eks = eks.Cluster(
+            f"{name}-eks",
+            name=args.cluster_name,
+            version=args.version,
+            vpc_id=args.vpc_id,
+            private_subnet_ids=args.private_subnet_ids,
+            public_subnet_ids=args.public_subnet_ids,
+            endpoint_public_access=True,  # kubectl from the user's machine; nodes use the private endpoint
+            endpoint_private_access=True,
+            authentication_mode=eks.AuthenticationMode.API,
+            create_oidc_provider=True,  # IRSA for add-ons that do not take Pod Identity (EFS CSI)
+            skip_default_node_group=True,
+            enabled_cluster_log_types=LOG_TYPES,
+            encryption_config_key_arn=self.secrets_key.arn,
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, providers={"aws": args.aws_provider}),
+        )
+        self.kubeconfig = pulumi.Output.secret(self.eks.kubeconfig_json)
+        self.oidc_provider_arn = self.eks.oidc_provider_arn
+        self.oidc_issuer = self.eks.oidc_issuer
+        self.cluster_security_group_id = self.eks.cluster_security_group_id
+        # pulumi-eks exposes the aws.eks.Cluster only as a resource reference; the name is ours, so reuse it and
+        # order by depending on the component.
+        after_cluster = pulumi.ResourceOptions(parent=self, provider=args.aws_provider, depends_on=[self.eks])
+
+        # Core node group: on-demand AL2023 nodes that host Karpenter, CoreDNS and monitoring, never GPUs.
+        self.node_role = aws.iam.Role(
+            f"{name}-core-node-role",
+            assume_role_policy=iam.to_json(iam.service_trust("ec2.amazonaws.com")),
+            description=f"Core node group of {args.cluster_name}",
+            tags=args.tags,
+            opts=aws_opts,
+        )
+        attachments = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-core-node-{key}",
+                role=self.node_role.name,
+                policy_arn=iam.managed_policy_arn(iam.MANAGED[key]),
+                opts=aws_opts,
+            )
+            for key in iam.NODE_POLICIES
+        ]
+        launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-core",
+            description="Core nodes: encrypted gp3 root volume, IMDSv2 only",
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name="/dev/xvda",
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=args.core_disk_gb, volume_type="gp3", encrypted="true", delete_on_termination="true"
+                    ),
+                )
+            ],
+            # Hop limit 2: pods on the host network (CSI node plugins) still reach IMDS through the node.
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2
+            ),
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=args.tags)
+                for kind in ("instance", "volume")
+            ],
+            tags=args.tags,
+            opts=aws_opts,
+        )
+        self.core_node_group = aws.eks.NodeGroup(
+            f"{name}-core",
+            cluster_name=args.cluster_name,
+            node_group_name="core-node-group",
+            node_role_arn=self.node_role.arn,
+            subnet_ids=args.private_subnet_ids,
+            ami_type=versions.CORE_AMI_TYPE,
+            capacity_type="ON_DEMAND",
+            instance_types=[args.core_instance_type],
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                desired_size=args.core_node_count, min_size=args.core_node_count, max_size=args.core_node_max
+            ),
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                id=launch_template.id, version=launch_template.latest_version.apply(str)
+            ),
+            labels=CORE_NODE_LABEL,
+            tags=args.tags,
+            # Destroy removes the node group before its role loses its policies, so nodes drain cleanly.
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.aws_provider, depends_on=[self.eks, *attachments],
+                ignore_changes=["scalingConfig.desiredSize"],  # let the cluster scale it without drift
+            ),
+        )
+
+        # Pod Identity agent: Karpenter and other controllers get AWS credentials through it.
+        self.pod_identity_agent = aws.eks.Addon(
+            f"{name}-pod-identity-agent",
+            cluster_name=args.cluster_name,
+            addon_name="eks-pod-identity-agent",
+            addon_version=versions.ADDON_VERSIONS["eks-pod-identity-agent"],
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=args.tags,
+            opts=after_cluster,
+        )
+
+        # Every Kubernetes resource uses this provider. It depends on the core nodes and the Pod Identity agent,
+        # so workloads are created only once they can run, and on destroy they are deleted while nodes still exist.
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.core_node_group, self.pod_identity_agent]),
+        )
+
+        self.register_outputs(
+            {
+                "cluster_name": self.name,
+                "kubeconfig": self.kubeconfig,
+                "oidc_provider_arn": self.oidc_provider_arn,
+                "cluster_security_group_id": self.cluster_security_group_id,
+            }
+        )

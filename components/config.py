@@ -1,0 +1,484 @@
+"""Typed, validated stack configuration: the one place that reads `pulumi.Config`.
+
+Every key lives in the `nim-on-eks` namespace and is snake_case, as users type it with `pulumi config set`.
+Validation collects every problem before anything is created and raises them together as one
+`pulumi.RunError`, each naming the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pulumi
+
+from components import versions
+from components.catalog import Catalog
+
+NAMESPACE = "nim-on-eks"
+
+# A StatefulSet's pods carry the label controller-revision-hash=<name>-<10 chars>, which must fit in 63
+# characters, so a StatefulSet name may have at most 52.
+MAX_WORKLOAD_NAME = 52
+WORKLOAD_PREFIX = "nim-llm-"
+
+
+class ConfigError(pulumi.RunError):
+    """All configuration problems, reported together before any resource is created."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(
+            f"Invalid stack configuration ({len(self.problems)} problem"
+            f"{'s' if len(self.problems) != 1 else ''}); nothing was created:\n{lines}"
+        )
+
+
+class _Bad(ValueError):
+    """A value that does not parse; the message says what is allowed."""
+
+
+# ---------------------------------------------------------------------------------------------- parsers
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "false"):
+        return value == "true"
+    raise _Bad("allowed: true or false")
+
+
+def _int(lo: int, hi: int) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        if isinstance(raw, bool):
+            raise _Bad(f"allowed: a whole number from {lo} to {hi}")
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            raise _Bad(f"allowed: a whole number from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise _Bad(f"allowed: a whole number from {lo} to {hi}")
+        return value
+
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[Any], float]:
+    def parse(raw: Any) -> float:
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            raise _Bad(f"allowed: a number from {lo:g} to {hi:g}") from None
+        if not lo <= value <= hi:
+            raise _Bad(f"allowed: a number from {lo:g} to {hi:g}")
+        return value
+
+    return parse
+
+
+def _regex(pattern: str, what: str) -> Callable[[str], str]:
+    compiled = re.compile(pattern)
+
+    def parse(raw: str) -> str:
+        if not compiled.fullmatch(raw):
+            raise _Bad(f"allowed: {what}")
+        return raw
+
+    return parse
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise _Bad(f"allowed: one of {', '.join(options)}")
+        return raw
+
+    return parse
+
+
+def vpc_cidr(raw: str) -> str:
+    """A private IPv4 network between /16 and /20: room for large private subnets in up to 6 AZs."""
+    try:
+        net = ipaddress.IPv4Network(raw.strip(), strict=True)
+    except ValueError as err:
+        raise _Bad(f"not an IPv4 network in CIDR form ({err}); allowed: e.g. 10.0.0.0/16") from None
+    if not net.is_private:
+        raise _Bad("allowed: a private (RFC 1918) range such as 10.0.0.0/16")
+    if not 16 <= net.prefixlen <= 20:
+        raise _Bad("allowed: a prefix from /16 (AWS's largest VPC) to /20 (pods take VPC addresses)")
+    return str(net)
+
+
+def _tags(raw: str) -> dict[str, str]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise _Bad('allowed: a map of strings, e.g. {"team": "ml", "cost-center": "42"}') from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+        for k, v in value.items()
+    ):
+        raise _Bad('allowed: a map of strings, e.g. {"team": "ml"}')
+    bad = [k for k in value if not k or len(k) > 128 or k.lower().startswith("aws:")]
+    if bad:
+        raise _Bad("tag keys must be 1-128 characters and must not start with 'aws:'")
+    return {k: str(v) for k, v in value.items()}
+
+
+# ------------------------------------------------------------------------------------------- key specs
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One config key: how to parse it, its default (None: required or computed) and what it means."""
+
+    parse: Callable[[Any], Any]
+    default: Any
+    doc: str
+    secret: bool = False
+
+
+CLUSTER_NAME_RE = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
+INSTANCE_TYPE_RE = r"[a-z][a-z0-9-]*\.[a-z0-9]+"
+
+KEYS: dict[str, KeySpec] = {
+    "nim_models": KeySpec(
+        lambda raw: raw,  # parsed by _models, which needs the catalog
+        None,
+        "Models to serve: JSON list of catalog names or objects "
+        "{name, gpus, min_replicas, max_replicas, image_tag}. Required.",
+    ),
+    "ngc_api_key": KeySpec(
+        lambda raw: raw, None, "NGC API key (secret) used to pull NIM images and model weights. Required.", True
+    ),
+    "cluster_name": KeySpec(
+        _regex(CLUSTER_NAME_RE, "2-32 lowercase letters, digits and '-', starting with a letter"),
+        None,
+        "EKS cluster name; also names the VPC, queue and roles. Default: `<project>-<stack>`.",
+    ),
+    "eks_version": KeySpec(
+        _choice(versions.SUPPORTED_EKS_VERSIONS),
+        versions.DEFAULT_EKS_VERSION,
+        "Kubernetes version of the cluster (those the pinned Karpenter supports).",
+    ),
+    "vpc_cidr": KeySpec(vpc_cidr, "10.0.0.0/16", "VPC address range (private, /16 to /20)."),
+    "availability_zones": KeySpec(_int(2, 6), 3, "Number of availability zones (one private and one public subnet each)."),
+    "single_nat_gateway": KeySpec(_bool, True, "One NAT gateway for all AZs (cheaper) instead of one per AZ."),
+    "core_instance_type": KeySpec(
+        _regex(INSTANCE_TYPE_RE, "an EC2 instance type such as m5.xlarge"),
+        "m5.xlarge",
+        "Instance type of the core node group (Karpenter, CoreDNS, monitoring; never GPUs).",
+    ),
+    "core_node_count": KeySpec(_int(2, 20), 2, "Core nodes (desired and minimum); Karpenter's two replicas need two."),
+    "core_node_max": KeySpec(_int(2, 50), 4, "Most core nodes the node group may scale to."),
+    "core_disk_gb": KeySpec(_int(20, 1000), 100, "Encrypted gp3 root volume of each core node, in GiB."),
+    "tags": KeySpec(_tags, {}, "Extra AWS tags for every AWS resource (JSON map)."),
+    "monitoring": KeySpec(_bool, True, "Prometheus, Grafana, the NIM dashboard and the HPA metric."),
+    "open_webui": KeySpec(_bool, True, "Open WebUI chat front end for the deployed models."),
+    "genai_perf": KeySpec(_bool, False, "A GenAI-Perf pod for interactive benchmarks."),
+}
+
+# Other namespaces a stack file legitimately sets.
+FOREIGN_KEYS_ALLOWED = {"aws:region", "aws:profile", "aws:defaultTags", "aws:assumeRole", "aws:skipCredentialsValidation"}
+
+REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One entry of `nim_models`, resolved against the catalog."""
+
+    name: str  # catalog name, e.g. meta/llama3-8b-instruct
+    k8s_name: str  # nim-llm-<short name>, the StatefulSet and Service name
+    gpus: int | None  # None: the catalog's smallest fitting count (resolved with the GPU families)
+    min_replicas: int
+    max_replicas: int
+    image_tag: str  # the catalog's pinned tag unless overridden
+
+
+MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
+    "gpus": _int(1, 8),
+    "min_replicas": _int(1, 50),
+    "max_replicas": _int(1, 50),
+    "image_tag": _regex(r"(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "a pinned image tag (not 'latest')"),
+}
+MODEL_DEFAULTS = {"min_replicas": 1, "max_replicas": 5}
+
+
+def k8s_name_for(model_name: str) -> str:
+    """`meta/llama-3.1-8b-instruct` -> `nim-llm-llama-3-1-8b-instruct` (a DNS-1035 label)."""
+    short = model_name.rsplit("/", 1)[-1].lower()
+    return WORKLOAD_PREFIX + re.sub(r"[^a-z0-9-]+", "-", short).strip("-")
+
+
+def _suggest(value: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(value, known, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _parse_models_value(raw: Any) -> Any:
+    """JSON string or list from structured config; a bare name or comma-separated names are accepted too."""
+    if isinstance(raw, list):
+        return raw
+    text = str(raw).strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        if text.startswith(("[", "{")):
+            raise _Bad("not valid JSON; allowed: a JSON list such as '[\"meta/llama3-8b-instruct\"]'") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_models(raw: Any, catalog: Catalog, problems: list[str]) -> tuple[ModelRequest, ...]:
+    key = "nim_models"
+    try:
+        items = _parse_models_value(raw)
+    except _Bad as bad:
+        problems.append(f"{key}: {_show(raw)} is {bad}")
+        return ()
+    if isinstance(items, (str, dict)):
+        items = [items]
+    if not isinstance(items, list) or not items:
+        problems.append(
+            f"{key}: {_show(raw)} is not a non-empty list; allowed: catalog names or objects with 'name', "
+            f"e.g. '[\"meta/llama3-8b-instruct\"]'"
+        )
+        return ()
+
+    models: list[ModelRequest] = []
+    seen: dict[str, str] = {}
+    for i, item in enumerate(items):
+        where = f"{key}[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict):
+            problems.append(f"{where}: {_show(item)} is neither a model name nor an object with 'name'")
+            continue
+        fields: dict[str, Any] = dict(MODEL_DEFAULTS)
+        ok = True
+        for k, v in item.items():
+            if k == "name":
+                continue
+            if k not in MODEL_KEYS:
+                allowed = ", ".join(["name", *MODEL_KEYS])
+                problems.append(f"{where}.{k}: unknown key{_suggest(k, list(MODEL_KEYS))}; allowed: {allowed}")
+                ok = False
+                continue
+            try:
+                fields[k] = MODEL_KEYS[k](v)
+            except _Bad as bad:
+                problems.append(f"{where}.{k}: {_show(v)} is not valid; {bad}")
+                ok = False
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            problems.append(f"{where}.name: missing; allowed: a model name from models.yaml")
+            continue
+        if name not in catalog.models:
+            problems.append(
+                f"{where}.name: '{name}' is not in the model catalog{_suggest(name, sorted(catalog.models))}; "
+                f"allowed: {', '.join(sorted(catalog.models))}, or add an entry to models.yaml"
+            )
+            continue
+        k8s_name = k8s_name_for(name)
+        if len(k8s_name) > MAX_WORKLOAD_NAME:
+            problems.append(
+                f"{where}.name: '{name}' gives the Kubernetes name '{k8s_name}' ({len(k8s_name)} characters); "
+                f"allowed: at most {MAX_WORKLOAD_NAME} (a StatefulSet's pod labels must fit in 63)"
+            )
+            ok = False
+        if k8s_name in seen:
+            problems.append(
+                f"{where}.name: '{name}' is listed twice (also {seen[k8s_name]}, both named '{k8s_name}'); "
+                f"allowed: each model once"
+            )
+            ok = False
+        seen.setdefault(k8s_name, where)
+        if "min_replicas" in fields and "max_replicas" in fields and fields["min_replicas"] > fields["max_replicas"]:
+            problems.append(
+                f"{where}: min_replicas {fields['min_replicas']} is greater than max_replicas "
+                f"{fields['max_replicas']}; allowed: min_replicas <= max_replicas"
+            )
+            ok = False
+        if ok:
+            models.append(
+                ModelRequest(
+                    name=name,
+                    k8s_name=k8s_name,
+                    gpus=fields.get("gpus"),
+                    min_replicas=fields["min_replicas"],
+                    max_replicas=fields["max_replicas"],
+                    image_tag=fields.get("image_tag", catalog.models[name].tag),
+                )
+            )
+    return tuple(models)
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """The validated stack configuration every component is built from."""
+
+    project: str
+    stack: str
+    region: str
+    cluster_name: str
+    eks_version: str
+    vpc_cidr: str
+    availability_zones: int
+    single_nat_gateway: bool
+    core_instance_type: str
+    core_node_count: int
+    core_node_max: int
+    core_disk_gb: int
+    tags: dict[str, str]
+    monitoring: bool
+    open_webui: bool
+    genai_perf: bool
+    models: tuple[ModelRequest, ...]
+    catalog: Catalog = field(repr=False)
+
+    @property
+    def aws_tags(self) -> dict[str, str]:
+        """Tags on every AWS resource: who made it and for which stack, plus the user's own."""
+        return {"project": self.project, "stack": self.stack, "nim-on-eks/cluster": self.cluster_name, **self.tags}
+
+
+def _show(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+def parse_config(
+    raw: dict[str, Any], secret_keys: set[str], project: str, stack: str, catalog: Catalog
+) -> StackConfig:
+    """Validate raw config (`{"nim-on-eks:key": "value", "aws:region": ...}`, values as the engine gives them).
+
+    Pure: no Pulumi runtime needed. Raises ConfigError with every problem found.
+    """
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    prefix = NAMESPACE + ":"
+
+    for full_key in sorted(raw):
+        if full_key.startswith(prefix):
+            key = full_key[len(prefix) :]
+            if key not in KEYS:
+                problems.append(
+                    f"{full_key}: unknown key{_suggest(key, list(KEYS))}; known keys: {', '.join(KEYS)}"
+                )
+
+    for key, spec in KEYS.items():
+        full_key = prefix + key
+        if full_key not in raw:
+            values[key] = spec.default
+            continue
+        value = raw[full_key]
+        if spec.secret:
+            continue
+        if key == "nim_models":
+            values[key] = value
+            continue
+        try:
+            values[key] = spec.parse(value if not isinstance(value, str) else value.strip())
+        except _Bad as bad:
+            problems.append(f"{key}: {_show(value)} is not valid; {bad}")
+
+    region = raw.get("aws:region")
+    if not region:
+        problems.append("aws:region: not set; run `pulumi config set aws:region us-west-2` (or your region)")
+    elif not REGION_RE.fullmatch(str(region)):
+        problems.append(f"aws:region: {_show(region)} is not an AWS region name; allowed: e.g. us-west-2")
+
+    api_key = prefix + "ngc_api_key"
+    if not raw.get(api_key):
+        problems.append(
+            "ngc_api_key: not set; run `pulumi config set --secret ngc_api_key nvapi-...` "
+            "(an NGC API key from ngc.nvidia.com)"
+        )
+    elif api_key not in secret_keys:
+        problems.append(
+            "ngc_api_key: stored in clear text in the stack file; allowed: a secret, set with "
+            "`pulumi config set --secret ngc_api_key ...`"
+        )
+
+    if prefix + "nim_models" not in raw:
+        problems.append(
+            "nim_models: not set; allowed: a list of models from models.yaml, e.g. "
+            "`pulumi config set nim_models '[\"meta/llama3-8b-instruct\"]'`"
+        )
+        models: tuple[ModelRequest, ...] = ()
+    else:
+        models = parse_models(values["nim_models"], catalog, problems)
+
+    if isinstance(values.get("core_node_count"), int) and isinstance(values.get("core_node_max"), int):
+        if values["core_node_count"] > values["core_node_max"]:
+            problems.append(
+                f"core_node_count: {values['core_node_count']} is greater than core_node_max "
+                f"{values['core_node_max']}; allowed: core_node_count <= core_node_max"
+            )
+
+    cluster_name = values.get("cluster_name") or _default_cluster_name(project, stack)
+    if values.get("cluster_name") is None and not re.fullmatch(CLUSTER_NAME_RE, cluster_name):
+        problems.append(
+            f"cluster_name: the default '{cluster_name}' (from project and stack) is not a valid name; "
+            "set cluster_name to 2-32 lowercase letters, digits and '-'"
+        )
+
+    if problems:
+        raise ConfigError(problems)
+
+    return StackConfig(
+        project=project,
+        stack=stack,
+        region=str(region),
+        cluster_name=cluster_name,
+        eks_version=values["eks_version"],
+        vpc_cidr=values["vpc_cidr"],
+        availability_zones=values["availability_zones"],
+        single_nat_gateway=values["single_nat_gateway"],
+        core_instance_type=values["core_instance_type"],
+        core_node_count=values["core_node_count"],
+        core_node_max=values["core_node_max"],
+        core_disk_gb=values["core_disk_gb"],
+        tags=values["tags"],
+        monitoring=values["monitoring"],
+        open_webui=values["open_webui"],
+        genai_perf=values["genai_perf"],
+        models=models,
+        catalog=catalog,
+    )
+
+
+def _default_cluster_name(project: str, stack: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", f"{project}-{stack}".lower()).strip("-")[:32].rstrip("-")
+
+
+def _raw_runtime_config() -> tuple[dict[str, Any], set[str]]:
+    """All config the engine passed to this program, with the set of keys marked secret."""
+    from pulumi.runtime import config as rc
+
+    raw: dict[str, Any] = {}
+    for source in (rc.get_config_env(), rc.CONFIG.get()):
+        for key, value in source.items():
+            raw[key.replace(":config:", ":")] = value
+    secrets = {k.replace(":config:", ":") for k in rc.get_config_secret_keys_env()} | set(rc._SECRET_KEYS.get())
+    return raw, secrets
+
+
+def load_config(catalog: Catalog) -> tuple[StackConfig, pulumi.Output[str]]:
+    """Read and validate this stack's config; returns it with the NGC API key as a Pulumi secret."""
+    raw, secret_keys = _raw_runtime_config()
+    cfg = parse_config(raw, secret_keys, pulumi.get_project(), pulumi.get_stack(), catalog)
+    # require_secret keeps the key secret in every output derived from it, whatever the stack file holds.
+    ngc_api_key = pulumi.Config(NAMESPACE).require_secret("ngc_api_key")
+    return cfg, ngc_api_key

@@ -1,0 +1,190 @@
+"""Offline conformance gates: every object the program would create is checked against the real schemas.
+
+1. Kubernetes objects: `kubernetes-validate`, strict, at the cluster's Kubernetes version.
+2. Custom resources: the upstream CRD's openAPIV3Schema (../shared/reference); Helm values: every key path must
+   exist in the chart's own values.yaml at the pinned version, except below documented free-form maps.
+3. IAM policy documents: parliament, no unknown actions or malformed statements.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import kubernetes_validate
+import yaml
+from parliament import analyze_policy_string
+
+from tools.mockrun import Plan, Resource
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "reference"
+SKIP_REASON = (
+    f"{REFERENCE} is absent: the upstream CRDs and chart values.yaml files live beside the clone in CI "
+    "(see ../shared/reference/README.md)"
+)
+
+# pulumi-kubernetes types that are not Kubernetes objects themselves.
+NOT_OBJECTS = {"kubernetes:helm.sh/v3:Release", "pulumi:providers:kubernetes"}
+
+
+# ------------------------------------------------------------------------------------ 1. Kubernetes objects
+
+
+def kubernetes_objects(plan: Plan) -> list[tuple[Resource, dict[str, Any]]]:
+    """(resource, manifest) for every Kubernetes object in the plan, built from the inputs the engine receives."""
+    found = []
+    for r in plan.resources:
+        if not r.type.startswith("kubernetes:") or r.type in NOT_OBJECTS:
+            continue
+        found.append((r, manifest(r)))
+    return found
+
+
+def manifest(r: Resource) -> dict[str, Any]:
+    _, group_version, kind = r.type.split(":")
+    group, version = group_version.split("/")
+    api_version = version if group == "core" else f"{group}/{version}"
+    body = {k: v for k, v in r.inputs.items() if k not in ("apiVersion", "kind")}
+    return {"apiVersion": r.inputs.get("apiVersion", api_version), "kind": r.inputs.get("kind", kind), **body}
+
+
+def is_builtin(m: dict[str, Any]) -> bool:
+    group = m["apiVersion"].rpartition("/")[0]
+    return group == "" or "." not in group or group.endswith(".k8s.io")
+
+
+def validate_kubernetes(m: dict[str, Any], version: str) -> list[str]:
+    try:
+        kubernetes_validate.validate(m, version, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        path = "/".join(str(p) for p in err.path)
+        return [f"{m['kind']}/{m['metadata'].get('name')}: {path}: {err.message}"]
+    except kubernetes_validate.SchemaNotFoundError as err:
+        return [f"{m['kind']}: no schema ({err})"]
+    return []
+
+
+# ---------------------------------------------------------------------------------------- 2a. CRD schemas
+
+
+@functools.lru_cache(maxsize=None)
+def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> openAPIV3Schema for every CRD in the reference folder."""
+    schemas = {}
+    for path in sorted(REFERENCE.rglob("*.yaml")):
+        if path.name == "values.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc["spec"]
+            for v in spec["versions"]:
+                schemas[(f"{spec['group']}/{v['name']}", spec["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
+    return schemas
+
+
+def _strict(schema: Any) -> Any:
+    """OpenAPI v3 (structural) -> JSON Schema that rejects unknown fields, as the API server prunes/rejects them."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v) for k, v in schema.items() if k not in ("x-kubernetes-validations", "description")}
+    if "properties" in schema and "additionalProperties" not in schema and not schema.get(
+        "x-kubernetes-preserve-unknown-fields"
+    ):
+        out["additionalProperties"] = False
+    if schema.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if schema.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def validate_custom_resource(m: dict[str, Any]) -> list[str]:
+    schema = crd_schemas().get((m["apiVersion"], m["kind"]))
+    if schema is None:
+        return [f"{m['apiVersion']} {m['kind']}: no CRD in {REFERENCE}"]
+    body = copy.deepcopy(m)
+    validator = jsonschema.Draft7Validator(_strict(schema))
+    return [
+        f"{m['kind']}/{m['metadata'].get('name')}: {'/'.join(map(str, e.path))}: {e.message}"
+        for e in validator.iter_errors(body)
+    ]
+
+
+# ------------------------------------------------------------------------------------------ 2b. Helm values
+
+
+def values_key_errors(values: Any, chart_values: Any, free_form: Iterable[str] = (), path: str = "") -> list[str]:
+    """Every key path in `values` must exist in the chart's values.yaml; below a free-form path anything goes."""
+    free = set(free_form)
+    errors = []
+    if not isinstance(values, dict):
+        return errors
+    for key, value in values.items():
+        here = f"{path}.{key}" if path else key
+        if here in free or _matches_free(here, free):
+            continue
+        if not isinstance(chart_values, dict) or key not in chart_values:
+            errors.append(f"{here}: not a key of the chart's values.yaml")
+            continue
+        if isinstance(value, dict) and isinstance(chart_values[key], dict):
+            if not chart_values[key]:
+                continue  # an empty map in the chart ({}) is documented as free-form
+            errors.extend(values_key_errors(value, chart_values[key], free, here))
+    return errors
+
+
+def _matches_free(path: str, free: set[str]) -> bool:
+    return any(path.startswith(f + ".") for f in free)
+
+
+def chart_values(folder: str) -> dict[str, Any]:
+    return yaml.safe_load((REFERENCE / folder / "values.yaml").read_text())
+
+
+# --------------------------------------------------------------------------------------------------- 3. IAM
+
+# Where policy documents sit in the inputs of AWS resources: (type, input key, kind of policy).
+POLICY_INPUTS = [
+    ("aws:iam/role:Role", "assumeRolePolicy", "trust"),
+    ("aws:iam/policy:Policy", "policy", "identity"),
+    ("aws:iam/rolePolicy:RolePolicy", "policy", "identity"),
+    ("aws:sqs/queuePolicy:QueuePolicy", "policy", "resource"),
+    ("aws:efs/fileSystemPolicy:FileSystemPolicy", "policy", "resource"),
+]
+# Findings that mean the document is wrong; parliament's style advice (e.g. RESOURCE_STAR on describe actions,
+# which have no resource-level permissions) is not.
+BLOCKING = {"UNKNOWN_ACTION", "UNKNOWN_PREFIX", "MALFORMED", "MALFORMED_JSON", "UNKNOWN_PRINCIPAL",
+            "UNKNOWN_FEDERATION_SOURCE", "UNKNOWN_OPERATOR", "MISMATCHED_TYPE", "UNKNOWN_CONDITION_FOR_ACTION",
+            "INVALID_ARN", "RESOURCE_MISMATCH"}
+
+
+def policy_documents(plan: Plan) -> list[tuple[Resource, str, dict[str, Any]]]:
+    docs = []
+    for type_, key, kind in POLICY_INPUTS:
+        for r in plan.of_type(type_):
+            raw = r.inputs.get(key)
+            if raw is not None:
+                docs.append((r, kind, json.loads(raw) if isinstance(raw, str) else raw))
+    return docs
+
+
+def lint_policy(doc: dict[str, Any], kind: str = "identity") -> list[str]:
+    """Blocking parliament findings. Trust and resource policies carry a Principal and may have no Resource."""
+    findings = analyze_policy_string(json.dumps(doc)).findings
+    problems = []
+    for f in findings:
+        if f.issue not in BLOCKING:
+            continue
+        if kind != "identity" and f.issue == "MALFORMED" and "Resource" in str(f.detail):
+            continue
+        problems.append(f"{f.issue}: {f.detail}")
+    return problems

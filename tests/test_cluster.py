@@ -1,0 +1,106 @@
+"""EKS cluster, core node group and Kubernetes provider as the dev stack would create them."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import plan_for
+
+
+def test_cluster_inputs(dev_plan):
+    eks = dev_plan.one("eks:index:Cluster")
+    i = eks.inputs
+    assert i["name"] == "nim-on-eks-dev"
+    assert i["version"] == "1.36"
+    assert i["authenticationMode"] == "API"
+    assert i["createOidcProvider"] is True
+    assert i["skipDefaultNodeGroup"] is True
+    assert set(i["enabledClusterLogTypes"]) >= {"api", "audit", "authenticator"}
+    key = dev_plan.one("aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True
+    assert i["encryptionConfigKeyArn"].startswith("arn:aws:kms:us-west-2:")
+    assert key.urn in eks.dependencies
+    subnets = {s.name: s.id for s in dev_plan.of_type("aws:ec2/subnet:Subnet")}
+    assert sorted(i["privateSubnetIds"]) == sorted(v for k, v in subnets.items() if "-private-" in k)
+    assert sorted(i["publicSubnetIds"]) == sorted(v for k, v in subnets.items() if "-public-" in k)
+    assert i["vpcId"] == dev_plan.one("aws:ec2/vpc:Vpc").id
+
+
+def test_core_node_group(dev_plan):
+    ng = dev_plan.one("aws:eks/nodeGroup:NodeGroup")
+    i = ng.inputs
+    assert i["clusterName"] == "nim-on-eks-dev"
+    assert i["nodeGroupName"] == "core-node-group"
+    assert i["amiType"] == "AL2023_x86_64_STANDARD"
+    assert i["capacityType"] == "ON_DEMAND"
+    assert i["instanceTypes"] == ["m5.xlarge"]
+    assert i["scalingConfig"] == {"desiredSize": 2, "minSize": 2, "maxSize": 4}
+    assert i["labels"] == {"nim-on-eks/node-pool": "core"}
+    assert "taints" not in i  # core nodes take system pods; GPU taints live on Karpenter's GPU nodes
+    private = sorted(s.id for s in dev_plan.of_type("aws:ec2/subnet:Subnet") if "-private-" in s.name)
+    assert sorted(i["subnetIds"]) == private
+    lt = dev_plan.one("aws:ec2/launchTemplate:LaunchTemplate")
+    ebs = lt.inputs["blockDeviceMappings"][0]["ebs"]
+    assert (ebs["volumeType"], ebs["encrypted"], ebs["volumeSize"]) == ("gp3", "true", 100)
+    assert lt.inputs["metadataOptions"]["httpTokens"] == "required"
+    # created after the cluster and the role's policies; on destroy removed before them
+    role = dev_plan.one("aws:iam/role:Role", "nim-on-eks-dev-core-node-role")
+    attachments = [a for a in dev_plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                   if a.name.startswith("nim-on-eks-dev-core-node-")]
+    assert {a.inputs["policyArn"].rsplit("/", 1)[1] for a in attachments} == {
+        "AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryPullOnly",
+        "AmazonSSMManagedInstanceCore"}
+    for dep in [dev_plan.one("eks:index:Cluster"), role, *attachments]:
+        assert dev_plan.depends_on(ng, dep), dep.name
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Principal"] == {"Service": ["ec2.amazonaws.com"]}
+
+
+def test_core_node_group_size_from_config():
+    plan = plan_for("core_instance_type=m6i.2xlarge", "core_node_count=3", "core_node_max=6", "core_disk_gb=200")
+    i = plan.one("aws:eks/nodeGroup:NodeGroup").inputs
+    assert i["instanceTypes"] == ["m6i.2xlarge"]
+    assert i["scalingConfig"] == {"desiredSize": 3, "minSize": 3, "maxSize": 6}
+    lt = plan.one("aws:ec2/launchTemplate:LaunchTemplate")
+    assert lt.inputs["blockDeviceMappings"][0]["ebs"]["volumeSize"] == 200
+
+
+def test_pod_identity_agent(dev_plan):
+    addon = dev_plan.one("aws:eks/addon:Addon", "nim-on-eks-dev-pod-identity-agent")
+    assert addon.inputs["addonName"] == "eks-pod-identity-agent"
+    assert addon.inputs["clusterName"] == "nim-on-eks-dev"
+    assert dev_plan.depends_on(addon, dev_plan.one("eks:index:Cluster"))
+
+
+def test_every_kubernetes_resource_uses_the_cluster_provider(dev_plan):
+    [provider] = dev_plan.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["kubeconfig"] == "[secret]"
+    assert dev_plan.depends_on(provider, dev_plan.one("aws:eks/nodeGroup:NodeGroup"))
+    k8s = [r for r in dev_plan.resources if r.type.startswith("kubernetes:")]
+    for r in k8s:
+        assert r.provider.startswith(provider.urn + "::"), f"{r.type} {r.name} uses {r.provider or 'the default provider'}"
+
+
+def test_every_aws_resource_uses_the_explicit_provider_with_default_tags(dev_plan):
+    [provider] = dev_plan.of_type("pulumi:providers:aws")
+    assert provider.inputs["region"] == "us-west-2"
+    assert json.loads(provider.inputs["defaultTags"])["tags"] == {
+        "project": "nim-on-eks", "stack": "dev", "nim-on-eks/cluster": "nim-on-eks-dev"}
+    for r in dev_plan.resources:
+        if r.custom and r.type.startswith("aws:"):
+            assert r.provider.startswith(provider.urn + "::"), f"{r.type} {r.name}"
+
+
+def test_outputs(dev_plan):
+    out = dev_plan.outputs
+    assert out["cluster_name"] == "nim-on-eks-dev"
+    assert out["configure_kubectl"] == "aws eks --region us-west-2 update-kubeconfig --name nim-on-eks-dev"
+    assert out["kubeconfig"] == "[secret]"
+    assert out["vpc_id"] == dev_plan.one("aws:ec2/vpc:Vpc").id
+
+
+def test_cluster_name_and_version_from_config():
+    plan = plan_for("cluster_name=llm-prod", "eks_version=1.34")
+    eks = plan.one("eks:index:Cluster")
+    assert (eks.inputs["name"], eks.inputs["version"]) == ("llm-prod", "1.34")
+    assert plan.outputs["configure_kubectl"].endswith("--name llm-prod")

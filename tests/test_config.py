@@ -1,0 +1,225 @@
+"""Stack config and model catalog validation: every problem named, all at once, before anything is created."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pytest
+import yaml
+
+from components import versions
+from components.catalog import CatalogError, load_catalog, parse_catalog
+from components.config import KEYS, ConfigError, k8s_name_for, parse_config
+from tests.conftest import ROOT, plan_for
+
+CATALOG = load_catalog()
+BASE = {
+    "aws:region": "us-west-2",
+    "nim-on-eks:ngc_api_key": "nvapi-test",
+    "nim-on-eks:nim_models": '["meta/llama3-8b-instruct"]',
+}
+SECRETS = {"nim-on-eks:ngc_api_key"}
+
+
+def parse(**overrides: str):
+    raw = dict(BASE)
+    for key, value in overrides.items():
+        full = key if ":" in key else f"nim-on-eks:{key}"
+        if value is None:
+            raw.pop(full, None)
+        else:
+            raw[full] = value
+    return parse_config(raw, SECRETS, "nim-on-eks", "dev", CATALOG)
+
+
+def problems(**overrides: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(**overrides)
+    assert isinstance(info.value, pulumi.RunError)
+    return info.value.problems
+
+
+def test_defaults():
+    cfg = parse()
+    assert cfg.cluster_name == "nim-on-eks-dev"
+    assert cfg.eks_version == versions.DEFAULT_EKS_VERSION == "1.36"
+    assert (cfg.vpc_cidr, cfg.availability_zones, cfg.single_nat_gateway) == ("10.0.0.0/16", 3, True)
+    assert (cfg.core_instance_type, cfg.core_node_count, cfg.core_node_max) == ("m5.xlarge", 2, 4)
+    assert (cfg.monitoring, cfg.open_webui, cfg.genai_perf) == (True, True, False)
+    [model] = cfg.models
+    assert model.name == "meta/llama3-8b-instruct"
+    assert model.k8s_name == "nim-llm-llama3-8b-instruct"
+    assert (model.gpus, model.min_replicas, model.max_replicas) == (None, 1, 5)
+    assert model.image_tag == CATALOG.models["meta/llama3-8b-instruct"].tag
+
+
+def test_json_string_and_structured_config_give_the_same_models():
+    structured = [{"name": "meta/llama-3.1-8b-instruct", "gpus": 2, "max_replicas": 3}, "meta/llama-3.2-1b-instruct"]
+    from_json = parse(nim_models=json.dumps(structured))
+    # `pulumi config set --path` stores numbers given on the command line as strings
+    from_path = parse(nim_models=json.dumps([{"name": "meta/llama-3.1-8b-instruct", "gpus": "2", "max_replicas": "3"},
+                                              "meta/llama-3.2-1b-instruct"]))
+    assert from_json.models == from_path.models
+    assert [m.gpus for m in from_json.models] == [2, None]
+    assert from_json.models[0].max_replicas == 3
+
+
+def test_bare_names_are_accepted():
+    cfg = parse(nim_models="meta/llama3-8b-instruct, meta/llama-3.2-1b-instruct")
+    assert [m.name for m in cfg.models] == ["meta/llama3-8b-instruct", "meta/llama-3.2-1b-instruct"]
+
+
+def test_overrides_and_tags():
+    cfg = parse(cluster_name="team-a", eks_version="1.35", vpc_cidr="10.20.0.0/18", availability_zones="2",
+                single_nat_gateway="false", tags='{"team": "ml", "cost-center": 42}', monitoring="False")
+    assert (cfg.cluster_name, cfg.eks_version, cfg.vpc_cidr) == ("team-a", "1.35", "10.20.0.0/18")
+    assert (cfg.availability_zones, cfg.single_nat_gateway, cfg.monitoring) == (2, False, False)
+    assert cfg.aws_tags == {"project": "nim-on-eks", "stack": "dev", "nim-on-eks/cluster": "team-a",
+                            "team": "ml", "cost-center": "42"}
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"nim_models": '["meta/llama3-8b"]'},
+         "nim_models[0].name: 'meta/llama3-8b' is not in the model catalog (did you mean 'meta/llama3-8b-instruct'?)"),
+        ({"nim_models": '[{"name": "meta/llama3-8b-instruct", "gpus": 0}]'},
+         "nim_models[0].gpus: '0' is not valid; allowed: a whole number from 1 to 8"),
+        ({"nim_models": '[{"name": "meta/llama3-8b-instruct", "gpus": true}]'}, "nim_models[0].gpus"),
+        ({"nim_models": '[{"name": "meta/llama3-8b-instruct", "min_replicas": 4, "max_replicas": 2}]'},
+         "nim_models[0]: min_replicas 4 is greater than max_replicas 2"),
+        ({"nim_models": '[{"name": "meta/llama3-8b-instruct", "image_tag": "latest"}]'},
+         "nim_models[0].image_tag: 'latest' is not valid; allowed: a pinned image tag"),
+        ({"nim_models": '[{"name": "meta/llama3-8b-instruct", "replicas": 2}]'},
+         "nim_models[0].replicas: unknown key (did you mean 'min_replicas'?); allowed: name, gpus, min_replicas"),
+        ({"nim_models": '[{"gpus": 1}]'}, "nim_models[0].name: missing"),
+        ({"nim_models": '["meta/llama3-8b-instruct", "meta/llama3-8b-instruct"]'},
+         "nim_models[1].name: 'meta/llama3-8b-instruct' is listed twice (also nim_models[0]"),
+        ({"nim_models": "[]"}, "nim_models: '[]' is not a non-empty list"),
+        ({"nim_models": '[{"name": '}, "nim_models: '[{\"name\": ' is not valid JSON"),
+        ({"nim_models": "[42]"}, "nim_models[0]: '42' is neither a model name nor an object"),
+        ({"nim_models": None}, "nim_models: not set"),
+        ({"ngc_api_key": None}, "ngc_api_key: not set; run `pulumi config set --secret ngc_api_key"),
+        ({"vpc_cidr": "10.0.0.0/33"}, "vpc_cidr: '10.0.0.0/33' is not valid; not an IPv4 network in CIDR form"),
+        ({"vpc_cidr": "10.0.0.1/16"}, "vpc_cidr: '10.0.0.1/16' is not valid; not an IPv4 network"),
+        ({"vpc_cidr": "8.8.0.0/16"}, "vpc_cidr: '8.8.0.0/16' is not valid; allowed: a private (RFC 1918) range"),
+        ({"vpc_cidr": "10.0.0.0/24"}, "allowed: a prefix from /16"),
+        ({"availability_zones": "1"}, "availability_zones: '1' is not valid; allowed: a whole number from 2 to 6"),
+        ({"availability_zones": "three"}, "availability_zones: 'three' is not valid"),
+        ({"single_nat_gateway": "yes"}, "single_nat_gateway: 'yes' is not valid; allowed: true or false"),
+        ({"eks_version": "1.29"}, "eks_version: '1.29' is not valid; allowed: one of 1.33, 1.34, 1.35, 1.36"),
+        ({"cluster_name": "My_Cluster"}, "cluster_name: 'My_Cluster' is not valid; allowed: 2-32 lowercase"),
+        ({"core_instance_type": "xlarge"}, "core_instance_type: 'xlarge' is not valid"),
+        ({"core_node_count": "5", "core_node_max": "3"}, "core_node_count: 5 is greater than core_node_max 3"),
+        ({"tags": '["a"]'}, "tags: '[\"a\"]' is not valid; allowed: a map of strings"),
+        ({"tags": '{"aws:x": "1"}'}, "must not start with 'aws:'"),
+        ({"nim-on-eks:monitorng": "true"}, "nim-on-eks:monitorng: unknown key (did you mean 'monitoring'?)"),
+        ({"aws:region": None}, "aws:region: not set"),
+        ({"aws:region": "mars-1"}, "aws:region: 'mars-1' is not an AWS region name"),
+    ],
+)
+def test_each_bad_value_is_named_with_what_is_allowed(overrides, expected):
+    found = problems(**overrides)
+    assert any(expected in p for p in found), found
+
+
+def test_all_problems_are_reported_together():
+    found = problems(vpc_cidr="nope", monitoring="maybe", nim_models='["x/y", {"name": "meta/llama3-8b-instruct", "gpus": 9}]')
+    assert len(found) == 4, found
+    message = str(ConfigError(found))
+    assert message.startswith("Invalid stack configuration (4 problems); nothing was created:")
+
+
+def test_ngc_key_in_clear_text_is_refused():
+    with pytest.raises(ConfigError) as info:
+        parse_config(BASE, set(), "nim-on-eks", "dev", CATALOG)
+    assert any("ngc_api_key: stored in clear text" in p for p in info.value.problems)
+
+
+def test_name_too_long_for_kubernetes():
+    data = yaml.safe_load((ROOT / "models.yaml").read_text())
+    long_name = "acme/" + "a-very-long-model-name-that-will-not-fit-in-a-label-x"
+    data["models"][long_name] = dict(data["models"]["meta/llama3-8b-instruct"])
+    catalog = parse_catalog(data)
+    raw = {**BASE, "nim-on-eks:nim_models": json.dumps([long_name])}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, SECRETS, "nim-on-eks", "dev", catalog)
+    assert "at most 52" in info.value.problems[0]
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("meta/llama3-8b-instruct", "nim-llm-llama3-8b-instruct"),
+     ("meta/llama-3.1-8b-instruct", "nim-llm-llama-3-1-8b-instruct"),
+     ("mistralai/mixtral-8x7b-instruct-v01", "nim-llm-mixtral-8x7b-instruct-v01")],
+)
+def test_kubernetes_names(name, expected):
+    assert k8s_name_for(name) == expected
+
+
+def test_every_key_is_documented_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    missing = [key for key in KEYS if f"`{key}`" not in readme]
+    assert not missing, f"README config table lacks {missing}"
+
+
+# ---------------------------------------------------------------------------------------------- catalog
+
+
+REQUIRED_MODELS = ["meta/llama3-8b-instruct", "meta/llama-3.1-8b-instruct", "meta/llama-3.1-70b-instruct",
+                   "mistralai/mixtral-8x7b-instruct-v01", "meta/llama-3.2-1b-instruct", "meta/llama-3.2-3b-instruct"]
+
+
+@pytest.mark.parametrize("name", REQUIRED_MODELS)
+def test_catalog_entries(name):
+    model = CATALOG.models[name]
+    assert model.image == f"nvcr.io/nim/{name}"
+    assert model.tag and model.tag != "latest"
+    # sizing rules from the issue: ~4 GB cache and ~2 GB + 10 GB host memory per billion parameters
+    assert model.cache_gib >= 4 * model.parameters_b
+    assert model.memory_gib >= 2 * model.parameters_b + 10
+    assert model.metrics_path == "/v1/metrics"
+    assert set(model.min_gpus) >= {"a10g", "l40s", "a100-80gb", "h100"}
+
+
+def test_catalog_big_models_need_big_gpus():
+    seventy = CATALOG.models["meta/llama-3.1-70b-instruct"].min_gpus
+    assert seventy["h100"] == seventy["a100-80gb"] == 4 and "l4" not in seventy
+    assert CATALOG.models["meta/llama3-8b-instruct"].min_gpus["a10g"] == 1
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda e: e.update(tag="latest"), "tag: 'latest' is not a pinned tag"),
+        (lambda e: e.update(image="nvcr.io/nim/meta/x:1.0"), "is not an image repository"),
+        (lambda e: e.update(min_gpus={"v100": 1}), "min_gpus.v100: unknown GPU type"),
+        (lambda e: e.update(min_gpus={"a10g": 0}), "min_gpus.a10g: 0 must be a whole number from 1 to 8"),
+        (lambda e: e.pop("cache_gib"), "cache_gib: missing"),
+        (lambda e: e.update(colour="red"), "colour: unknown field"),
+        (lambda e: e.update(cpu="4"), "cpu: '4' has the wrong type"),
+        (lambda e: e.update(metrics_path="metrics"), "must start with '/'"),
+    ],
+)
+def test_catalog_validation(mutate, expected):
+    data = yaml.safe_load((ROOT / "models.yaml").read_text())
+    mutate(data["models"]["meta/llama3-8b-instruct"])
+    with pytest.raises(CatalogError) as info:
+        parse_catalog(data)
+    assert any(expected in p for p in info.value.problems), info.value.problems
+
+
+# --------------------------------------------------------------------------------- through the real program
+
+
+def test_bad_config_stops_the_program_before_anything_is_created():
+    plan = plan_for('nim_models=["meta/llama3-8b-instruct", {"name": "nope/nope", "gpus": 0}]')
+    assert plan.error and plan.error.startswith("Invalid stack configuration (2 problems)")
+    assert "nim_models[1].name: 'nope/nope'" in plan.error and "nim_models[1].gpus" in plan.error
+    assert [r for r in plan.resources if r.custom] == []
+
+
+def test_more_zones_than_the_region_has():
+    plan = plan_for("availability_zones=6")
+    assert "availability_zones: 6 requested, but this region has only 4 zones" in plan.error

@@ -1,0 +1,378 @@
+"""Run the real `__main__.py` under Pulumi's mock runtime and record what the engine would receive.
+
+Used by `tools/plan.py` (the offline plan) and by the tests: one harness, one copy of the composition.
+Each run happens in a fresh thread, so Pulumi's per-context runtime state never leaks between runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import runpy
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pmocks
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "nim-on-eks"
+ACCOUNT = "123456789012"
+PLACEHOLDER_KEY = "nvapi-offline-plan-placeholder"
+
+# Pulumi's wire format markers (sdk/python/lib/pulumi/runtime/rpc.py).
+_SIG = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
+_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+SECRET = "[secret]"
+
+
+@dataclass
+class Resource:
+    type: str
+    name: str
+    urn: str
+    id: str
+    parent: str
+    custom: bool
+    provider: str
+    dependencies: list[str]
+    inputs: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "name": self.name,
+            "urn": self.urn,
+            "id": self.id,
+            "parent": self.parent,
+            "dependencies": self.dependencies,
+            "inputs": self.inputs,
+        }
+
+
+@dataclass
+class Plan:
+    stack: str
+    config: dict[str, Any]
+    resources: list[Resource] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    # -- queries used by the plan printer and the tests
+    def of_type(self, type_: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str | None = None) -> Resource:
+        found = [r for r in self.of_type(type_) if name is None or r.name == name]
+        if len(found) != 1:
+            names = [r.name for r in self.of_type(type_)]
+            raise LookupError(f"expected one {type_} named {name!r}, found {len(found)} among {names}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> Resource:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def depends_on(self, resource: Resource, other: Resource) -> bool:
+        """True when `resource` is created after (and deleted before) `other`, directly or transitively."""
+        index = {r.urn: r for r in self.resources}
+        seen: set[str] = set()
+        stack = list(resource.dependencies)
+        while stack:
+            urn = stack.pop()
+            if urn == other.urn:
+                return True
+            if urn in seen or urn not in index:
+                continue
+            seen.add(urn)
+            dep = index[urn]
+            stack.extend(dep.dependencies)
+            # depending on a component means depending on all of its children
+            stack.extend(r.urn for r in self.resources if r.parent == urn)
+        return False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "resources": [r.as_json() for r in self.resources],
+            "outputs": self.outputs,
+            "notes": self.notes,
+            "warnings": self.warnings,
+        }
+
+
+def _plain(value: Any) -> Any:
+    """Wire-format value -> JSON, with every secret replaced by "[secret]"."""
+    if isinstance(value, dict):
+        if value.get(_SIG) == _SECRET_SIG:
+            return SECRET
+        if value.get(_SIG) == _RESOURCE_SIG:
+            return value.get("urn")
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if value == _UNKNOWN:
+        return "[unknown]"
+    return value
+
+
+def _ints(value: Any) -> Any:
+    """protobuf Struct numbers are floats; show whole numbers as ints."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    return value
+
+
+_ID_PREFIX = {
+    "aws:ec2/vpc:Vpc": "vpc-",
+    "aws:ec2/subnet:Subnet": "subnet-",
+    "aws:ec2/securityGroup:SecurityGroup": "sg-",
+    "aws:ec2/internetGateway:InternetGateway": "igw-",
+    "aws:ec2/natGateway:NatGateway": "nat-",
+    "aws:ec2/eip:Eip": "eipalloc-",
+    "aws:ec2/routeTable:RouteTable": "rtb-",
+    "aws:ec2/launchTemplate:LaunchTemplate": "lt-",
+    "aws:efs/fileSystem:FileSystem": "fs-",
+    "aws:kms/key:Key": "",
+}
+
+
+class PlanMocks(pulumi.runtime.Mocks):
+    """Realistic outputs for the resources and data sources the program reads."""
+
+    def __init__(self, region: str):
+        self.region = region
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        inputs = dict(args.inputs)
+        typ, name = args.typ, args.name
+        digest = hashlib.sha1(f"{typ}/{name}".encode()).hexdigest()
+        rid = _ID_PREFIX.get(typ, f"{name}-") + digest[:17]
+        out = dict(inputs)
+        if typ.startswith("aws:"):
+            service = typ.split(":")[1].split("/")[0]
+            out.setdefault("arn", f"arn:aws:{service}:{self.region}:{ACCOUNT}:{name}")
+            out.setdefault("tagsAll", inputs.get("tags", {}))
+        if typ == "aws:iam/role:Role":
+            out["name"] = inputs.get("name") or f"{name}-{digest[:7]}"
+            out["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{out['name']}"
+        elif typ == "aws:iam/policy:Policy":
+            out["arn"] = f"arn:aws:iam::{ACCOUNT}:policy/{inputs.get('name') or name}"
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            out["latestVersion"] = 1
+        elif typ == "aws:sqs/queue:Queue":
+            qname = inputs.get("name") or name
+            out["name"] = qname
+            out["arn"] = f"arn:aws:sqs:{self.region}:{ACCOUNT}:{qname}"
+            out["url"] = f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT}/{qname}"
+        elif typ == "aws:kms/key:Key":
+            rid = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+            out["arn"] = f"arn:aws:kms:{self.region}:{ACCOUNT}:key/{rid}"
+        elif typ == "aws:secretsmanager/secret:Secret":
+            out["name"] = (inputs.get("namePrefix") or name) + digest[:6]
+        elif typ == "eks:index:Cluster":
+            cname = inputs.get("name") or name
+            issuer = f"https://oidc.eks.{self.region}.amazonaws.com/id/{digest[:32].upper()}"
+            out.update(
+                kubeconfigJson=json.dumps(_kubeconfig(cname, self.region)),
+                oidcIssuer=issuer,
+                oidcProviderUrl=issuer.removeprefix("https://"),
+                oidcProviderArn=f"arn:aws:iam::{ACCOUNT}:oidc-provider/{issuer.removeprefix('https://')}",
+                clusterSecurityGroupId="sg-0c1u5t3r" + digest[:9],
+                nodeSecurityGroupId="sg-0n0d3" + digest[:12],
+            )
+        elif typ == "random:index/randomPassword:RandomPassword":
+            out["result"] = "mock-" + digest[:20]
+        return rid, out
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        token = args.token
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            letters = "abcd"
+            return {
+                "id": self.region,
+                "names": [f"{self.region}{c}" for c in letters],
+                "zoneIds": [f"{self.region.replace('-', '')[:4]}{i + 1}-az{i + 1}" for i in range(len(letters))],
+                "groupNames": [self.region] * len(letters),
+            }
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"id": ACCOUNT, "accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/plan", "userId": "AIDPLAN"}
+        if token == "aws:index/getPartition:getPartition":
+            return {"id": "aws", "partition": "aws", "dnsSuffix": "amazonaws.com", "reverseDnsSuffix": "com.amazonaws"}
+        if token == "aws:index/getRegion:getRegion":
+            return {"id": self.region, "name": self.region, "region": self.region}
+        return {}
+
+
+def _kubeconfig(name: str, region: str) -> dict[str, Any]:
+    server = f"https://{name.upper()}.gr7.{region}.eks.amazonaws.com"
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": "bW9jaw=="}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+        "users": [{"name": name, "user": {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1",
+                                                   "command": "aws", "args": ["eks", "get-token", "--cluster-name", name]}}}],
+    }
+
+
+class RecordingMonitor(pmocks.MockMonitor):
+    """Sees every registration as the engine would: parent, dependencies, inputs with secret markers."""
+
+    def __init__(self, mocks: PlanMocks):
+        super().__init__(mocks)
+        self.records: list[Resource] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            deps = set(request.dependencies)
+            for prop in request.propertyDependencies.values():
+                deps.update(prop.urns)
+            inputs = _ints(_plain(json_format.MessageToDict(request.object)))
+            self.records.append(
+                Resource(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    id=response.id,
+                    parent=request.parent,
+                    custom=bool(request.custom),
+                    provider=request.provider,
+                    dependencies=sorted(deps),
+                    inputs=inputs,
+                )
+            )
+        return response
+
+
+# ------------------------------------------------------------------------------------------ stack config
+
+
+def _engine_value(value: Any) -> str:
+    """Config as the Pulumi CLI hands it to the program: strings as-is, everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def stack_config(stack: str, overrides: list[str] | None = None, root: Path = ROOT) -> tuple[dict, list[str], list[str]]:
+    """(config, secret keys, notes) for `Pulumi.<stack>.yaml` plus `KEY=VALUE` overrides."""
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no stack file {path.name}; stacks here: "
+                                f"{', '.join(p.name for p in sorted(root.glob('Pulumi.*.yaml')))}")
+    data = yaml.safe_load(path.read_text()) or {}
+    config: dict[str, Any] = {}
+    secrets: list[str] = []
+    notes: list[str] = []
+
+    def full(key: str) -> str:
+        return key if ":" in key else f"{PROJECT}:{key}"
+
+    for key, value in (data.get("config") or {}).items():
+        key = full(key)
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[key] = PLACEHOLDER_KEY if key.endswith(":ngc_api_key") else "offline-plan-placeholder"
+            secrets.append(key)
+            notes.append(f"{key} is encrypted in {path.name}; the offline plan uses a placeholder secret")
+            continue
+        config[key] = _engine_value(value)
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        config[full(key.strip())] = value
+        if key.strip().endswith("ngc_api_key"):
+            secrets.append(full(key.strip()))  # as `pulumi config set --secret` would store it
+    key = f"{PROJECT}:ngc_api_key"
+    if key not in config:
+        config[key] = PLACEHOLDER_KEY
+        secrets.append(key)
+        notes.append("ngc_api_key is not set; the offline plan uses a placeholder secret "
+                     "(set yours with `pulumi config set --secret ngc_api_key nvapi-...`)")
+    return config, secrets, notes
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+class _LogCapture(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def run(stack: str = "dev", overrides: list[str] | None = None, root: Path = ROOT) -> Plan:
+    """Run `__main__.py` for a stack under mocks; a config error is returned in `Plan.error`."""
+    config, secrets, notes = stack_config(stack, overrides, root)
+    plan = Plan(stack=stack, config=config, notes=notes)
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(_run_in_thread(plan, secrets, root)), daemon=True)
+    thread.start()
+    thread.join()
+    if "exception" in result:
+        raise result["exception"]
+    return plan
+
+
+def _run_in_thread(plan: Plan, secrets: list[str], root: Path) -> dict[str, Any]:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    region = plan.config.get("aws:region") or "us-west-2"
+    monitor = RecordingMonitor(PlanMocks(region))
+    logger = logging.getLogger(f"nim-on-eks.plan.{id(plan)}")
+    logger.propagate = False
+    capture = _LogCapture()
+    logger.addHandler(capture)
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=plan.stack, preview=False,
+                             logger=logger, monitor=monitor)
+    pulumi.runtime.set_all_config(plan.config, secrets)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        loop.run_until_complete(
+            pulumi.runtime.stack.run_pulumi_func(lambda: runpy.run_path(str(root / "__main__.py"), run_name="__main__"))
+        )
+        plan.outputs = loop.run_until_complete(_resolve_outputs())
+    except pulumi.RunError as err:
+        plan.error = str(err)
+    except Exception as err:  # noqa: BLE001 - surfaced to the caller after the thread ends
+        return {"exception": err}
+    finally:
+        plan.resources = monitor.records
+        plan.warnings = capture.messages
+        loop.close()
+    return {}
+
+
+async def _resolve_outputs() -> dict[str, Any]:
+    root = pulumi.runtime.settings.get_root_resource()
+    resolved: dict[str, Any] = {}
+    for name, value in getattr(root, "outputs", {}).items():
+        out = pulumi.Output.from_input(value)
+        secret = await out.is_secret()
+        resolved[name] = SECRET if secret else _deep_plain(await out.future())
+    return resolved
+
+
+def _deep_plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

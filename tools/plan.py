@@ -1,0 +1,107 @@
+"""Offline plan: what `pulumi up` would create for a stack, without AWS or the Pulumi CLI.
+
+    python -m tools.plan [--stack dev] [--set KEY=VALUE ...] [--json FILE]
+
+Runs the very same `__main__.py` under Pulumi's mock runtime (tools/mockrun.py) with the stack's config file plus
+the overrides, then prints a tree by component, counts per resource type and the stack outputs. A config error
+prints as `pulumi up` shows it and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+from tools import mockrun
+
+# Extra sections (cost, ...) register here: each takes the Plan and returns
+# (title, text lines, JSON value, failed); a failed section makes the plan exit non-zero.
+Section = Callable[[mockrun.Plan], "tuple[str, list[str], Any, bool] | None"]
+SECTIONS: list[tuple[str, Section]] = []
+
+
+def tree_lines(plan: mockrun.Plan) -> list[str]:
+    children: dict[str, list[mockrun.Resource]] = {}
+    for r in plan.resources:
+        children.setdefault(r.parent, []).append(r)
+    roots = [r for r in plan.resources if r.parent not in {x.urn for x in plan.resources}]
+    width = max((len(r.type) for r in plan.resources), default=20) + 8
+    lines = [f"    {'TYPE':<{width}} NAME", f" +  {'pulumi:pulumi:Stack':<{width}} {mockrun.PROJECT}-{plan.stack}"]
+
+    def walk(nodes: list[mockrun.Resource], prefix: str) -> None:
+        # components first, then by type and name, so the tree reads like the architecture
+        nodes = sorted(nodes, key=lambda r: (r.custom, r.type, r.name))
+        for i, r in enumerate(nodes):
+            last = i == len(nodes) - 1
+            branch = "└─ " if last else "├─ "
+            label = f"{prefix}{branch}{r.type}"
+            lines.append(f" +  {label:<{width}} {r.name}")
+            walk(children.get(r.urn, []), prefix + ("   " if last else "│  "))
+
+    walk(roots, "")
+    return lines
+
+
+def render(plan: mockrun.Plan, extra: list[tuple[str, list[str]]]) -> str:
+    out = [f"Offline plan of stack '{plan.stack}' (Pulumi mock runtime; nothing is created)", ""]
+    out += tree_lines(plan)
+    counts = Counter(r.type for r in plan.resources if r.custom)
+    out += ["", f"Resources: {sum(counts.values())} to create "
+            f"(+ {sum(1 for r in plan.resources if not r.custom)} components)"]
+    out += [f"  {n:>4}  {t}" for t, n in sorted(counts.items())]
+    out += ["", "Outputs:"]
+    width = max((len(k) for k in plan.outputs), default=0)
+    for key, value in plan.outputs.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        out.append(f"  {key:<{width}}  {text}")
+    for title, lines in extra:
+        out += ["", f"{title}:"] + [f"  {line}" for line in lines]
+    if plan.warnings:
+        out += ["", "Warnings:"] + [f"  - {w}" for w in plan.warnings]
+    if plan.notes:
+        out += ["", "Notes:"] + [f"  - {n}" for n in plan.notes]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to read (default: dev)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key as `pulumi config set KEY VALUE` would (repeatable)")
+    parser.add_argument("--json", dest="json_file", metavar="FILE", help="also write the plan as JSON to FILE")
+    args = parser.parse_args(argv)
+
+    try:
+        plan = mockrun.run(args.stack, args.overrides)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if plan.error:
+        # as `pulumi up` shows a RunError: the message alone, no traceback
+        print(f"error: {plan.error}", file=sys.stderr)
+        return 1
+
+    extra: list[tuple[str, list[str]]] = []
+    document = plan.as_json()
+    status = 0
+    for key, section in SECTIONS:
+        result = section(plan)
+        if result is None:
+            continue
+        title, lines, value, failed = result
+        extra.append((title, lines))
+        document[key] = value
+        status = status or (1 if failed else 0)
+    print(render(plan, extra))
+    if args.json_file:
+        Path(args.json_file).write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+        print(f"\nWrote {args.json_file}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
