@@ -53,6 +53,7 @@ cluster = Cluster(
         core_node_max=cfg.core_node_max,
         core_disk_gb=cfg.core_disk_gb,
         aws_provider=aws_provider,
+        admin_arns=cfg.cluster_admins,
         tags=cfg.aws_tags,
     ),
 )

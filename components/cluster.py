@@ -28,6 +28,7 @@ class ClusterArgs:
     core_node_max: int
     core_disk_gb: int
     aws_provider: aws.Provider
+    admin_arns: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -67,6 +68,19 @@ class Cluster(pulumi.ComponentResource):
             endpoint_public_access=True,  # kubectl from the user's machine; nodes use the private endpoint
             endpoint_private_access=True,
             authentication_mode=eks.AuthenticationMode.API,
+            # the identity running `pulumi up` becomes admin through EKS's bootstrap; these are the others
+            access_entries={
+                f"admin-{i}": eks.AccessEntryArgs(
+                    principal_arn=arn,
+                    access_policies={
+                        "admin": eks.AccessPolicyAssociationArgs(
+                            policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                        )
+                    },
+                )
+                for i, arn in enumerate(args.admin_arns)
+            },
             create_oidc_provider=True,  # IRSA for add-ons that do not take Pod Identity (EFS CSI)
             skip_default_node_group=True,
             enabled_cluster_log_types=LOG_TYPES,

@@ -130,6 +130,18 @@ def _tags(raw: str) -> dict[str, str]:
     return {k: str(v) for k, v in value.items()}
 
 
+def _principal_arns(raw: str) -> tuple[str, ...]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = [part.strip() for part in raw.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) and PRINCIPAL_RE.fullmatch(v) for v in value):
+        raise _Bad("allowed: a JSON list of IAM role or user ARNs, e.g. [\"arn:aws:iam::123456789012:role/admin\"]")
+    return tuple(value)
+
+
+PRINCIPAL_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+")
+
 # ------------------------------------------------------------------------------------------- key specs
 
 
@@ -177,6 +189,11 @@ KEYS: dict[str, KeySpec] = {
     "core_node_count": KeySpec(_int(2, 20), 2, "Core nodes (desired and minimum); Karpenter's two replicas need two."),
     "core_node_max": KeySpec(_int(2, 50), 4, "Most core nodes the node group may scale to."),
     "core_disk_gb": KeySpec(_int(20, 1000), 100, "Encrypted gp3 root volume of each core node, in GiB."),
+    "cluster_admins": KeySpec(
+        _principal_arns,
+        (),
+        "IAM roles or users given cluster-admin access entries (the identity running `pulumi up` is admin anyway).",
+    ),
     "tags": KeySpec(_tags, {}, "Extra AWS tags for every AWS resource (JSON map)."),
     "monitoring": KeySpec(_bool, True, "Prometheus, Grafana, the NIM dashboard and the HPA metric."),
     "open_webui": KeySpec(_bool, True, "Open WebUI chat front end for the deployed models."),
@@ -340,6 +357,7 @@ class StackConfig:
     core_node_count: int
     core_node_max: int
     core_disk_gb: int
+    cluster_admins: tuple[str, ...]
     tags: dict[str, str]
     monitoring: bool
     open_webui: bool
@@ -450,6 +468,7 @@ def parse_config(
         core_node_count=values["core_node_count"],
         core_node_max=values["core_node_max"],
         core_disk_gb=values["core_disk_gb"],
+        cluster_admins=values["cluster_admins"],
         tags=values["tags"],
         monitoring=values["monitoring"],
         open_webui=values["open_webui"],

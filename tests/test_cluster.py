@@ -104,3 +104,14 @@ def test_cluster_name_and_version_from_config():
     eks = plan.one("eks:index:Cluster")
     assert (eks.inputs["name"], eks.inputs["version"]) == ("llm-prod", "1.34")
     assert plan.outputs["configure_kubectl"].endswith("--name llm-prod")
+
+
+def test_cluster_admins_get_access_entries(dev_plan):
+    assert dev_plan.one("eks:index:Cluster").inputs.get("accessEntries", {}) == {}
+    arn = "arn:aws:iam::123456789012:role/platform-admin"
+    plan = plan_for(f'cluster_admins=["{arn}"]')
+    entry = plan.one("eks:index:Cluster").inputs["accessEntries"]["admin-0"]
+    assert entry["principalArn"] == arn
+    policy = entry["accessPolicies"]["admin"]
+    assert policy["policyArn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
+    assert policy["accessScope"] == {"type": "cluster"}

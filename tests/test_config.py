@@ -115,6 +115,7 @@ def test_overrides_and_tags():
         ({"tags": '["a"]'}, "tags: '[\"a\"]' is not valid; allowed: a map of strings"),
         ({"tags": '{"aws:x": "1"}'}, "must not start with 'aws:'"),
         ({"nim-on-eks:monitorng": "true"}, "nim-on-eks:monitorng: unknown key (did you mean 'monitoring'?)"),
+        ({"cluster_admins": '["arn:aws:iam::12:role/x"]'}, "cluster_admins: '[\"arn:aws:iam::12:role/x\"]' is not valid"),
         ({"aws:region": None}, "aws:region: not set"),
         ({"aws:region": "mars-1"}, "aws:region: 'mars-1' is not an AWS region name"),
     ],
