@@ -10,6 +10,7 @@ import pulumi_aws as aws
 from components.catalog import load_catalog
 from components.cluster import Cluster, ClusterArgs
 from components.config import load_config
+from components.karpenter import Karpenter, KarpenterArgs
 from components.network import Network, NetworkArgs, pick_azs
 
 # --- config: every problem is reported here, before anything is created ---------------------------------
@@ -25,6 +26,8 @@ zones = aws.get_availability_zones(
     opts=pulumi.InvokeOptions(provider=aws_provider),
 )
 azs = pick_azs(zones.names, zones.zone_ids, cfg.availability_zones)
+account = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=aws_provider))
+partition = aws.get_partition(opts=pulumi.InvokeOptions(provider=aws_provider))
 
 # --- network ---------------------------------------------------------------------------------------------
 network = Network(
@@ -54,6 +57,27 @@ cluster = Cluster(
         core_disk_gb=cfg.core_disk_gb,
         aws_provider=aws_provider,
         admin_arns=cfg.cluster_admins,
+        tags=cfg.aws_tags,
+    ),
+)
+
+# --- GPU capacity: Karpenter launches (spot-first) GPU nodes for the models ----------------------------------
+capacity = Karpenter(
+    f"{cfg.cluster_name}-karpenter",
+    KarpenterArgs(
+        cluster_name=cfg.cluster_name,
+        region=cfg.region,
+        account_id=account.account_id,
+        partition=partition.partition,
+        cluster_security_group_id=cluster.cluster_security_group_id,
+        gpu_instance_families=cfg.gpu_instance_families,
+        gpu_capacity_types=cfg.gpu_capacity_types,
+        gpu_limit=cfg.gpu_limit,
+        ami_alias=cfg.ami_alias,
+        gpu_root_volume_gb=cfg.gpu_root_volume_gb,
+        aws_provider=aws_provider,
+        k8s_provider=cluster.provider,
+        depends_on=[cluster.pod_identity_agent],
         tags=cfg.aws_tags,
     ),
 )

@@ -18,6 +18,7 @@ import pulumi
 
 from components import versions
 from components.catalog import Catalog
+from components.gpus import GPU_FAMILIES
 
 NAMESPACE = "nim-on-eks"
 
@@ -142,6 +143,29 @@ def _principal_arns(raw: str) -> tuple[str, ...]:
 
 PRINCIPAL_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+")
 
+def _list_of(options: tuple[str, ...], what: str) -> Callable[[Any], tuple[str, ...]]:
+    """A JSON list (or comma-separated names) of distinct values from `options`."""
+
+    def parse(raw: Any) -> tuple[str, ...]:
+        if isinstance(raw, str):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = [part.strip() for part in raw.split(",") if part.strip()]
+        else:
+            value = raw
+        if isinstance(value, str):
+            value = [value]
+        if (not isinstance(value, list) or not value or len(set(value)) != len(value)
+                or not all(isinstance(v, str) and v in options for v in value)):
+            raise _Bad(f"allowed: a non-empty list of distinct {what} from {', '.join(options)}")
+        return tuple(value)
+
+    return parse
+
+
+CAPACITY_TYPES = ("spot", "on-demand")
+
 # ------------------------------------------------------------------------------------------- key specs
 
 
@@ -194,6 +218,23 @@ KEYS: dict[str, KeySpec] = {
         (),
         "IAM roles or users given cluster-admin access entries (the identity running `pulumi up` is admin anyway).",
     ),
+    "gpu_instance_families": KeySpec(
+        _list_of(GPU_FAMILIES, "EC2 GPU families"),
+        ("g5", "g6", "g6e"),
+        "EC2 families Karpenter may launch for models (g5=A10G, g6=L4, g6e=L40S, p4d/p4de=A100, p5=H100, p5en=H200).",
+    ),
+    "gpu_capacity_types": KeySpec(
+        _list_of(CAPACITY_TYPES, "capacity types"),
+        CAPACITY_TYPES,
+        "Capacity types for GPU nodes; with both, Karpenter prefers spot and falls back to on-demand.",
+    ),
+    "gpu_limit": KeySpec(_int(1, 1024), 16, "Most GPUs all GPU nodes together may have (NodePool limit)."),
+    "ami_alias": KeySpec(
+        _regex(r"al2023@(latest|v\d{8})", "al2023@vYYYYMMDD (or al2023@latest, which re-images nodes on every release)"),
+        versions.GPU_AMI_ALIAS,
+        "EKS-optimized AL2023 AMI release of Karpenter's nodes (the NVIDIA variant is picked for GPU instances).",
+    ),
+    "gpu_root_volume_gb": KeySpec(_int(100, 4000), 200, "Encrypted gp3 root volume of each GPU node, GiB (NIM images are large)."),
     "tags": KeySpec(_tags, {}, "Extra AWS tags for every AWS resource (JSON map)."),
     "monitoring": KeySpec(_bool, True, "Prometheus, Grafana, the NIM dashboard and the HPA metric."),
     "open_webui": KeySpec(_bool, True, "Open WebUI chat front end for the deployed models."),
@@ -358,6 +399,11 @@ class StackConfig:
     core_node_max: int
     core_disk_gb: int
     cluster_admins: tuple[str, ...]
+    gpu_instance_families: tuple[str, ...]
+    gpu_capacity_types: tuple[str, ...]
+    gpu_limit: int
+    ami_alias: str
+    gpu_root_volume_gb: int
     tags: dict[str, str]
     monitoring: bool
     open_webui: bool
@@ -469,6 +515,11 @@ def parse_config(
         core_node_max=values["core_node_max"],
         core_disk_gb=values["core_disk_gb"],
         cluster_admins=values["cluster_admins"],
+        gpu_instance_families=values["gpu_instance_families"],
+        gpu_capacity_types=values["gpu_capacity_types"],
+        gpu_limit=values["gpu_limit"],
+        ami_alias=values["ami_alias"],
+        gpu_root_volume_gb=values["gpu_root_volume_gb"],
         tags=values["tags"],
         monitoring=values["monitoring"],
         open_webui=values["open_webui"],

@@ -19,3 +19,30 @@ CORE_AMI_TYPE = "AL2023_x86_64_STANDARD"
 ADDON_VERSIONS: dict[str, str | None] = {
     "eks-pod-identity-agent": None,
 }
+
+
+class ChartPin:
+    """A Helm chart at a pinned version: `repo` is a Helm repository URL, or the full oci:// chart reference."""
+
+    def __init__(self, name: str, repo: str, version: str):
+        self.name, self.repo, self.version = name, repo, version
+
+    @property
+    def is_oci(self) -> bool:
+        return self.repo.startswith("oci://")
+
+    def __repr__(self) -> str:
+        return f"{self.name} {self.version} ({self.repo})"
+
+
+# Karpenter v1: chart and CRDs at aws/karpenter-provider-aws @ 1d927085 (v1.14.1 patch release, 2026-08-21).
+KARPENTER = ChartPin("karpenter", "oci://public.ecr.aws/karpenter/karpenter", "1.14.1")
+KARPENTER_NAMESPACE = "kube-system"  # as the getting-started guide: covered by kube-system's API priority rules
+
+# NVIDIA device plugin: NVIDIA/k8s-device-plugin @ 1b826acc, deployments/helm/nvidia-device-plugin.
+NVIDIA_DEVICE_PLUGIN = ChartPin("nvidia-device-plugin", "https://nvidia.github.io/k8s-device-plugin", "0.20.0")
+
+# EKS-optimized AL2023 AMI release for Karpenter's `al2023@<version>` alias, which picks the NVIDIA variant for GPU
+# instances. v20260714 is the newest release in the amazon-eks-ami changelog we checked (2026-07-23); it carries
+# Kubernetes 1.33-1.36. Pinned, not `latest`, so a new AMI never drifts (and replaces) serving GPU nodes.
+GPU_AMI_ALIAS = "al2023@v20260714"

@@ -77,6 +77,7 @@ def test_every_kubernetes_resource_uses_the_cluster_provider(dev_plan):
     assert provider.inputs["kubeconfig"] == "[secret]"
     assert dev_plan.depends_on(provider, dev_plan.one("aws:eks/nodeGroup:NodeGroup"))
     k8s = [r for r in dev_plan.resources if r.type.startswith("kubernetes:")]
+    assert k8s
     for r in k8s:
         assert r.provider.startswith(provider.urn + "::"), f"{r.type} {r.name} uses {r.provider or 'the default provider'}"
 

@@ -14,6 +14,7 @@ from tests.conftest import needs_reference, plan_for
 CONFIGS = {
     "dev": (),
     "multi-nat-2az": ("single_nat_gateway=false", "availability_zones=2", "eks_version=1.33"),
+    "p5-on-demand": ('gpu_instance_families=["p4de","p5"]', 'gpu_capacity_types=["on-demand"]', "gpu_limit=32"),
 }
 
 
@@ -76,10 +77,19 @@ def test_gate_catches_a_bad_helm_values_key():
 @pytest.mark.parametrize("overrides", plans())
 def test_custom_resources_match_their_crds(overrides):
     plan = plan_for(*overrides)
-    problems = []
-    for _, m in conformance.kubernetes_objects(plan):
-        if not conformance.is_builtin(m):
-            problems += conformance.validate_custom_resource(m)
+    customs = [m for _, m in conformance.kubernetes_objects(plan) if not conformance.is_builtin(m)]
+    assert {m["kind"] for m in customs} >= {"NodePool", "EC2NodeClass"}
+    problems = [p for m in customs for p in conformance.validate_custom_resource(m)]
+    assert not problems, "\n".join(problems)
+
+
+@needs_reference
+@pytest.mark.parametrize("overrides", plans())
+def test_helm_values_exist_in_the_charts_values_yaml(overrides):
+    plan = plan_for(*overrides)
+    releases = conformance.helm_releases(plan)
+    assert releases
+    problems = [p for r, chart, version in releases for p in conformance.release_values_errors(r, chart, version)]
     assert not problems, "\n".join(problems)
 
 

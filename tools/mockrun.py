@@ -84,10 +84,19 @@ class Plan:
         return next(r for r in self.resources if r.urn == urn)
 
     def depends_on(self, resource: Resource, other: Resource) -> bool:
-        """True when `resource` is created after (and deleted before) `other`, directly or transitively."""
+        """True when `resource` is created after (and deleted before) `other`, directly or transitively.
+
+        Follows what the engine orders by: explicit and input dependencies, the resource's provider (created
+        before and deleted after every resource that uses it), and a component's children.
+        """
         index = {r.urn: r for r in self.resources}
         seen: set[str] = set()
-        stack = list(resource.dependencies)
+
+        def edges(r: Resource) -> list[str]:
+            provider = [r.provider.rsplit("::", 1)[0]] if r.provider else []
+            return [*r.dependencies, *provider]
+
+        stack = edges(resource)
         while stack:
             urn = stack.pop()
             if urn == other.urn:
@@ -96,7 +105,7 @@ class Plan:
                 continue
             seen.add(urn)
             dep = index[urn]
-            stack.extend(dep.dependencies)
+            stack.extend(edges(dep))
             # depending on a component means depending on all of its children
             stack.extend(r.urn for r in self.resources if r.parent == urn)
         return False

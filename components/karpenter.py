@@ -1,0 +1,392 @@
+"""Karpenter v1: controller (Helm), its IAM through EKS Pod Identity, interruption queue and rules, node role,
+the EC2NodeClasses and NodePools that launch GPU (and general CPU) nodes.
+
+IAM statements restate the controller policies of Karpenter's getting-started CloudFormation for v1.14
+(aws/karpenter-provider-aws @ 1d927085, website/content/en/v1.14/getting-started/getting-started-with-karpenter/
+cloudformation.yaml): node lifecycle scoped by cluster and nodepool tags, IAM integration scoped to the node role,
+EKS describe, interruption queue, zonal shift, and regional resource discovery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components import iam, versions
+from components.cluster import CORE_NODE_LABEL
+
+SERVICE_ACCOUNT = "karpenter"
+GPU_NODE_LABELS = {"nim-on-eks/node-pool": "gpu", "nvidia.com/gpu.present": "true"}
+CPU_NODE_LABELS = {"nim-on-eks/node-pool": "cpu"}
+GPU_TAINT = {"key": "nvidia.com/gpu", "effect": "NoSchedule"}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+# CPU nodes for Open WebUI, benchmark pods and overflow of system pods: bounded like the GPU pool.
+CPU_POOL_LIMIT_VCPU = 64
+
+# EventBridge events Karpenter acts on (same CloudFormation template): source, detail-type.
+INTERRUPTION_EVENTS = {
+    "health": ("aws.health", "AWS Health Event"),
+    "spot-interruption": ("aws.ec2", "EC2 Spot Instance Interruption Warning"),
+    "rebalance": ("aws.ec2", "EC2 Instance Rebalance Recommendation"),
+    "state-change": ("aws.ec2", "EC2 Instance State-change Notification"),
+    "capacity-reservation": ("aws.ec2", "EC2 Capacity Reservation Instance Interruption Warning"),
+}
+
+
+def controller_policies(
+    partition: str, region: str, account: str, cluster: str, node_role_arn: str, queue_arn: str
+) -> dict[str, dict[str, Any]]:
+    """The controller's permissions, one document per upstream managed policy."""
+    ec2 = f"arn:{partition}:ec2:{region}"
+    owned = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster}": "owned"}
+    request_owned = {
+        f"aws:RequestTag/kubernetes.io/cluster/{cluster}": "owned",
+        "aws:RequestTag/eks:eks-cluster-name": cluster,
+    }
+    tagged_resources = [f"{ec2}:*:{kind}/*" for kind in
+                        ("fleet", "instance", "volume", "network-interface", "launch-template", "spot-instances-request")]
+    profile = f"arn:{partition}:iam::{account}:instance-profile/*"
+    cluster_arn = f"arn:{partition}:eks:{region}:{account}:cluster/{cluster}"
+
+    def allow(sid: str, actions: list[str], resource: Any, condition: dict | None = None) -> dict[str, Any]:
+        statement = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource}
+        if condition:
+            statement["Condition"] = condition
+        return statement
+
+    return {
+        "node-lifecycle": iam.document(
+            allow("AllowScopedEC2InstanceAccessActions", ["ec2:RunInstances", "ec2:CreateFleet"],
+                  [f"{ec2}::image/*", f"{ec2}::snapshot/*", f"{ec2}:*:security-group/*", f"{ec2}:*:subnet/*",
+                   f"{ec2}:*:capacity-reservation/*", f"{ec2}:*:placement-group/*"]),
+            allow("AllowScopedEC2LaunchTemplateAccessActions", ["ec2:RunInstances", "ec2:CreateFleet"],
+                  f"{ec2}:*:launch-template/*",
+                  {"StringEquals": owned, "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"}}),
+            allow("AllowScopedEC2InstanceActionsWithTags",
+                  ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"], tagged_resources,
+                  {"StringEquals": request_owned, "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"}}),
+            allow("AllowScopedResourceCreationTagging", ["ec2:CreateTags"], tagged_resources,
+                  {"StringEquals": {**request_owned,
+                                    "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"]},
+                   "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"}}),
+            allow("AllowScopedResourceTagging", ["ec2:CreateTags"], f"{ec2}:*:instance/*",
+                  {"StringEquals": owned, "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                   "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster},
+                   "ForAllValues:StringEquals": {
+                       "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]}}),
+            allow("AllowScopedDeletion", ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
+                  [f"{ec2}:*:instance/*", f"{ec2}:*:launch-template/*"],
+                  {"StringEquals": owned, "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"}}),
+        ),
+        "iam-integration": iam.document(
+            allow("AllowPassingInstanceRole", ["iam:PassRole"], node_role_arn,
+                  {"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com", "ec2.amazonaws.com.cn"]}}),
+            allow("AllowScopedInstanceProfileCreationActions", ["iam:CreateInstanceProfile"], profile,
+                  {"StringEquals": {**request_owned, "aws:RequestTag/topology.kubernetes.io/region": region},
+                   "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"}}),
+            allow("AllowScopedInstanceProfileTagActions", ["iam:TagInstanceProfile"], profile,
+                  {"StringEquals": {**owned, "aws:ResourceTag/topology.kubernetes.io/region": region,
+                                    **request_owned, "aws:RequestTag/topology.kubernetes.io/region": region},
+                   "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                                  "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"}}),
+            allow("AllowScopedInstanceProfileActions",
+                  ["iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile", "iam:DeleteInstanceProfile"],
+                  profile,
+                  {"StringEquals": {**owned, "aws:ResourceTag/topology.kubernetes.io/region": region},
+                   "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"}}),
+        ),
+        "eks-integration": iam.document(
+            allow("AllowAPIServerEndpointDiscovery", ["eks:DescribeCluster"], cluster_arn),
+        ),
+        "interruption": iam.document(
+            allow("AllowInterruptionQueueActions", ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+                  queue_arn),
+        ),
+        "zonal-shift": iam.document(
+            allow("AllowZonalShiftStatusReadOnly", ["arc-zonal-shift:GetManagedResource"], "*",
+                  {"StringEquals": {"arc-zonal-shift:ResourceIdentifier": cluster_arn}}),
+        ),
+        "resource-discovery": iam.document(
+            # Describe* calls have no resource-level permissions; they are limited to this region instead.
+            allow("AllowRegionalReadActions",
+                  ["ec2:DescribeCapacityReservations", "ec2:DescribeImages", "ec2:DescribeInstances",
+                   "ec2:DescribeInstanceStatus", "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes",
+                   "ec2:DescribeLaunchTemplates", "ec2:DescribePlacementGroups", "ec2:DescribeSecurityGroups",
+                   "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets"],
+                  "*", {"StringEquals": {"aws:RequestedRegion": region}}),
+            allow("AllowSSMReadActions", ["ssm:GetParameter"], f"arn:{partition}:ssm:{region}::parameter/aws/service/*"),
+            allow("AllowPricingReadActions", ["pricing:GetProducts"], "*"),
+            allow("AllowUnscopedInstanceProfileListAction", ["iam:ListInstanceProfiles"], "*"),
+            allow("AllowInstanceProfileReadActions", ["iam:GetInstanceProfile"], profile),
+        ),
+    }
+
+
+def queue_policy(queue_arn: str) -> dict[str, Any]:
+    """EventBridge (and SQS) may send; nothing may use the queue without TLS."""
+    return iam.document(
+        {"Sid": "AllowEventBridge", "Effect": "Allow",
+         "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
+         "Action": "sqs:SendMessage", "Resource": queue_arn},
+        {"Sid": "DenyHTTP", "Effect": "Deny", "Principal": "*", "Action": "sqs:*", "Resource": queue_arn,
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+    )
+
+
+def gpu_requirements(families: tuple[str, ...], capacity_types: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [
+        {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": list(families)},
+        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(capacity_types)},
+        {"key": "karpenter.k8s.aws/instance-gpu-manufacturer", "operator": "In", "values": ["nvidia"]},
+        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+        {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+    ]
+
+
+@dataclass
+class KarpenterArgs:
+    cluster_name: str
+    region: str
+    account_id: str
+    partition: str
+    cluster_security_group_id: pulumi.Input[str]
+    gpu_instance_families: tuple[str, ...]
+    gpu_capacity_types: tuple[str, ...]
+    gpu_limit: int
+    ami_alias: str
+    gpu_root_volume_gb: int
+    aws_provider: aws.Provider
+    k8s_provider: k8s.Provider
+    depends_on: list[pulumi.Resource] = field(default_factory=list)  # the cluster's Pod Identity agent
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class Karpenter(pulumi.ComponentResource):
+    """Karpenter controller plus the GPU and CPU node classes and pools it launches nodes from."""
+
+    node_role: aws.iam.Role
+    queue: aws.sqs.Queue
+    release: k8s.helm.v3.Release
+    gpu_node_pool: k8s.apiextensions.CustomResource
+
+    def __init__(self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("nim-on-eks:index:Karpenter", name, None, opts)
+        aws_opts = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
+        cluster = args.cluster_name
+
+        # --- nodes: role, cluster access, discovery tag on the cluster security group
+        self.node_role = aws.iam.Role(
+            f"{name}-node-role",
+            assume_role_policy=iam.to_json(iam.service_trust("ec2.amazonaws.com")),
+            description=f"Nodes Karpenter launches for {cluster}",
+            opts=aws_opts,
+        )
+        node_attachments = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-node-{key}", role=self.node_role.name,
+                policy_arn=iam.managed_policy_arn(iam.MANAGED[key], args.partition), opts=aws_opts,
+            )
+            for key in iam.NODE_POLICIES
+        ]
+        # Authentication mode API: nodes join through an access entry, not aws-auth.
+        access_entry = aws.eks.AccessEntry(
+            f"{name}-node", cluster_name=cluster, principal_arn=self.node_role.arn, type="EC2_LINUX", opts=aws_opts
+        )
+        # Karpenter's nodes join the cluster security group (the one EKS created), found by this tag.
+        sg_tag = aws.ec2.Tag(
+            f"{name}-sg-discovery", resource_id=args.cluster_security_group_id,
+            key="karpenter.sh/discovery", value=cluster, opts=aws_opts,
+        )
+
+        # --- interruption handling: spot warnings, rebalance, health and state changes reach the controller
+        self.queue = aws.sqs.Queue(
+            f"{name}-interruption",
+            name=f"{cluster}-karpenter",
+            message_retention_seconds=300,
+            sqs_managed_sse_enabled=True,
+            opts=aws_opts,
+        )
+        queue_policy_resource = aws.sqs.QueuePolicy(
+            f"{name}-interruption", queue_url=self.queue.url,
+            policy=self.queue.arn.apply(lambda arn: iam.to_json(queue_policy(arn))), opts=aws_opts,
+        )
+        rules = []
+        for key, (source, detail_type) in INTERRUPTION_EVENTS.items():
+            rule = aws.cloudwatch.EventRule(
+                f"{name}-{key}",
+                description=f"Karpenter interruption handling for {cluster}: {detail_type}",
+                event_pattern=pulumi.Output.json_dumps({"source": [source], "detail-type": [detail_type]}),
+                opts=aws_opts,
+            )
+            rules.append(aws.cloudwatch.EventTarget(
+                f"{name}-{key}", rule=rule.name, arn=self.queue.arn, target_id="KarpenterInterruptionQueueTarget",
+                opts=aws_opts,
+            ))
+
+        # --- controller IAM through EKS Pod Identity
+        self.controller_role = aws.iam.Role(
+            f"{name}-controller-role",
+            assume_role_policy=iam.to_json(iam.pod_identity_trust()),
+            description=f"Karpenter controller of {cluster}",
+            opts=aws_opts,
+        )
+        documents = pulumi.Output.all(self.node_role.arn, self.queue.arn).apply(
+            lambda arns: {k: iam.to_json(doc) for k, doc in controller_policies(
+                args.partition, args.region, args.account_id, cluster, arns[0], arns[1]).items()}
+        )
+        controller_attachments = []
+        for key in ("node-lifecycle", "iam-integration", "eks-integration", "interruption", "zonal-shift",
+                    "resource-discovery"):
+            policy = aws.iam.Policy(
+                f"{name}-controller-{key}", description=f"Karpenter controller ({key}) for {cluster}",
+                policy=documents.apply(lambda docs, k=key: docs[k]), opts=aws_opts,
+            )
+            controller_attachments.append(aws.iam.RolePolicyAttachment(
+                f"{name}-controller-{key}", role=self.controller_role.name, policy_arn=policy.arn, opts=aws_opts,
+            ))
+        pod_identity = aws.eks.PodIdentityAssociation(
+            f"{name}-controller", cluster_name=cluster, namespace=versions.KARPENTER_NAMESPACE,
+            service_account=SERVICE_ACCOUNT, role_arn=self.controller_role.arn,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider, depends_on=args.depends_on),
+        )
+
+        # --- controller: two replicas on the core node group, never on nodes it launched itself
+        chart = versions.KARPENTER
+        self.release = k8s.helm.v3.Release(
+            f"{name}-controller",
+            name="karpenter",
+            chart=chart.repo,
+            version=chart.version,
+            namespace=versions.KARPENTER_NAMESPACE,
+            values={
+                "settings": {"clusterName": cluster, "interruptionQueue": self.queue.name},
+                "serviceAccount": {"name": SERVICE_ACCOUNT},
+                "replicas": 2,
+                "nodeSelector": {"kubernetes.io/os": "linux", **CORE_NODE_LABEL},
+                "controller": {
+                    "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
+                },
+            },
+            # The IAM it acts with, the queue it reads and the node access entry exist first; on destroy the
+            # controller outlives them all, so it can still terminate the nodes it launched.
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.k8s_provider,
+                depends_on=[pod_identity, queue_policy_resource, *controller_attachments, *rules, access_entry,
+                            *node_attachments, sg_tag],
+            ),
+        )
+
+        # --- node classes and pools: created after the controller (its CRDs), deleted while it still runs
+        after_controller = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.release])
+        discovery = [{"tags": {"karpenter.sh/discovery": cluster}}]
+
+        def node_class(key: str, root_gib: int, **extra: Any) -> k8s.apiextensions.CustomResource:
+            return k8s.apiextensions.CustomResource(
+                f"{name}-{key}-class",
+                api_version="karpenter.k8s.aws/v1",
+                kind="EC2NodeClass",
+                metadata={"name": key},
+                spec={
+                    "amiSelectorTerms": [{"alias": args.ami_alias}],
+                    "role": self.node_role.name,
+                    "subnetSelectorTerms": discovery,
+                    "securityGroupSelectorTerms": discovery,
+                    "blockDeviceMappings": [{
+                        "deviceName": "/dev/xvda",
+                        "rootVolume": True,
+                        "ebs": {"volumeSize": f"{root_gib}Gi", "volumeType": "gp3", "encrypted": True,
+                                "deleteOnTermination": True},
+                    }],
+                    "metadataOptions": {"httpEndpoint": "enabled", "httpProtocolIPv6": "disabled",
+                                        "httpPutResponseHopLimit": 1, "httpTokens": "required"},
+                    "tags": {**args.tags, "Name": f"{cluster}-{key}"},
+                    **extra,
+                },
+                opts=after_controller,
+            )
+
+        # Local NVMe (g5, g6, g6e, p4d, p5 all have it) holds images and the kubelet: fast, and already paid for.
+        self.gpu_node_class = node_class("gpu", args.gpu_root_volume_gb, instanceStorePolicy="RAID0")
+        self.cpu_node_class = node_class("cpu", 50)
+
+        self.gpu_node_pool = k8s.apiextensions.CustomResource(
+            f"{name}-gpu-pool",
+            api_version="karpenter.sh/v1",
+            kind="NodePool",
+            metadata={"name": "gpu"},
+            spec={
+                "template": {
+                    "metadata": {"labels": GPU_NODE_LABELS},
+                    "spec": {
+                        "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "gpu"},
+                        "requirements": gpu_requirements(args.gpu_instance_families, args.gpu_capacity_types),
+                        "taints": [GPU_TAINT],
+                        "expireAfter": "720h",
+                        # A drain blocked by a PodDisruptionBudget ends after this: nodes never stay forever.
+                        "terminationGracePeriod": "2h",
+                    },
+                },
+                # Only empty GPU nodes are consolidated: a serving model is never evicted just to repack it.
+                "disruption": {
+                    "consolidationPolicy": "WhenEmpty",
+                    "consolidateAfter": "5m",
+                    "budgets": [{"nodes": "1"}],
+                },
+                "limits": {"nvidia.com/gpu": str(args.gpu_limit)},
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
+                                        depends_on=[self.release, self.gpu_node_class]),
+        )
+        self.cpu_node_pool = k8s.apiextensions.CustomResource(
+            f"{name}-cpu-pool",
+            api_version="karpenter.sh/v1",
+            kind="NodePool",
+            metadata={"name": "cpu"},
+            spec={
+                "template": {
+                    "metadata": {"labels": CPU_NODE_LABELS},
+                    "spec": {
+                        "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "cpu"},
+                        "requirements": [
+                            {"key": "karpenter.k8s.aws/instance-category", "operator": "In", "values": ["c", "m", "r"]},
+                            {"key": "karpenter.k8s.aws/instance-generation", "operator": "Gt", "values": ["5"]},
+                            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot", "on-demand"]},
+                            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                            {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+                        ],
+                        "expireAfter": "720h",
+                    },
+                },
+                "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "1m"},
+                "limits": {"cpu": str(CPU_POOL_LIMIT_VCPU)},
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
+                                        depends_on=[self.release, self.cpu_node_class]),
+        )
+
+        # --- NVIDIA device plugin: without it GPU nodes never advertise nvidia.com/gpu
+        plugin = versions.NVIDIA_DEVICE_PLUGIN
+        self.device_plugin = k8s.helm.v3.Release(
+            f"{name}-nvidia-device-plugin",
+            name="nvidia-device-plugin",
+            chart=plugin.name,
+            version=plugin.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=plugin.repo),
+            namespace="kube-system",
+            values={
+                "nodeSelector": {"nim-on-eks/node-pool": GPU_NODE_LABELS["nim-on-eks/node-pool"]},
+                "tolerations": [GPU_TOLERATION, {"key": "CriticalAddonsOnly", "operator": "Exists"}],
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider),
+        )
+
+        self.register_outputs({
+            "node_role_name": self.node_role.name,
+            "interruption_queue": self.queue.name,
+            "controller_role_arn": self.controller_role.arn,
+        })
