@@ -12,6 +12,7 @@ from components.cluster import Cluster, ClusterArgs
 from components.config import load_config
 from components.karpenter import Karpenter, KarpenterArgs
 from components.network import Network, NetworkArgs, pick_azs
+from components.storage import Storage, StorageArgs
 
 # --- config: every problem is reported here, before anything is created ---------------------------------
 catalog = load_catalog()
@@ -82,8 +83,27 @@ capacity = Karpenter(
     ),
 )
 
+# --- storage: the EFS model cache every replica shares, and gp3 block storage --------------------------------
+storage = Storage(
+    f"{cfg.cluster_name}-storage",
+    StorageArgs(
+        cluster_name=cfg.cluster_name,
+        vpc_id=network.vpc_id,
+        vpc_cidr=cfg.vpc_cidr,
+        private_subnet_ids=network.private_subnet_ids,
+        oidc_provider_arn=cluster.oidc_provider_arn,
+        oidc_issuer=cluster.oidc_issuer,
+        aws_provider=aws_provider,
+        k8s_provider=cluster.provider,
+        depends_on=[cluster.pod_identity_agent],
+        efs_backups=cfg.efs_backups,
+        efs_ia_after_days=cfg.efs_ia_after_days,
+    ),
+)
+
 # --- outputs ---------------------------------------------------------------------------------------------
 pulumi.export("cluster_name", cfg.cluster_name)
 pulumi.export("configure_kubectl", f"aws eks --region {cfg.region} update-kubeconfig --name {cfg.cluster_name}")
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("vpc_id", network.vpc_id)
+pulumi.export("model_cache_file_system_id", storage.file_system.id)

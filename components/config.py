@@ -69,6 +69,19 @@ def _int(lo: int, hi: int) -> Callable[[Any], int]:
     return parse
 
 
+def _int_choice(options: tuple[int, ...]) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            value = None
+        if value not in options:
+            raise _Bad(f"allowed: one of {', '.join(map(str, options))}")
+        return value
+
+    return parse
+
+
 def _float(lo: float, hi: float) -> Callable[[Any], float]:
     def parse(raw: Any) -> float:
         try:
@@ -235,6 +248,12 @@ KEYS: dict[str, KeySpec] = {
         "EKS-optimized AL2023 AMI release of Karpenter's nodes (the NVIDIA variant is picked for GPU instances).",
     ),
     "gpu_root_volume_gb": KeySpec(_int(100, 4000), 200, "Encrypted gp3 root volume of each GPU node, GiB (NIM images are large)."),
+    "efs_backups": KeySpec(_bool, False, "AWS Backup of the EFS model cache (it can always be downloaded again)."),
+    "efs_ia_after_days": KeySpec(
+        _int_choice((0, 1, 7, 14, 30, 60, 90, 180, 270, 365)),
+        0,
+        "Move cache files unread this many days to EFS Infrequent Access; 0 never (IA slows cold starts).",
+    ),
     "tags": KeySpec(_tags, {}, "Extra AWS tags for every AWS resource (JSON map)."),
     "monitoring": KeySpec(_bool, True, "Prometheus, Grafana, the NIM dashboard and the HPA metric."),
     "open_webui": KeySpec(_bool, True, "Open WebUI chat front end for the deployed models."),
@@ -404,6 +423,8 @@ class StackConfig:
     gpu_limit: int
     ami_alias: str
     gpu_root_volume_gb: int
+    efs_backups: bool
+    efs_ia_after_days: int
     tags: dict[str, str]
     monitoring: bool
     open_webui: bool
@@ -520,6 +541,8 @@ def parse_config(
         gpu_limit=values["gpu_limit"],
         ami_alias=values["ami_alias"],
         gpu_root_volume_gb=values["gpu_root_volume_gb"],
+        efs_backups=values["efs_backups"],
+        efs_ia_after_days=values["efs_ia_after_days"],
         tags=values["tags"],
         monitoring=values["monitoring"],
         open_webui=values["open_webui"],

@@ -101,6 +101,9 @@ def test_gate_catches_a_bad_policy():
     assert any("UNKNOWN_ACTION" in p for p in conformance.lint_policy(bad))
     malformed = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject"}]}
     assert conformance.lint_policy(malformed)
+    federated = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
+                                                         "Principal": {"Federated": "evil.example.com"}}]}
+    assert any("UNKNOWN_FEDERATION_SOURCE" in p for p in conformance.lint_policy(federated, "trust"))
 
 
 @pytest.mark.parametrize("overrides", plans())

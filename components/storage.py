@@ -1,0 +1,206 @@
+"""Storage: the EFS model cache shared by every replica of a model, and encrypted gp3 block storage (EBS CSI).
+
+NIM downloads tens of gigabytes of weights on first start. On a ReadWriteMany EFS volume the first replica
+downloads once; every later replica, restart and node replacement reads the cache instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components import iam, versions
+
+EFS_STORAGE_CLASS = "efs"
+GP3_STORAGE_CLASS = "gp3"
+NIM_UID = 1000  # NIM containers run as uid/gid 1000 (NVIDIA NIM for LLMs docs; FACTS.md)
+
+
+def ia_transition(days: int) -> str:
+    """EFS lifecycle value for a transition to Infrequent Access after `days` (AFTER_1_DAY, AFTER_7_DAYS, ...)."""
+    return "AFTER_1_DAY" if days == 1 else f"AFTER_{days}_DAYS"
+
+
+def efs_policy(file_system_arn: str) -> dict:
+    """Clients may mount and write only through a mount target, and only over TLS (the CSI driver's default)."""
+    return iam.document(
+        {"Sid": "DenyNonTLS", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "*", "Resource": file_system_arn,
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        {"Sid": "AllowMountTargetClients", "Effect": "Allow", "Principal": {"AWS": "*"},
+         "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite",
+                    "elasticfilesystem:ClientRootAccess"],
+         "Resource": file_system_arn,
+         "Condition": {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}}},
+    )
+
+
+@dataclass
+class StorageArgs:
+    cluster_name: str
+    vpc_id: pulumi.Input[str]
+    vpc_cidr: str
+    private_subnet_ids: list[pulumi.Input[str]]
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
+    aws_provider: aws.Provider
+    k8s_provider: k8s.Provider
+    depends_on: list[pulumi.Resource] = field(default_factory=list)  # the Pod Identity agent
+    efs_backups: bool = False
+    efs_ia_after_days: int = 0  # 0: never
+
+
+class Storage(pulumi.ComponentResource):
+    """EFS file system + mount targets + EFS CSI add-on + `efs` StorageClass; EBS CSI add-on + default `gp3`."""
+
+    file_system: aws.efs.FileSystem
+    efs_storage_class: k8s.storage.v1.StorageClass
+    gp3_storage_class: k8s.storage.v1.StorageClass
+
+    def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("nim-on-eks:index:Storage", name, None, opts)
+        aws_opts = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
+
+        # --- EFS file system: elastic throughput, because a cold start reads a whole model at once and bursting
+        # credits of a fresh, nearly empty file system run out within minutes.
+        self.file_system = aws.efs.FileSystem(
+            f"{name}-efs",
+            encrypted=True,
+            performance_mode="generalPurpose",
+            throughput_mode="elastic",
+            # No transition to Infrequent Access by default: IA reads cost per GB and are slower, the opposite of
+            # what a cache read on every cold start wants.
+            lifecycle_policies=(
+                [aws.efs.FileSystemLifecyclePolicyArgs(transition_to_ia=ia_transition(args.efs_ia_after_days))]
+                if args.efs_ia_after_days else []
+            ),
+            tags={"Name": f"{args.cluster_name}-model-cache"},
+            opts=aws_opts,
+        )
+        aws.efs.BackupPolicy(
+            f"{name}-efs",
+            file_system_id=self.file_system.id,
+            # The cache can always be downloaded again; backups would only add cost.
+            backup_policy=aws.efs.BackupPolicyBackupPolicyArgs(status="ENABLED" if args.efs_backups else "DISABLED"),
+            opts=aws_opts,
+        )
+        aws.efs.FileSystemPolicy(
+            f"{name}-efs",
+            file_system_id=self.file_system.id,
+            policy=self.file_system.arn.apply(lambda arn: iam.to_json(efs_policy(arn))),
+            opts=aws_opts,
+        )
+        # NFS from the whole VPC: Karpenter's nodes use the security groups their EC2NodeClass selects, not the
+        # core node group's, so the VPC range is the boundary.
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-efs",
+            description=f"NFS to the model cache of {args.cluster_name}",
+            vpc_id=args.vpc_id,
+            ingress=[aws.ec2.SecurityGroupIngressArgs(
+                description="NFS from the VPC", protocol="tcp", from_port=2049, to_port=2049,
+                cidr_blocks=[args.vpc_cidr],
+            )],
+            tags={"Name": f"{args.cluster_name}-efs"},
+            opts=aws_opts,
+        )
+        self.mount_targets = [
+            aws.efs.MountTarget(
+                f"{name}-efs-{i}", file_system_id=self.file_system.id, subnet_id=subnet_id,
+                security_groups=[self.security_group.id], opts=aws_opts,
+            )
+            for i, subnet_id in enumerate(args.private_subnet_ids)
+        ]
+
+        # --- EFS CSI driver: the add-on documents IRSA (not Pod Identity), for both its service accounts.
+        efs_role = aws.iam.Role(
+            f"{name}-efs-csi",
+            assume_role_policy=pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
+                lambda v: iam.to_json(iam.irsa_trust(v[0], v[1], "kube-system", "efs-csi-*"))
+            ),
+            description=f"EFS CSI driver of {args.cluster_name}",
+            opts=aws_opts,
+        )
+        efs_attachment = aws.iam.RolePolicyAttachment(
+            f"{name}-efs-csi", role=efs_role.name,
+            policy_arn=iam.managed_policy_arn("service-role/AmazonEFSCSIDriverPolicy"), opts=aws_opts,
+        )
+        self.efs_addon = aws.eks.Addon(
+            f"{name}-efs-csi",
+            cluster_name=args.cluster_name,
+            addon_name="aws-efs-csi-driver",
+            addon_version=versions.ADDON_VERSIONS["aws-efs-csi-driver"],
+            service_account_role_arn=efs_role.arn,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider,
+                                        depends_on=[efs_attachment, *args.depends_on]),
+        )
+
+        # --- EBS CSI driver through Pod Identity (its add-on supports it), for Prometheus and Open WebUI volumes.
+        ebs_role = aws.iam.Role(
+            f"{name}-ebs-csi",
+            assume_role_policy=iam.to_json(iam.pod_identity_trust()),
+            description=f"EBS CSI driver of {args.cluster_name}",
+            opts=aws_opts,
+        )
+        ebs_attachment = aws.iam.RolePolicyAttachment(
+            f"{name}-ebs-csi", role=ebs_role.name,
+            policy_arn=iam.managed_policy_arn("service-role/AmazonEBSCSIDriverPolicy"), opts=aws_opts,
+        )
+        self.ebs_addon = aws.eks.Addon(
+            f"{name}-ebs-csi",
+            cluster_name=args.cluster_name,
+            addon_name="aws-ebs-csi-driver",
+            addon_version=versions.ADDON_VERSIONS["aws-ebs-csi-driver"],
+            pod_identity_associations=[aws.eks.AddonPodIdentityAssociationArgs(
+                role_arn=ebs_role.arn, service_account="ebs-csi-controller-sa",
+            )],
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider,
+                                        depends_on=[ebs_attachment, *args.depends_on]),
+        )
+
+        # --- StorageClasses. The EFS one depends on every mount target, so no PVC binds before NFS is reachable in
+        # every AZ; PVCs depend on it, so on destroy they are deleted before the mount targets and file system.
+        self.efs_storage_class = k8s.storage.v1.StorageClass(
+            f"{name}-efs",
+            metadata={"name": EFS_STORAGE_CLASS},
+            provisioner="efs.csi.aws.com",
+            parameters={
+                "provisioningMode": "efs-ap",  # one access point (and directory) per PVC
+                "fileSystemId": self.file_system.id,
+                "directoryPerms": "775",
+                # The access point maps every client to NIM's uid/gid, so the non-root NIM pod owns its cache.
+                "uid": str(NIM_UID),
+                "gid": str(NIM_UID),
+                "basePath": "/nim-cache",
+                "ensureUniqueDirectory": "true",
+            },
+            # Delete: the cache is re-downloadable, and a retained access point would outlive the stack.
+            reclaim_policy="Delete",
+            # Immediate: EFS has a mount target in every AZ, so binding early cannot pin a pod to a wrong zone.
+            volume_binding_mode="Immediate",
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
+                                        depends_on=[*self.mount_targets, self.efs_addon]),
+        )
+        self.gp3_storage_class = k8s.storage.v1.StorageClass(
+            f"{name}-gp3",
+            metadata={"name": GP3_STORAGE_CLASS,
+                      "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            provisioner="ebs.csi.aws.com",
+            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
+            reclaim_policy="Delete",
+            allow_volume_expansion=True,
+            # EBS volumes are zonal: wait for the pod so the volume is made in the pod's zone.
+            volume_binding_mode="WaitForFirstConsumer",
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.ebs_addon]),
+        )
+
+        self.register_outputs({
+            "file_system_id": self.file_system.id,
+            "efs_storage_class": EFS_STORAGE_CLASS,
+            "gp3_storage_class": GP3_STORAGE_CLASS,
+        })
