@@ -12,6 +12,7 @@ from components.cluster import Cluster, ClusterArgs
 from components.config import load_config
 from components.karpenter import Karpenter, KarpenterArgs
 from components.network import Network, NetworkArgs, pick_azs
+from components.nim import NimModel, NimModelArgs, NimNamespace, NimNamespaceArgs
 from components.storage import Storage, StorageArgs
 
 # --- config: every problem is reported here, before anything is created ---------------------------------
@@ -101,9 +102,37 @@ storage = Storage(
     ),
 )
 
+# --- one NimModel per configured model -------------------------------------------------------------------------
+nim_namespace = NimNamespace(
+    f"{cfg.cluster_name}-nim",
+    NimNamespaceArgs(namespace=cfg.nim_namespace, ngc_api_key=ngc_api_key, k8s_provider=cluster.provider),
+)
+models = [
+    NimModel(
+        f"{cfg.cluster_name}-{model.k8s_name}",
+        NimModelArgs(
+            model=model,
+            entry=catalog.models[model.name],
+            namespace=cfg.nim_namespace,
+            storage_class=storage.efs_class_name,
+            k8s_provider=cluster.provider,
+            autoscaling=cfg.monitoring,
+            service_monitor_labels={"release": "kube-prometheus-stack"} if cfg.monitoring else None,
+            # GPU capacity and the cache exist first; on destroy the models go first, so pods drain before the
+            # NodePool takes their nodes away and before their volumes' file system is deleted.
+            depends_on=[nim_namespace, storage.efs_storage_class, capacity.gpu_node_pool, capacity.device_plugin],
+        ),
+    )
+    for model in cfg.models
+]
+
 # --- outputs ---------------------------------------------------------------------------------------------
 pulumi.export("cluster_name", cfg.cluster_name)
 pulumi.export("configure_kubectl", f"aws eks --region {cfg.region} update-kubeconfig --name {cfg.cluster_name}")
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("vpc_id", network.vpc_id)
 pulumi.export("model_cache_file_system_id", storage.file_system.id)
+pulumi.export("nim_models", {
+    m.served_model_name: {"url": m.url, "port_forward": m.port_forward, "kubernetes_name": spec.k8s_name}
+    for m, spec in zip(models, cfg.models)
+})

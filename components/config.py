@@ -18,7 +18,8 @@ import pulumi
 
 from components import versions
 from components.catalog import Catalog
-from components.gpus import GPU_FAMILIES
+from components.gpus import GPU_FAMILIES, FitError, fit_model
+from components.instances import load_instances
 
 NAMESPACE = "nim-on-eks"
 
@@ -254,6 +255,11 @@ KEYS: dict[str, KeySpec] = {
         0,
         "Move cache files unread this many days to EFS Infrequent Access; 0 never (IA slows cold starts).",
     ),
+    "nim_namespace": KeySpec(
+        _regex(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?", "a Kubernetes namespace name (lowercase letters, digits, '-')"),
+        "nim",
+        "Namespace of the NIM servers (and GenAI-Perf).",
+    ),
     "tags": KeySpec(_tags, {}, "Extra AWS tags for every AWS resource (JSON map)."),
     "monitoring": KeySpec(_bool, True, "Prometheus, Grafana, the NIM dashboard and the HPA metric."),
     "open_webui": KeySpec(_bool, True, "Open WebUI chat front end for the deployed models."),
@@ -271,23 +277,46 @@ REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
 
 @dataclass(frozen=True)
 class ModelRequest:
-    """One entry of `nim_models`, resolved against the catalog."""
+    """One entry of `nim_models`, resolved against the catalog and fitted to the allowed GPU families."""
 
     name: str  # catalog name, e.g. meta/llama3-8b-instruct
     k8s_name: str  # nim-llm-<short name>, the StatefulSet and Service name
-    gpus: int | None  # None: the catalog's smallest fitting count (resolved with the GPU families)
+    gpus: int  # GPUs per replica: as configured, or the fewest an allowed GPU type needs
+    gpu_types: tuple[str, ...]  # GPU types that hold the model with `gpus` GPUs on the allowed families
+    instance_types: tuple[str, ...]  # allowed instance types that fit one replica (cheapest first)
+    capacity_types: tuple[str, ...]  # spot / on-demand for this model's nodes
     min_replicas: int
     max_replicas: int
     image_tag: str  # the catalog's pinned tag unless overridden
+    target_requests_running: int  # HPA target: average in-flight requests per replica
+    env: tuple[tuple[str, str], ...]  # extra container environment
+
+
+def _env(raw: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) and isinstance(v, (str, int, float))
+        and not isinstance(v, bool) for k, v in raw.items()
+    ):
+        raise _Bad('allowed: a map of environment variable names to strings, e.g. {"NIM_MAX_MODEL_LEN": "8192"}')
+    reserved = sorted(set(raw) & RESERVED_ENV)
+    if reserved:
+        raise _Bad(f"{', '.join(reserved)} {'is' if len(reserved) == 1 else 'are'} set by nim-on-eks")
+    return tuple(sorted((k, str(v)) for k, v in raw.items()))
+
+
+RESERVED_ENV = {"NGC_API_KEY", "NIM_CACHE_PATH", "NIM_SERVER_PORT", "NIM_SERVED_MODEL_NAME"}
 
 
 MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
-    "gpus": _int(1, 8),
+    "gpus": _int(1, 16),
     "min_replicas": _int(1, 50),
     "max_replicas": _int(1, 50),
     "image_tag": _regex(r"(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "a pinned image tag (not 'latest')"),
+    "capacity_types": lambda raw: _list_of(CAPACITY_TYPES, "capacity types")(raw),
+    "target_requests_running": _int(1, 256),
+    "env": _env,
 }
-MODEL_DEFAULTS = {"min_replicas": 1, "max_replicas": 5}
+MODEL_DEFAULTS = {"min_replicas": 1, "max_replicas": 5, "target_requests_running": 5}
 
 
 def k8s_name_for(model_name: str) -> str:
@@ -314,7 +343,8 @@ def _parse_models_value(raw: Any) -> Any:
         return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def parse_models(raw: Any, catalog: Catalog, problems: list[str]) -> tuple[ModelRequest, ...]:
+def parse_models(raw: Any, catalog: Catalog, families: tuple[str, ...], capacity_types: tuple[str, ...],
+                 problems: list[str]) -> tuple[ModelRequest, ...]:
     key = "nim_models"
     try:
         items = _parse_models_value(raw)
@@ -384,17 +414,37 @@ def parse_models(raw: Any, catalog: Catalog, problems: list[str]) -> tuple[Model
                 f"{fields['max_replicas']}; allowed: min_replicas <= max_replicas"
             )
             ok = False
-        if ok:
-            models.append(
-                ModelRequest(
-                    name=name,
-                    k8s_name=k8s_name,
-                    gpus=fields.get("gpus"),
-                    min_replicas=fields["min_replicas"],
-                    max_replicas=fields["max_replicas"],
-                    image_tag=fields.get("image_tag", catalog.models[name].tag),
-                )
+        wanted = fields.get("capacity_types", capacity_types)
+        if not set(wanted) <= set(capacity_types):
+            problems.append(
+                f"{where}.capacity_types: {_show(list(wanted))} is not allowed by gpu_capacity_types "
+                f"{_show(list(capacity_types))}; allowed: a subset of it"
             )
+            ok = False
+        if not ok:
+            continue
+        entry = catalog.models[name]
+        try:
+            fit = fit_model(entry.min_gpus, entry.cpu, entry.memory_gib, fields.get("gpus"), families,
+                            load_instances().in_families(GPU_FAMILIES))
+        except FitError as err:
+            problems.append(f"{where}: {name} {err}")
+            continue
+        models.append(
+            ModelRequest(
+                name=name,
+                k8s_name=k8s_name,
+                gpus=fit.gpus,
+                gpu_types=fit.gpu_types,
+                instance_types=fit.instance_types,
+                capacity_types=tuple(wanted),
+                min_replicas=fields["min_replicas"],
+                max_replicas=fields["max_replicas"],
+                image_tag=fields.get("image_tag", entry.tag),
+                target_requests_running=fields["target_requests_running"],
+                env=fields.get("env", ()),
+            )
+        )
     return tuple(models)
 
 
@@ -425,6 +475,7 @@ class StackConfig:
     gpu_root_volume_gb: int
     efs_backups: bool
     efs_ia_after_days: int
+    nim_namespace: str
     tags: dict[str, str]
     monitoring: bool
     open_webui: bool
@@ -503,7 +554,8 @@ def parse_config(
         )
         models: tuple[ModelRequest, ...] = ()
     else:
-        models = parse_models(values["nim_models"], catalog, problems)
+        models = parse_models(values["nim_models"], catalog, _valid(values, "gpu_instance_families"),
+                              _valid(values, "gpu_capacity_types"), problems)
 
     if isinstance(values.get("core_node_count"), int) and isinstance(values.get("core_node_max"), int):
         if values["core_node_count"] > values["core_node_max"]:
@@ -543,6 +595,7 @@ def parse_config(
         gpu_root_volume_gb=values["gpu_root_volume_gb"],
         efs_backups=values["efs_backups"],
         efs_ia_after_days=values["efs_ia_after_days"],
+        nim_namespace=values["nim_namespace"],
         tags=values["tags"],
         monitoring=values["monitoring"],
         open_webui=values["open_webui"],
@@ -550,6 +603,11 @@ def parse_config(
         models=models,
         catalog=catalog,
     )
+
+
+def _valid(values: dict[str, Any], key: str) -> Any:
+    """The parsed value, or the default where it did not parse (its problem is reported already)."""
+    return values.get(key, KEYS[key].default)
 
 
 def _default_cluster_name(project: str, stack: str) -> str:

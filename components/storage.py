@@ -199,6 +199,8 @@ class Storage(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.ebs_addon]),
         )
 
+        self.efs_class_name = EFS_STORAGE_CLASS
+        self.gp3_class_name = GP3_STORAGE_CLASS
         self.register_outputs({
             "file_system_id": self.file_system.id,
             "efs_storage_class": EFS_STORAGE_CLASS,

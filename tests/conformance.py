@@ -50,8 +50,10 @@ def manifest(r: Resource) -> dict[str, Any]:
     _, group_version, kind = r.type.split(":")
     group, version = group_version.split("/")
     api_version = version if group == "core" else f"{group}/{version}"
-    body = {k: v for k, v in r.inputs.items() if k not in ("apiVersion", "kind")}
-    return {"apiVersion": r.inputs.get("apiVersion", api_version), "kind": r.inputs.get("kind", kind), **body}
+    # the schema sees the real shapes: a secret's stringData is a map, not the "[secret]" mask
+    inputs = r.revealed or r.inputs
+    body = {k: v for k, v in inputs.items() if k not in ("apiVersion", "kind")}
+    return {"apiVersion": inputs.get("apiVersion", api_version), "kind": inputs.get("kind", kind), **body}
 
 
 def is_builtin(m: dict[str, Any]) -> bool:

@@ -50,7 +50,10 @@ def test_defaults():
     [model] = cfg.models
     assert model.name == "meta/llama3-8b-instruct"
     assert model.k8s_name == "nim-llm-llama3-8b-instruct"
-    assert (model.gpus, model.min_replicas, model.max_replicas) == (None, 1, 5)
+    assert (model.gpus, model.min_replicas, model.max_replicas) == (1, 1, 5)
+    assert model.gpu_types == ("a10g", "l4", "l40s")
+    assert model.capacity_types == ("spot", "on-demand")
+    assert model.target_requests_running == 5 and model.env == ()
     assert model.image_tag == CATALOG.models["meta/llama3-8b-instruct"].tag
 
 
@@ -61,7 +64,7 @@ def test_json_string_and_structured_config_give_the_same_models():
     from_path = parse(nim_models=json.dumps([{"name": "meta/llama-3.1-8b-instruct", "gpus": "2", "max_replicas": "3"},
                                               "meta/llama-3.2-1b-instruct"]))
     assert from_json.models == from_path.models
-    assert [m.gpus for m in from_json.models] == [2, None]
+    assert [m.gpus for m in from_json.models] == [2, 1]
     assert from_json.models[0].max_replicas == 3
 
 
@@ -85,7 +88,7 @@ def test_overrides_and_tags():
         ({"nim_models": '["meta/llama3-8b"]'},
          "nim_models[0].name: 'meta/llama3-8b' is not in the model catalog (did you mean 'meta/llama3-8b-instruct'?)"),
         ({"nim_models": '[{"name": "meta/llama3-8b-instruct", "gpus": 0}]'},
-         "nim_models[0].gpus: '0' is not valid; allowed: a whole number from 1 to 8"),
+         "nim_models[0].gpus: '0' is not valid; allowed: a whole number from 1 to 16"),
         ({"nim_models": '[{"name": "meta/llama3-8b-instruct", "gpus": true}]'}, "nim_models[0].gpus"),
         ({"nim_models": '[{"name": "meta/llama3-8b-instruct", "min_replicas": 4, "max_replicas": 2}]'},
          "nim_models[0]: min_replicas 4 is greater than max_replicas 2"),

@@ -45,7 +45,9 @@ class Resource:
     custom: bool
     provider: str
     dependencies: list[str]
-    inputs: dict[str, Any]
+    inputs: dict[str, Any]  # every secret shown as "[secret]"
+    # The same inputs with secrets unwrapped, for schema checks and tests of secret contents; never written out.
+    revealed: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -120,16 +122,16 @@ class Plan:
         }
 
 
-def _plain(value: Any) -> Any:
-    """Wire-format value -> JSON, with every secret replaced by "[secret]"."""
+def _plain(value: Any, reveal: bool = False) -> Any:
+    """Wire-format value -> JSON, with every secret replaced by "[secret]" (or unwrapped, with reveal)."""
     if isinstance(value, dict):
         if value.get(_SIG) == _SECRET_SIG:
-            return SECRET
+            return _plain(value.get("value"), reveal) if reveal else SECRET
         if value.get(_SIG) == _RESOURCE_SIG:
             return value.get("urn")
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, reveal) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [_plain(v, reveal) for v in value]
     if value == _UNKNOWN:
         return "[unknown]"
     return value
@@ -253,7 +255,8 @@ class RecordingMonitor(pmocks.MockMonitor):
             deps = set(request.dependencies)
             for prop in request.propertyDependencies.values():
                 deps.update(prop.urns)
-            inputs = _ints(_plain(json_format.MessageToDict(request.object)))
+            wire = json_format.MessageToDict(request.object)
+            inputs = _ints(_plain(wire))
             self.records.append(
                 Resource(
                     type=request.type,
@@ -265,6 +268,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                     provider=request.provider,
                     dependencies=sorted(deps),
                     inputs=inputs,
+                    revealed=_ints(_plain(wire, reveal=True)),
                 )
             )
         return response

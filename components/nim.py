@@ -1,0 +1,294 @@
+"""NIM: the namespace with its NGC secrets (once), and one NimModel per configured model.
+
+A NimModel is native Kubernetes objects (NVIDIA's nim-llm chart sits behind an NGC login, so its values cannot be
+checked here; typed objects are validated against the Kubernetes schemas): a shared model-cache volume, a
+StatefulSet `nim-llm-<model>`, its Services, an HPA on NIM's own load metric, a ServiceMonitor and a
+PodDisruptionBudget. NIM's interface (env, ports, health and metrics endpoints, uid 1000) is from NVIDIA's NIM for
+LLMs documentation and the NIM Operator's defaults (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.catalog import CatalogModel
+from components.config import ModelRequest
+from components.gpus import GPU_TYPES
+from components.karpenter import GPU_NODE_LABELS, GPU_TOLERATION
+
+PORT = 8000
+PORT_NAME = "http-openai"
+CACHE_PATH = "/model-store"
+NIM_UID = 1000
+PULL_SECRET = "ngc-secret"
+API_KEY_SECRET = "ngc-api"
+
+
+def docker_config(api_key: str) -> str:
+    """nvcr.io pull credentials: user `$oauthtoken`, password the NGC API key."""
+    auth = base64.b64encode(f"$oauthtoken:{api_key}".encode()).decode()
+    return json.dumps({"auths": {"nvcr.io": {"username": "$oauthtoken", "password": api_key, "auth": auth}}})
+
+
+@dataclass
+class NimNamespaceArgs:
+    namespace: str
+    ngc_api_key: pulumi.Output[str]  # a Pulumi secret
+    k8s_provider: k8s.Provider
+
+
+class NimNamespace(pulumi.ComponentResource):
+    """The namespace every model runs in, with the nvcr.io pull secret and the NGC API key secret."""
+
+    def __init__(self, name: str, args: NimNamespaceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("nim-on-eks:index:NimNamespace", name, None, opts)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider)
+        self.name = args.namespace
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-ns", metadata={"name": args.namespace, "labels": {"app.kubernetes.io/part-of": "nim-on-eks"}},
+            opts=k8s_opts,
+        )
+        secret_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.namespace])
+        # Both are built from the Pulumi secret, so the key stays encrypted in state and hidden in every output.
+        self.pull_secret = k8s.core.v1.Secret(
+            f"{name}-pull-secret",
+            metadata={"name": PULL_SECRET, "namespace": args.namespace},
+            type="kubernetes.io/dockerconfigjson",
+            string_data={".dockerconfigjson": pulumi.Output.secret(args.ngc_api_key.apply(docker_config))},
+            opts=secret_opts,
+        )
+        self.api_key_secret = k8s.core.v1.Secret(
+            f"{name}-api-key",
+            metadata={"name": API_KEY_SECRET, "namespace": args.namespace},
+            type="Opaque",
+            string_data={"NGC_API_KEY": pulumi.Output.secret(args.ngc_api_key)},
+            opts=secret_opts,
+        )
+        self.register_outputs({"namespace": args.namespace})
+
+
+def gpu_node_affinity(gpu_types: tuple[str, ...], gpus: int, capacity_types: tuple[str, ...]) -> dict[str, Any]:
+    """Only GPU nodes whose GPU type holds the model with `gpus` GPUs, with at least that many, of the capacity types.
+
+    One term per GPU type (terms are ORed); A100 40 GB and 80 GB share a name, so the memory per GPU tells them apart.
+    """
+    terms = []
+    for gpu_type in gpu_types:
+        gpu = GPU_TYPES[gpu_type]
+        terms.append({"matchExpressions": [
+            {"key": "nim-on-eks/node-pool", "operator": "In", "values": [GPU_NODE_LABELS["nim-on-eks/node-pool"]]},
+            {"key": "karpenter.k8s.aws/instance-gpu-name", "operator": "In", "values": [gpu.label]},
+            {"key": "karpenter.k8s.aws/instance-gpu-memory", "operator": "Gt", "values": [str(gpu.memory_mib - 1)]},
+            {"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "Gt", "values": [str(gpus - 1)]},
+            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(capacity_types)},
+        ]})
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}
+
+
+def startup_minutes(cache_gib: int) -> int:
+    """A first start downloads the whole model: at least 30 minutes, more for big models (~5 GiB a minute)."""
+    return max(30, math.ceil(cache_gib / 5))
+
+
+def model_url(k8s_name: str, namespace: str) -> str:
+    return f"http://{k8s_name}.{namespace}.svc.cluster.local:{PORT}/v1"
+
+
+@dataclass
+class NimModelArgs:
+    model: ModelRequest
+    entry: CatalogModel
+    namespace: str
+    storage_class: str
+    k8s_provider: k8s.Provider
+    autoscaling: bool  # an HPA on num_requests_running (needs the monitoring stack's adapter)
+    service_monitor_labels: dict[str, str] | None  # None: no ServiceMonitor (no Prometheus Operator)
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+
+class NimModel(pulumi.ComponentResource):
+    """One NIM server for one model: cache volume, StatefulSet, Services, HPA, ServiceMonitor, PDB."""
+
+    url: str
+    served_model_name: str
+    port_forward: str
+
+    def __init__(self, name: str, args: NimModelArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("nim-on-eks:index:NimModel", name, None, opts)
+        m, entry, ns = args.model, args.entry, args.namespace
+        app = m.k8s_name
+        labels = {"app.kubernetes.io/name": "nim-llm", "app.kubernetes.io/instance": app,
+                  "app.kubernetes.io/part-of": "nim-on-eks"}
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=args.depends_on)
+
+        # One ReadWriteMany cache per model, shared by all its replicas.
+        self.cache = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-cache",
+            metadata={"name": f"{app}-cache", "namespace": ns, "labels": labels},
+            spec={
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": args.storage_class,
+                "resources": {"requests": {"storage": f"{entry.cache_gib}Gi"}},
+            },
+            # Bound asynchronously by the EFS provisioner; the StatefulSet waits for it anyway.
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+                custom_timeouts=pulumi.CustomTimeouts(create="10m"))),
+        )
+
+        env = [
+            {"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": API_KEY_SECRET, "key": "NGC_API_KEY"}}},
+            {"name": "NIM_CACHE_PATH", "value": CACHE_PATH},
+            {"name": "NIM_SERVER_PORT", "value": str(PORT)},
+            {"name": "NIM_SERVED_MODEL_NAME", "value": entry.served_model_name},
+            {"name": "NIM_JSONL_LOGGING", "value": "1"},
+            {"name": "NIM_LOG_LEVEL", "value": "INFO"},
+        ]
+        env_names = {e["name"] for e in env}
+        env += [{"name": k, "value": v} for k, v in m.env if k not in env_names]
+
+        def probe(path: str, period: int, failures: int, delay: int = 0) -> dict[str, Any]:
+            return {"httpGet": {"path": path, "port": PORT_NAME}, "periodSeconds": period,
+                    "failureThreshold": failures, "timeoutSeconds": 5, **({"initialDelaySeconds": delay} if delay else {})}
+
+        startup_checks = startup_minutes(entry.cache_gib) * 6  # every 10 s
+        resources = {
+            "requests": {"cpu": str(entry.cpu), "memory": f"{entry.memory_gib}Gi", "nvidia.com/gpu": str(m.gpus)},
+            "limits": {"nvidia.com/gpu": str(m.gpus)},
+        }
+        pod_spec = {
+            "serviceAccountName": "default",
+            "automountServiceAccountToken": False,  # NIM never talks to the Kubernetes API
+            "imagePullSecrets": [{"name": PULL_SECRET}],
+            "securityContext": {"runAsUser": NIM_UID, "runAsGroup": NIM_UID, "fsGroup": NIM_UID,
+                                "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "tolerations": [GPU_TOLERATION],
+            "affinity": gpu_node_affinity(m.gpu_types, m.gpus, m.capacity_types),
+            # In-flight requests finish: the pod leaves the Service endpoints first (preStop), then NIM gets
+            # SIGTERM with time to drain long generations.
+            "terminationGracePeriodSeconds": 180,
+            "containers": [{
+                "name": "nim-llm",
+                "image": f"{entry.image}:{m.image_tag}",
+                "imagePullPolicy": "IfNotPresent",
+                "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
+                "env": env,
+                "resources": resources,
+                "volumeMounts": [{"name": "model-store", "mountPath": CACHE_PATH},
+                                 {"name": "dshm", "mountPath": "/dev/shm"}],
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                    "runAsNonRoot": True},
+                "startupProbe": probe("/v1/health/live", 10, startup_checks, delay=40),
+                "livenessProbe": probe("/v1/health/live", 15, 4),
+                "readinessProbe": probe("/v1/health/ready", 10, 3),
+                "lifecycle": {"preStop": {"sleep": {"seconds": 15}}},
+            }],
+            "volumes": [
+                {"name": "model-store", "persistentVolumeClaim": {"claimName": f"{app}-cache"}},
+                # NCCL and the inference engine share tensors through /dev/shm: memory-backed, not the 64 MiB default.
+                {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
+            ],
+        }
+
+        headless = f"{app}-sts"
+        self.statefulset = k8s.apps.v1.StatefulSet(
+            f"{name}-sts",
+            metadata={"name": app, "namespace": ns, "labels": labels},
+            spec={
+                "serviceName": headless,
+                # With an HPA, replicas are its business; without one, the model runs at min_replicas.
+                **({} if args.autoscaling else {"replicas": m.min_replicas}),
+                # OrderedReady: replica N+1 starts only once N is Ready, so exactly one pod downloads into an empty
+                # cache and every later one reads it (no two writers racing on the same files).
+                "podManagementPolicy": "OrderedReady",
+                "updateStrategy": {"type": "RollingUpdate"},
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            },
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+                depends_on=[*args.depends_on, self.cache],
+                # a first start waits for a GPU node and downloads the model
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{startup_minutes(entry.cache_gib) + 20}m",
+                                                      update=f"{startup_minutes(entry.cache_gib) + 20}m"),
+            )),
+        )
+
+        api_labels = {**labels, "nim-on-eks/endpoint": "api"}
+        self.service = k8s.core.v1.Service(
+            f"{name}-svc",
+            metadata={"name": app, "namespace": ns, "labels": api_labels},
+            spec={"type": "ClusterIP", "selector": labels,
+                  "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT_NAME, "protocol": "TCP"}]},
+            opts=k8s_opts,
+        )
+        self.headless_service = k8s.core.v1.Service(
+            f"{name}-headless",
+            metadata={"name": headless, "namespace": ns, "labels": labels},
+            spec={"clusterIP": "None", "selector": labels, "publishNotReadyAddresses": True,
+                  "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT_NAME, "protocol": "TCP"}]},
+            opts=k8s_opts,
+        )
+
+        # Evict at most one replica at a time; never block a drain for good (a single replica may go, and a
+        # replica that is not Ready may always be evicted).
+        self.pdb = k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata={"name": app, "namespace": ns, "labels": labels},
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": labels},
+                  "unhealthyPodEvictionPolicy": "AlwaysAllow"},
+            opts=k8s_opts,
+        )
+
+        self.hpa = None
+        if args.autoscaling:
+            self.hpa = k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{name}-hpa",
+                metadata={"name": app, "namespace": ns, "labels": labels},
+                spec={
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": app},
+                    "minReplicas": m.min_replicas,
+                    "maxReplicas": m.max_replicas,
+                    "metrics": [{"type": "Pods", "pods": {
+                        "metric": {"name": "num_requests_running"},
+                        "target": {"type": "AverageValue", "averageValue": str(m.target_requests_running)},
+                    }}],
+                    "behavior": {
+                        "scaleUp": {"stabilizationWindowSeconds": 0,
+                                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+                        "scaleDown": {"stabilizationWindowSeconds": 300,
+                                      "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
+                    },
+                },
+                opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+                    depends_on=[*args.depends_on, self.statefulset])),
+            )
+        else:
+            pulumi.log.warn(f"monitoring is off: {m.name} runs at min_replicas={m.min_replicas} with no autoscaling "
+                            "(the HPA needs NIM's num_requests_running metric from Prometheus)", resource=self)
+
+        self.service_monitor = None
+        if args.service_monitor_labels is not None:
+            self.service_monitor = k8s.apiextensions.CustomResource(
+                f"{name}-monitor",
+                api_version="monitoring.coreos.com/v1",
+                kind="ServiceMonitor",
+                metadata={"name": app, "namespace": ns, "labels": {**labels, **args.service_monitor_labels}},
+                spec={
+                    "selector": {"matchLabels": api_labels},
+                    "namespaceSelector": {"matchNames": [ns]},
+                    "endpoints": [{"port": PORT_NAME, "path": entry.metrics_path, "interval": "30s"}],
+                },
+                opts=k8s_opts,
+            )
+
+        self.url = model_url(app, ns)
+        self.served_model_name = entry.served_model_name
+        self.port_forward = f"kubectl -n {ns} port-forward svc/{app} {PORT}:{PORT}"
+        self.register_outputs({"url": self.url, "served_model_name": self.served_model_name,
+                               "port_forward": self.port_forward})
