@@ -11,6 +11,7 @@ from components.catalog import load_catalog
 from components.cluster import Cluster, ClusterArgs
 from components.config import load_config
 from components.karpenter import Karpenter, KarpenterArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs, pick_azs
 from components.nim import NimModel, NimModelArgs, NimNamespace, NimNamespaceArgs
 from components.storage import Storage, StorageArgs
@@ -102,6 +103,27 @@ storage = Storage(
     ),
 )
 
+# --- monitoring: Prometheus, Grafana, the NIM dashboard, GPU metrics, and the HPA's metric -----------------
+monitoring = (
+    Monitoring(
+        f"{cfg.cluster_name}-monitoring",
+        MonitoringArgs(
+            cluster_name=cfg.cluster_name,
+            region=cfg.region,
+            nim_namespace=cfg.nim_namespace,
+            storage_class=storage.gp3_class_name,
+            prometheus_retention=cfg.prometheus_retention,
+            prometheus_volume_gb=cfg.prometheus_volume_gb,
+            alert_ttft_p90_seconds=cfg.alert_ttft_p90_seconds,
+            aws_provider=aws_provider,
+            k8s_provider=cluster.provider,
+            depends_on=[storage.gp3_storage_class],
+        ),
+    )
+    if cfg.monitoring
+    else None
+)
+
 # --- one NimModel per configured model -------------------------------------------------------------------------
 nim_namespace = NimNamespace(
     f"{cfg.cluster_name}-nim",
@@ -116,11 +138,12 @@ models = [
             namespace=cfg.nim_namespace,
             storage_class=storage.efs_class_name,
             k8s_provider=cluster.provider,
-            autoscaling=cfg.monitoring,
-            service_monitor_labels={"release": "kube-prometheus-stack"} if cfg.monitoring else None,
-            # GPU capacity and the cache exist first; on destroy the models go first, so pods drain before the
-            # NodePool takes their nodes away and before their volumes' file system is deleted.
-            depends_on=[nim_namespace, storage.efs_storage_class, capacity.gpu_node_pool, capacity.device_plugin],
+            autoscaling=monitoring is not None,
+            service_monitor_labels=monitoring.monitor_labels if monitoring else None,
+            # GPU capacity, the cache and the metrics pipeline exist first; on destroy the models go first, so pods
+            # drain before the NodePool takes their nodes away and before their volumes' file system is deleted.
+            depends_on=[nim_namespace, storage.efs_storage_class, capacity.gpu_node_pool, capacity.device_plugin,
+                        *(monitoring.ready if monitoring else [])],
         ),
     )
     for model in cfg.models
@@ -132,6 +155,10 @@ pulumi.export("configure_kubectl", f"aws eks --region {cfg.region} update-kubeco
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("vpc_id", network.vpc_id)
 pulumi.export("model_cache_file_system_id", storage.file_system.id)
+if monitoring:
+    pulumi.export("grafana_secret_name", monitoring.grafana_secret_name)
+    pulumi.export("grafana_password_command", monitoring.grafana_password_command)
+    pulumi.export("grafana_port_forward", monitoring.grafana_port_forward)
 pulumi.export("nim_models", {
     m.served_model_name: {"url": m.url, "port_forward": m.port_forward, "kubernetes_name": spec.k8s_name}
     for m, spec in zip(models, cfg.models)

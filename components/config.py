@@ -260,6 +260,15 @@ KEYS: dict[str, KeySpec] = {
         "nim",
         "Namespace of the NIM servers (and GenAI-Perf).",
     ),
+    "prometheus_retention": KeySpec(
+        _regex(r"[1-9][0-9]*(h|d|w|y)", "a Prometheus duration such as 15d, 72h or 4w"),
+        "15d",
+        "How long Prometheus keeps metrics (also capped at 85% of its volume).",
+    ),
+    "prometheus_volume_gb": KeySpec(_int(10, 4000), 50, "Encrypted gp3 volume for Prometheus data, GiB."),
+    "alert_ttft_p90_seconds": KeySpec(
+        _float(0.05, 600), 3.0, "Alert when a model's p90 time to first token stays above this for 10 minutes."
+    ),
     "tags": KeySpec(_tags, {}, "Extra AWS tags for every AWS resource (JSON map)."),
     "monitoring": KeySpec(_bool, True, "Prometheus, Grafana, the NIM dashboard and the HPA metric."),
     "open_webui": KeySpec(_bool, True, "Open WebUI chat front end for the deployed models."),
@@ -476,6 +485,9 @@ class StackConfig:
     efs_backups: bool
     efs_ia_after_days: int
     nim_namespace: str
+    prometheus_retention: str
+    prometheus_volume_gb: int
+    alert_ttft_p90_seconds: float
     tags: dict[str, str]
     monitoring: bool
     open_webui: bool
@@ -596,6 +608,9 @@ def parse_config(
         efs_backups=values["efs_backups"],
         efs_ia_after_days=values["efs_ia_after_days"],
         nim_namespace=values["nim_namespace"],
+        prometheus_retention=values["prometheus_retention"],
+        prometheus_volume_gb=values["prometheus_volume_gb"],
+        alert_ttft_p90_seconds=values["alert_ttft_p90_seconds"],
         tags=values["tags"],
         monitoring=values["monitoring"],
         open_webui=values["open_webui"],

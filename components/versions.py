@@ -48,3 +48,10 @@ NVIDIA_DEVICE_PLUGIN = ChartPin("nvidia-device-plugin", "https://nvidia.github.i
 # instances. v20260714 is the newest release in the amazon-eks-ami changelog we checked (2026-07-23); it carries
 # Kubernetes 1.33-1.36. Pinned, not `latest`, so a new AMI never drifts (and replaces) serving GPU nodes.
 GPU_AMI_ALIAS = "al2023@v20260714"
+
+# Monitoring charts. kube-prometheus-stack 88.5.3 (Grafana sub-chart 12.11.1) and prometheus-adapter 5.3.0:
+# prometheus-community/helm-charts @ cf408a29 (values and CRDs in ../shared/reference). dcgm-exporter 4.8.2 (DCGM
+# 4.5.3, image 4.5.3-4.8.2-distroless): NVIDIA/dcgm-exporter deployment/Chart.yaml @ 691c9276, tag 4.5.3-4.8.2.
+KUBE_PROMETHEUS_STACK = ChartPin("kube-prometheus-stack", "https://prometheus-community.github.io/helm-charts", "88.5.3")
+PROMETHEUS_ADAPTER = ChartPin("prometheus-adapter", "https://prometheus-community.github.io/helm-charts", "5.3.0")
+DCGM_EXPORTER = ChartPin("dcgm-exporter", "https://nvidia.github.io/dcgm-exporter/helm-charts", "4.8.2")

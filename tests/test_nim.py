@@ -38,8 +38,7 @@ def container(plan, name=DEV):
 
 
 def test_namespace_and_secrets(dev_plan):
-    ns = dev_plan.one("kubernetes:core/v1:Namespace")
-    assert ns.inputs["metadata"]["name"] == "nim"
+    ns = obj(dev_plan, "kubernetes:core/v1:Namespace", "nim")
     pull = obj(dev_plan, "kubernetes:core/v1:Secret", "ngc-secret")
     assert pull.inputs["type"] == "kubernetes.io/dockerconfigjson"
     assert pull.inputs["stringData"] == "[secret]"  # secret in the plan, state and outputs
@@ -229,7 +228,7 @@ def test_three_models():
     assert hpa.inputs["spec"]["maxReplicas"] == 2
     names = [r.inputs["metadata"]["name"] for r in plan.of_type("kubernetes:apps/v1:StatefulSet")]
     assert len(names) == len(set(names)) == 3
-    assert len(plan.of_type("kubernetes:core/v1:Namespace")) == 1
+    assert [r.inputs["metadata"]["name"] for r in plan.of_type("kubernetes:core/v1:Namespace")].count("nim") == 1
     assert len(plan.outputs["nim_models"]) == 3
 
 

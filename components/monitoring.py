@@ -1,0 +1,262 @@
+"""Monitoring: kube-prometheus-stack, prometheus-adapter (NIM's load metric for the HPA), the NIM Grafana
+dashboard, GPU metrics from the DCGM exporter, and alert rules.
+
+Chart values follow each chart's own values.yaml at the pinned version (kube-prometheus-stack 88.5.3 with its
+Grafana 12.11.1 sub-chart, prometheus-adapter 5.3.0: ../shared/reference; dcgm-exporter 4.8.2:
+NVIDIA/dcgm-exporter @ 691c9276, deployment/values.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import versions
+from components.karpenter import GPU_NODE_LABELS, GPU_TOLERATION
+
+NAMESPACE = "monitoring"
+RELEASE = "kube-prometheus-stack"
+DASHBOARD = Path(__file__).resolve().parent.parent / "dashboards" / "nim.json"
+GRAFANA_SECRET = "grafana-admin"
+# Labels ServiceMonitors and rules carry. Prometheus selects every monitor and rule anyway (the *NilUsesHelmValues
+# settings below); the release label keeps them visible to a stack that was configured the chart's default way.
+MONITOR_LABELS = {"release": RELEASE}
+# NIM's metrics the HPA and the dashboard read through the custom metrics API, per pod.
+ADAPTER_METRICS = ("num_requests_running", "num_requests_waiting", "gpu_cache_usage_perc")
+
+# Never on GPU nodes: the stack runs on the core node group or Karpenter's CPU pool.
+NOT_GPU_AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+    {"matchExpressions": [{"key": "nim-on-eks/node-pool", "operator": "In", "values": ["core", "cpu"]}]}]}}}
+
+
+def prometheus_url(release: str = RELEASE, namespace: str = NAMESPACE) -> str:
+    """kube-prometheus-stack names its Prometheus Service `<fullname>-prometheus`, where fullname is the release
+    name when it contains the chart name (templates/_helpers.tpl, truncated at 26 characters)."""
+    fullname = release if "kube-prometheus-stack" in release else f"{release}-kube-prometheus-stack"
+    return f"http://{fullname[:26].rstrip('-')}-prometheus.{namespace}.svc"
+
+
+def adapter_rules(metrics: tuple[str, ...] = ADAPTER_METRICS) -> list[dict[str, Any]]:
+    """prometheus-adapter custom-metrics rules: each NIM metric per pod, named as NIM names it."""
+    return [{
+        "seriesQuery": f'{metric}{{namespace!="",pod!=""}}',
+        "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
+        "name": {"matches": f"^{metric}$", "as": metric},
+        "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+    } for metric in metrics]
+
+
+def alert_rules(namespace: str, ttft_p90_seconds: float) -> list[dict[str, Any]]:
+    sel = f'namespace="{namespace}"'
+    return [{
+        "name": "nim-on-eks.nim",
+        "rules": [
+            {"alert": "NimModelNoReadyReplica",
+             "expr": f'kube_statefulset_status_replicas_ready{{{sel}, statefulset=~"nim-llm-.*"}} == 0',
+             "for": "10m", "labels": {"severity": "critical"},
+             "annotations": {"summary": "NIM model {{ $labels.statefulset }} has no ready replica",
+                             "description": "No replica of {{ $labels.statefulset }} has been Ready for 10 minutes: "
+                                            "the model is not serving."}},
+            {"alert": "NimTimeToFirstTokenHigh",
+             "expr": "histogram_quantile(0.9, sum by (le, service) (rate(time_to_first_token_seconds_bucket"
+                     f"{{{sel}}}[5m]))) > {ttft_p90_seconds:g}",
+             "for": "10m", "labels": {"severity": "warning"},
+             "annotations": {"summary": "NIM {{ $labels.service }}: p90 time to first token above "
+                                        f"{ttft_p90_seconds:g}s",
+                             "description": "p90 TTFT is {{ $value | humanizeDuration }} for 10 minutes."}},
+            {"alert": "NimRequestsWaiting",
+             "expr": f"sum by (service) (num_requests_waiting{{{sel}}}) > 0",
+             "for": "5m", "labels": {"severity": "warning"},
+             "annotations": {"summary": "NIM {{ $labels.service }}: requests queued for 5 minutes",
+                             "description": "{{ $value }} requests are waiting: the model is at capacity."}},
+            {"alert": "NimKVCacheNearlyFull",
+             "expr": f"max by (service) (gpu_cache_usage_perc{{{sel}}}) > 0.9",
+             "for": "5m", "labels": {"severity": "warning"},
+             "annotations": {"summary": "NIM {{ $labels.service }}: KV cache above 90%",
+                             "description": "KV cache use is {{ $value | humanizePercentage }}."}},
+            {"alert": "NimAutoscalerAtMaxReplicas",
+             "expr": f'kube_horizontalpodautoscaler_status_current_replicas{{{sel}}} >= '
+                     f'kube_horizontalpodautoscaler_spec_max_replicas{{{sel}}}',
+             "for": "15m", "labels": {"severity": "warning"},
+             "annotations": {"summary": "HPA {{ $labels.horizontalpodautoscaler }} at max_replicas for 15 minutes",
+                             "description": "Demand exceeds what max_replicas allows: raise it (and gpu_limit) or "
+                                            "expect queueing."}},
+        ],
+    }]
+
+
+def load_dashboard(path: Path = DASHBOARD) -> str:
+    return json.dumps(json.loads(path.read_text()), indent=1)
+
+
+@dataclass
+class MonitoringArgs:
+    cluster_name: str
+    region: str
+    nim_namespace: str
+    storage_class: str  # gp3, for Prometheus data
+    prometheus_retention: str
+    prometheus_volume_gb: int
+    alert_ttft_p90_seconds: float
+    aws_provider: aws.Provider
+    k8s_provider: k8s.Provider
+    depends_on: list[pulumi.Resource]  # block storage
+
+
+class Monitoring(pulumi.ComponentResource):
+    """Everything that makes the models observable, and the metric their HPAs scale on."""
+
+    ready: list[pulumi.Resource]  # what ServiceMonitors and HPAs need first
+    monitor_labels: dict[str, str]
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("nim-on-eks:index:Monitoring", name, None, opts)
+        aws_opts = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider)
+
+        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=k8s_opts)
+        in_namespace = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[namespace])
+
+        # --- Grafana admin password: random, kept in Secrets Manager, handed to Grafana as a Kubernetes secret
+        password = random.RandomPassword(f"{name}-grafana", length=24, special=False,
+                                         opts=pulumi.ResourceOptions(parent=self))
+        secret_value = pulumi.Output.secret(password.result)
+        self.grafana_secret = aws.secretsmanager.Secret(
+            f"{name}-grafana",
+            name_prefix=f"{args.cluster_name}-grafana-",
+            description=f"Grafana admin password of {args.cluster_name}",
+            recovery_window_in_days=0,  # destroy and re-create with the same name work at once
+            opts=aws_opts,
+        )
+        aws.secretsmanager.SecretVersion(f"{name}-grafana", secret_id=self.grafana_secret.id,
+                                         secret_string=secret_value, opts=aws_opts)
+        grafana_admin = k8s.core.v1.Secret(
+            f"{name}-grafana-admin",
+            metadata={"name": GRAFANA_SECRET, "namespace": NAMESPACE},
+            type="Opaque",
+            string_data={"admin-user": "admin", "admin-password": secret_value},
+            opts=in_namespace,
+        )
+
+        # --- kube-prometheus-stack
+        retention_size_gb = int(args.prometheus_volume_gb * 0.85)  # stop before the volume fills
+        kps = versions.KUBE_PROMETHEUS_STACK
+        self.stack = k8s.helm.v3.Release(
+            f"{name}-kube-prometheus-stack",
+            name=RELEASE,
+            chart=kps.name,
+            version=kps.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=kps.repo),
+            namespace=NAMESPACE,
+            values={
+                "prometheus": {"prometheusSpec": {
+                    # every ServiceMonitor, PodMonitor, Probe and rule in the cluster, not only this release's
+                    "serviceMonitorSelectorNilUsesHelmValues": False,
+                    "podMonitorSelectorNilUsesHelmValues": False,
+                    "ruleSelectorNilUsesHelmValues": False,
+                    "probeSelectorNilUsesHelmValues": False,
+                    "scrapeConfigSelectorNilUsesHelmValues": False,
+                    "scrapeInterval": "30s",
+                    "evaluationInterval": "30s",
+                    "retention": args.prometheus_retention,
+                    "retentionSize": f"{retention_size_gb}GB",
+                    "storageSpec": {"volumeClaimTemplate": {"spec": {
+                        "storageClassName": args.storage_class,  # encrypted gp3
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": f"{args.prometheus_volume_gb}Gi"}},
+                    }}},
+                    "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
+                    "affinity": NOT_GPU_AFFINITY,
+                }},
+                "alertmanager": {"enabled": True, "alertmanagerSpec": {
+                    "affinity": NOT_GPU_AFFINITY,
+                    "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                }},
+                "grafana": {
+                    "enabled": True,
+                    "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+                    "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1",
+                                               "searchNamespace": "ALL"}},
+                    "affinity": NOT_GPU_AFFINITY,
+                    "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+                },
+                "prometheusOperator": {"affinity": NOT_GPU_AFFINITY},
+                # The EKS control plane and kube-proxy's metrics are not reachable: do not scrape (and alert on) them.
+                "kubeControllerManager": {"enabled": False},
+                "kubeScheduler": {"enabled": False},
+                "kubeEtcd": {"enabled": False},
+                "kubeProxy": {"enabled": False},
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
+                                        depends_on=[namespace, grafana_admin, *args.depends_on]),
+        )
+        after_stack = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.stack])
+
+        # --- prometheus-adapter: NIM's per-pod load for the HPAs
+        adapter = versions.PROMETHEUS_ADAPTER
+        self.adapter = k8s.helm.v3.Release(
+            f"{name}-prometheus-adapter",
+            name="prometheus-adapter",
+            chart=adapter.name,
+            version=adapter.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=adapter.repo),
+            namespace=NAMESPACE,
+            values={
+                "prometheus": {"url": prometheus_url(), "port": 9090},
+                "rules": {"default": False, "custom": adapter_rules()},
+                "affinity": NOT_GPU_AFFINITY,
+                "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+            },
+            opts=after_stack,
+        )
+
+        # --- GPU metrics on GPU nodes only
+        dcgm = versions.DCGM_EXPORTER
+        self.dcgm = k8s.helm.v3.Release(
+            f"{name}-dcgm-exporter",
+            name="dcgm-exporter",
+            chart=dcgm.name,
+            version=dcgm.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=dcgm.repo),
+            namespace=NAMESPACE,
+            values={
+                "nodeSelector": {"nim-on-eks/node-pool": GPU_NODE_LABELS["nim-on-eks/node-pool"]},
+                "tolerations": [GPU_TOLERATION],
+                "serviceMonitor": {"enabled": True, "interval": "30s", "additionalLabels": MONITOR_LABELS},
+            },
+            opts=after_stack,
+        )
+
+        # --- the NIM dashboard, picked up by Grafana's sidecar
+        k8s.core.v1.ConfigMap(
+            f"{name}-nim-dashboard",
+            metadata={"name": "nim-dashboard", "namespace": NAMESPACE, "labels": {"grafana_dashboard": "1"}},
+            data={"nim.json": load_dashboard()},
+            opts=in_namespace,
+        )
+
+        # --- alerts
+        k8s.apiextensions.CustomResource(
+            f"{name}-nim-alerts",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata={"name": "nim-alerts", "namespace": NAMESPACE, "labels": MONITOR_LABELS},
+            spec={"groups": alert_rules(args.nim_namespace, args.alert_ttft_p90_seconds)},
+            opts=after_stack,
+        )
+
+        self.ready = [self.stack, self.adapter]
+        self.monitor_labels = MONITOR_LABELS
+        self.grafana_secret_name = self.grafana_secret.name
+        self.grafana_password_command = self.grafana_secret.name.apply(
+            lambda n: f"aws secretsmanager get-secret-value --region {args.region} --secret-id {n} "
+                      "--query SecretString --output text")
+        self.grafana_port_forward = f"kubectl -n {NAMESPACE} port-forward svc/{RELEASE}-grafana 3000:80"
+        self.register_outputs({"grafana_secret_name": self.grafana_secret_name})

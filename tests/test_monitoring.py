@@ -1,0 +1,221 @@
+"""Monitoring: kube-prometheus-stack, prometheus-adapter, the NIM dashboard, DCGM exporter, alert rules."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from components.monitoring import DASHBOARD, adapter_rules, prometheus_url
+from tests import conformance
+from tests.conftest import needs_reference, plan_for
+
+NAME = "nim-on-eks-dev-monitoring"
+# Metrics NIM for LLMs exports (NVIDIA NIM docs, FACTS.md), and the few others the dashboard and rules read.
+NIM_METRICS = {"num_requests_running", "num_requests_waiting", "gpu_cache_usage_perc", "prompt_tokens_total",
+               "generation_tokens_total", "time_to_first_token_seconds", "time_per_output_token_seconds",
+               "e2e_request_latency_seconds", "request_prompt_tokens", "request_generation_tokens"}
+DCGM_METRICS = {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_POWER_USAGE"}
+KSM_METRICS = {"kube_statefulset_status_replicas_ready", "kube_horizontalpodautoscaler_status_desired_replicas",
+               "kube_horizontalpodautoscaler_status_current_replicas", "kube_horizontalpodautoscaler_spec_max_replicas"}
+
+
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression reads (histogram suffixes folded onto the base metric)."""
+    text = re.sub(r'"[^"]*"', "", expr)  # string literals
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges
+    text = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", " ", text)  # grouping labels
+    names = set()
+    for match in re.finditer(r"\b([A-Za-z_:][A-Za-z0-9_:]*)\b(\s*\()?", text):
+        word, call = match.group(1), match.group(2)
+        if call or word in KEYWORDS or word.startswith("__") or word == "$__rate_interval":
+            continue
+        base = re.sub(r"_(bucket|count|sum)$", "", word)
+        names.add(base if base in NIM_METRICS else word)
+    return names
+
+
+def test_metric_names():
+    assert metric_names('histogram_quantile(0.9, sum by (le, service) (rate(ttft_bucket{a="b"}[5m])))') == {"ttft_bucket"}
+    assert metric_names("avg by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL)") == {"DCGM_FI_DEV_GPU_UTIL"}
+    assert metric_names("rate(e2e_request_latency_seconds_count[1m]) > 0.9") == {"e2e_request_latency_seconds"}
+
+
+def release(plan, chart):
+    [r] = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == chart]
+    return r
+
+
+def test_kube_prometheus_stack(dev_plan):
+    r = release(dev_plan, "kube-prometheus-stack")
+    assert (r.inputs["version"], r.inputs["namespace"], r.inputs["name"]) == ("88.5.3", "monitoring",
+                                                                              "kube-prometheus-stack")
+    assert r.inputs["repositoryOpts"]["repo"] == "https://prometheus-community.github.io/helm-charts"
+    spec = r.inputs["values"]["prometheus"]["prometheusSpec"]
+    for key in ("serviceMonitorSelectorNilUsesHelmValues", "podMonitorSelectorNilUsesHelmValues",
+                "ruleSelectorNilUsesHelmValues"):
+        assert spec[key] is False, key  # every monitor and rule, not only the release's
+    assert spec["scrapeInterval"] == "30s"
+    assert spec["retention"] == "15d" and spec["retentionSize"] == "42GB"
+    claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
+    assert claim["storageClassName"] == "gp3" and claim["resources"]["requests"]["storage"] == "50Gi"
+    values = r.inputs["values"]
+    assert values["alertmanager"]["enabled"] is True
+    for affinity in (spec["affinity"], values["alertmanager"]["alertmanagerSpec"]["affinity"],
+                     values["grafana"]["affinity"], values["prometheusOperator"]["affinity"]):
+        [term] = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        assert term["matchExpressions"] == [{"key": "nim-on-eks/node-pool", "operator": "In",
+                                             "values": ["core", "cpu"]}]
+    assert "tolerations" not in json.dumps(values)  # nothing tolerates the GPU taint
+    gp3 = dev_plan.one("kubernetes:storage.k8s.io/v1:StorageClass", "nim-on-eks-dev-storage-gp3")
+    assert dev_plan.depends_on(r, gp3)
+
+
+def test_grafana_password_is_a_secret_everywhere(dev_plan):
+    values = release(dev_plan, "kube-prometheus-stack").inputs["values"]["grafana"]
+    assert values["admin"] == {"existingSecret": "grafana-admin", "userKey": "admin-user", "passwordKey": "admin-password"}
+    assert "adminPassword" not in values
+    secret = dev_plan.one("aws:secretsmanager/secret:Secret")
+    assert secret.inputs["namePrefix"] == "nim-on-eks-dev-grafana-"
+    assert secret.inputs["recoveryWindowInDays"] == 0
+    version = dev_plan.one("aws:secretsmanager/secretVersion:SecretVersion")
+    assert version.inputs["secretString"] == "[secret]"
+    k8s_secret = dev_plan.one("kubernetes:core/v1:Secret", f"{NAME}-grafana-admin")
+    assert k8s_secret.inputs["stringData"] == "[secret]"
+    password = k8s_secret.revealed["stringData"]["admin-password"]
+    assert password == version.revealed["secretString"]
+    text = json.dumps([r.as_json() for r in dev_plan.resources]) + json.dumps(dev_plan.outputs)
+    assert password not in text
+    assert dev_plan.outputs["grafana_secret_name"].startswith("nim-on-eks-dev-grafana-")
+    assert dev_plan.outputs["grafana_password_command"] == (
+        f"aws secretsmanager get-secret-value --region us-west-2 --secret-id {dev_plan.outputs['grafana_secret_name']}"
+        " --query SecretString --output text")
+    assert dev_plan.outputs["grafana_port_forward"] == \
+        "kubectl -n monitoring port-forward svc/kube-prometheus-stack-grafana 3000:80"
+
+
+def test_prometheus_adapter(dev_plan):
+    r = release(dev_plan, "prometheus-adapter")
+    assert r.inputs["version"] == "5.3.0"
+    values = r.inputs["values"]
+    assert values["prometheus"] == {"url": "http://kube-prometheus-stack-prometheus.monitoring.svc", "port": 9090}
+    assert values["rules"]["default"] is False
+    exposed = {rule["name"]["as"] for rule in values["rules"]["custom"]}
+    assert exposed == {"num_requests_running", "num_requests_waiting", "gpu_cache_usage_perc"}
+    for rule in values["rules"]["custom"]:
+        assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+    assert dev_plan.depends_on(r, release(dev_plan, "kube-prometheus-stack"))
+
+
+@pytest.mark.parametrize("release_name, url", [
+    ("kube-prometheus-stack", "http://kube-prometheus-stack-prometheus.monitoring.svc"),
+    ("mon", "http://mon-kube-prometheus-stack-prometheus.monitoring.svc"),
+])
+def test_prometheus_service_name_follows_the_release(release_name, url):
+    assert prometheus_url(release_name) == url
+
+
+def test_adapter_rules_shape():
+    [rule] = adapter_rules(("num_requests_running",))
+    assert rule["seriesQuery"] == 'num_requests_running{namespace!="",pod!=""}'
+    assert rule["metricsQuery"] == "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"
+
+
+def test_hpa_reads_what_the_adapter_serves(dev_plan):
+    adapter = {rule["name"]["as"] for rule in release(dev_plan, "prometheus-adapter").inputs["values"]["rules"]["custom"]}
+    for hpa in dev_plan.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler"):
+        for metric in hpa.inputs["spec"]["metrics"]:
+            assert metric["pods"]["metric"]["name"] in adapter
+        assert dev_plan.depends_on(hpa, release(dev_plan, "prometheus-adapter"))
+
+
+def test_dcgm_exporter(dev_plan):
+    r = release(dev_plan, "dcgm-exporter")
+    assert (r.inputs["version"], r.inputs["repositoryOpts"]["repo"]) == (
+        "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts")
+    values = r.inputs["values"]
+    assert values["nodeSelector"] == {"nim-on-eks/node-pool": "gpu"}
+    assert values["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert values["serviceMonitor"]["enabled"] is True
+    errors = conformance.release_values_errors(r, "dcgm-exporter", "4.8.2")
+    assert errors == []
+    r.inputs["values"]["serviceMonitor"]["interval_typo"] = "1m"
+    try:
+        assert conformance.release_values_errors(r, "dcgm-exporter", "4.8.2")
+    finally:
+        del r.inputs["values"]["serviceMonitor"]["interval_typo"]
+
+
+def panels():
+    dashboard = json.loads(DASHBOARD.read_text())
+    return dashboard, [p for p in dashboard["panels"] if p["type"] != "row"]
+
+
+def test_dashboard_json():
+    dashboard, found = panels()
+    assert "__inputs" not in dashboard and "${DS_" not in DASHBOARD.read_text()
+    names = {v["name"] for v in dashboard["templating"]["list"]}
+    assert "model" in names
+    for panel in found:
+        assert panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            metrics = metric_names(target["expr"])
+            assert metrics and metrics <= NIM_METRICS | DCGM_METRICS | KSM_METRICS, (panel["title"], metrics)
+    by_title = {p["title"]: p for p in found}
+    uses = {title: set().union(*(metric_names(t["expr"]) for t in p["targets"])) for title, p in by_title.items()}
+    wanted = ["time_to_first_token_seconds", "time_per_output_token_seconds", "e2e_request_latency_seconds",
+              "generation_tokens_total", "prompt_tokens_total", "num_requests_running", "num_requests_waiting",
+              "gpu_cache_usage_perc", "kube_statefulset_status_replicas_ready", *DCGM_METRICS]
+    for metric in wanted:
+        assert any(metric in m for m in uses.values()), metric
+    ttft = by_title["Time to first token (p50, p90)"]["targets"]
+    assert [t["expr"].split(",")[0] for t in ttft] == ["histogram_quantile(0.5", "histogram_quantile(0.9"]
+    assert all('service=~"$model"' in t["expr"] for t in ttft)
+
+
+def test_dashboard_config_map(dev_plan):
+    cm = dev_plan.one("kubernetes:core/v1:ConfigMap", f"{NAME}-nim-dashboard")
+    assert cm.inputs["metadata"]["labels"] == {"grafana_dashboard": "1"}
+    assert cm.inputs["metadata"]["namespace"] == "monitoring"
+    assert json.loads(cm.inputs["data"]["nim.json"]) == json.loads(DASHBOARD.read_text())
+    sidecar = release(dev_plan, "kube-prometheus-stack").inputs["values"]["grafana"]["sidecar"]["dashboards"]
+    assert (sidecar["label"], sidecar["labelValue"]) == ("grafana_dashboard", "1")
+
+
+def test_alert_rules(dev_plan):
+    rule = dev_plan.one("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
+    rules = {r["alert"]: r for g in rule.inputs["spec"]["groups"] for r in g["rules"]}
+    assert set(rules) == {"NimModelNoReadyReplica", "NimTimeToFirstTokenHigh", "NimRequestsWaiting",
+                          "NimKVCacheNearlyFull", "NimAutoscalerAtMaxReplicas"}
+    assert rules["NimTimeToFirstTokenHigh"]["for"] == "10m" and rules["NimTimeToFirstTokenHigh"]["expr"].endswith("> 3")
+    assert rules["NimRequestsWaiting"]["for"] == "5m"
+    assert rules["NimKVCacheNearlyFull"]["expr"].endswith("> 0.9")
+    assert rules["NimAutoscalerAtMaxReplicas"]["for"] == "15m"
+    for r in rules.values():
+        assert metric_names(r["expr"]) <= NIM_METRICS | KSM_METRICS, r["alert"]
+    threshold = plan_for("alert_ttft_p90_seconds=1.5").one("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
+    assert any(r["expr"].endswith("> 1.5") for g in threshold.inputs["spec"]["groups"] for r in g["rules"])
+
+
+@needs_reference
+def test_alert_rules_match_the_prometheusrule_crd(dev_plan):
+    rule = dev_plan.one("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
+    assert conformance.validate_custom_resource(conformance.manifest(rule)) == []
+
+
+def test_disabling_monitoring_removes_all_of_it():
+    plan = plan_for("monitoring=false")
+    assert not [r for r in plan.resources if r.name.startswith(NAME)]
+    assert plan.of_type("kubernetes:helm.sh/v3:Release") and all(
+        r.inputs["chart"] not in ("kube-prometheus-stack", "prometheus-adapter", "dcgm-exporter")
+        for r in plan.of_type("kubernetes:helm.sh/v3:Release"))
+    assert plan.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler") == []
+    assert plan.of_type("kubernetes:monitoring.coreos.com/v1:ServiceMonitor") == []
+    assert plan.of_type("aws:secretsmanager/secret:Secret") == []
+    assert "grafana_secret_name" not in plan.outputs
