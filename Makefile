@@ -22,7 +22,7 @@ plan-json: $(STAMP)
 	$(BIN)/python -m tools.plan --stack $(STACK) --json plan.json $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache plan.json

@@ -15,6 +15,7 @@ from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs, pick_azs
 from components.nim import NimModel, NimModelArgs, NimNamespace, NimNamespaceArgs
 from components.storage import Storage, StorageArgs
+from components.webui import GenAiPerf, GenAiPerfArgs, OpenWebUI, OpenWebUIArgs
 
 # --- config: every problem is reported here, before anything is created ---------------------------------
 catalog = load_catalog()
@@ -149,6 +150,30 @@ models = [
     for model in cfg.models
 ]
 
+# --- try and measure the models ------------------------------------------------------------------------------
+webui = (
+    OpenWebUI(
+        f"{cfg.cluster_name}-open-webui",
+        OpenWebUIArgs(
+            model_urls=[m.url for m in models],
+            storage_class=storage.gp3_class_name,
+            k8s_provider=cluster.provider,
+            depends_on=[storage.gp3_storage_class, capacity.cpu_node_pool],
+        ),
+    )
+    if cfg.open_webui
+    else None
+)
+genai_perf = (
+    GenAiPerf(
+        f"{cfg.cluster_name}-genai-perf",
+        GenAiPerfArgs(namespace=cfg.nim_namespace, k8s_provider=cluster.provider,
+                      depends_on=[nim_namespace, capacity.cpu_node_pool]),
+    )
+    if cfg.genai_perf
+    else None
+)
+
 # --- outputs ---------------------------------------------------------------------------------------------
 pulumi.export("cluster_name", cfg.cluster_name)
 pulumi.export("configure_kubectl", f"aws eks --region {cfg.region} update-kubeconfig --name {cfg.cluster_name}")
@@ -159,6 +184,10 @@ if monitoring:
     pulumi.export("grafana_secret_name", monitoring.grafana_secret_name)
     pulumi.export("grafana_password_command", monitoring.grafana_password_command)
     pulumi.export("grafana_port_forward", monitoring.grafana_port_forward)
+if webui:
+    pulumi.export("open_webui_port_forward", webui.port_forward)
+if genai_perf:
+    pulumi.export("genai_perf_exec", genai_perf.exec)
 pulumi.export("nim_models", {
     m.served_model_name: {"url": m.url, "port_forward": m.port_forward, "kubernetes_name": spec.k8s_name}
     for m, spec in zip(models, cfg.models)

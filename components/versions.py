@@ -55,3 +55,8 @@ GPU_AMI_ALIAS = "al2023@v20260714"
 KUBE_PROMETHEUS_STACK = ChartPin("kube-prometheus-stack", "https://prometheus-community.github.io/helm-charts", "88.5.3")
 PROMETHEUS_ADAPTER = ChartPin("prometheus-adapter", "https://prometheus-community.github.io/helm-charts", "5.3.0")
 DCGM_EXPORTER = ChartPin("dcgm-exporter", "https://nvidia.github.io/dcgm-exporter/helm-charts", "4.8.2")
+
+# Open WebUI: release 0.6.43 (CHANGELOG.md of open-webui/open-webui, 2025-12-22); images are tagged v<version>.
+OPEN_WEBUI_IMAGE = "ghcr.io/open-webui/open-webui:v0.6.43"
+# Triton SDK image with genai-perf: NVIDIA's Triton release notes list 25.08; used as <YY.MM>-py3-sdk.
+GENAI_PERF_IMAGE = "nvcr.io/nvidia/tritonserver:25.08-py3-sdk"

@@ -16,7 +16,7 @@ CONFIGS = {
     "dev": (),
     "multi-nat-2az": ("single_nat_gateway=false", "availability_zones=2", "eks_version=1.33"),
     "p5-on-demand": ('gpu_instance_families=["p4de","p5"]', 'gpu_capacity_types=["on-demand"]', "gpu_limit=32"),
-    "three-models": THREE,
+    "three-models": (*THREE, "genai_perf=true"),
     "monitoring-off": ("monitoring=false", "open_webui=false"),
 }
 

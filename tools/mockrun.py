@@ -207,7 +207,8 @@ class PlanMocks(pulumi.runtime.Mocks):
                 nodeSecurityGroupId="sg-0n0d3" + digest[:12],
             )
         elif typ == "random:index/randomPassword:RandomPassword":
-            out["result"] = "mock-" + digest[:20]
+            length = int(inputs.get("length", 16))
+            out["result"] = ("mock" + digest * 4)[:length]
         return rid, out
 
     def call(self, args: pulumi.runtime.MockCallArgs):

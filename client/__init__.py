@@ -1,0 +1,1 @@
+"""Benchmark client for NIM (and any OpenAI-compatible endpoint): `python -m client --help`."""

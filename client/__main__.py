@@ -1,0 +1,5 @@
+import sys
+
+from client.bench import main
+
+sys.exit(main())

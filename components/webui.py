@@ -1,0 +1,150 @@
+"""Try and measure the models: Open WebUI (a chat front end for every deployed model) and a GenAI-Perf pod."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import versions
+from components.nim import PULL_SECRET
+
+NAMESPACE = "open-webui"
+# Any node but a GPU node: the core nodes or Karpenter's CPU pool (preferred, so the core stays small).
+CPU_NODE_AFFINITY = {"nodeAffinity": {
+    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "nim-on-eks/node-pool", "operator": "In", "values": ["core", "cpu"]}]}]},
+    "preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "preference": {"matchExpressions": [
+            {"key": "nim-on-eks/node-pool", "operator": "In", "values": ["cpu"]}]}}],
+}}
+
+
+def openai_env(urls: list[str]) -> dict[str, str]:
+    """Open WebUI's OpenAI connections: semicolon-separated URLs with position-matched keys (NIM needs none)."""
+    return {"OPENAI_API_BASE_URLS": ";".join(urls), "OPENAI_API_KEYS": ";".join("not-needed" for _ in urls)}
+
+
+@dataclass
+class OpenWebUIArgs:
+    model_urls: list[str]  # in-cluster /v1 URLs, in config order
+    storage_class: str  # gp3
+    k8s_provider: k8s.Provider
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+
+class OpenWebUI(pulumi.ComponentResource):
+    def __init__(self, name: str, args: OpenWebUIArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("nim-on-eks:index:OpenWebUI", name, None, opts)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider)
+        labels = {"app.kubernetes.io/name": "open-webui", "app.kubernetes.io/part-of": "nim-on-eks"}
+        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=k8s_opts)
+        in_ns = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
+                                       depends_on=[namespace, *args.depends_on])
+
+        # Signs Open WebUI's sessions; stable across restarts so users stay logged in.
+        key = random.RandomPassword(f"{name}-secret-key", length=48, special=False,
+                                    opts=pulumi.ResourceOptions(parent=self))
+        secret = k8s.core.v1.Secret(
+            f"{name}-secret",
+            metadata={"name": "open-webui", "namespace": NAMESPACE, "labels": labels},
+            type="Opaque",
+            string_data={"WEBUI_SECRET_KEY": pulumi.Output.secret(key.result)},
+            opts=in_ns,
+        )
+        # Accounts, chats and settings survive restarts.
+        data = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-data",
+            # gp3 binds only once the pod is scheduled (WaitForFirstConsumer), and the pod waits for this claim:
+            # Pulumi must not wait for it to be Bound.
+            metadata={"name": "open-webui-data", "namespace": NAMESPACE, "labels": labels,
+                      "annotations": {"pulumi.com/skipAwait": "true"}},
+            spec={"accessModes": ["ReadWriteOnce"], "storageClassName": args.storage_class,
+                  "resources": {"requests": {"storage": "10Gi"}}},
+            opts=in_ns,
+        )
+        env = [{"name": k, "value": v} for k, v in openai_env(args.model_urls).items()]
+        env += [
+            {"name": "WEBUI_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "open-webui", "key": "WEBUI_SECRET_KEY"}}},
+            {"name": "ENABLE_OLLAMA_API", "value": "false"},  # no Ollama here: do not probe localhost:11434
+        ]
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata={"name": "open-webui", "namespace": NAMESPACE, "labels": labels},
+            spec={
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},  # one ReadWriteOnce volume
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {
+                    "affinity": CPU_NODE_AFFINITY,
+                    "containers": [{
+                        "name": "open-webui",
+                        "image": versions.OPEN_WEBUI_IMAGE,
+                        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                        "env": env,
+                        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                                      "limits": {"cpu": "2", "memory": "3Gi"}},
+                        "volumeMounts": [{"name": "data", "mountPath": "/app/backend/data"}],
+                        # the first start downloads its embedding model
+                        "startupProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10,
+                                         "failureThreshold": 60},
+                        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10},
+                        "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 30,
+                                          "failureThreshold": 4},
+                        "securityContext": {"allowPrivilegeEscalation": False},
+                    }],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "open-webui-data"}}],
+                }},
+            },
+            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[
+                namespace, secret, data, *args.depends_on])),
+        )
+        k8s.core.v1.Service(
+            f"{name}-svc",
+            metadata={"name": "open-webui", "namespace": NAMESPACE, "labels": labels},
+            spec={"type": "ClusterIP", "selector": labels,
+                  "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+            opts=in_ns,
+        )
+        self.port_forward = f"kubectl -n {NAMESPACE} port-forward svc/open-webui 8080:80"
+        self.register_outputs({"port_forward": self.port_forward})
+
+
+@dataclass
+class GenAiPerfArgs:
+    namespace: str  # the NIM namespace, so `--url nim-llm-<model>:8000` resolves
+    k8s_provider: k8s.Provider
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+
+class GenAiPerf(pulumi.ComponentResource):
+    """A pod that stays up with NVIDIA's GenAI-Perf, for `kubectl exec ... genai-perf profile` runs."""
+
+    def __init__(self, name: str, args: GenAiPerfArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("nim-on-eks:index:GenAiPerf", name, None, opts)
+        labels = {"app.kubernetes.io/name": "genai-perf", "app.kubernetes.io/part-of": "nim-on-eks"}
+        k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata={"name": "genai-perf", "namespace": args.namespace, "labels": labels},
+            spec={
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {
+                    "affinity": CPU_NODE_AFFINITY,  # it measures an HTTP endpoint: no GPU needed
+                    "imagePullSecrets": [{"name": PULL_SECRET}],
+                    "containers": [{
+                        "name": "genai-perf",
+                        "image": versions.GENAI_PERF_IMAGE,
+                        "command": ["sleep", "infinity"],
+                        "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}},
+                        "securityContext": {"allowPrivilegeEscalation": False},
+                    }],
+                    "terminationGracePeriodSeconds": 5,
+                }},
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=args.depends_on),
+        )
+        self.exec = f"kubectl -n {args.namespace} exec -it deploy/genai-perf -- bash"
+        self.register_outputs({"exec": self.exec})

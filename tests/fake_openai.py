@@ -1,0 +1,116 @@
+"""A small OpenAI-compatible streaming server on 127.0.0.1 that emits tokens with known delays.
+
+The first token leaves `ttft` seconds after the request arrives, then one token every `itl` seconds. A model
+named "broken" answers HTTP 500; prompts containing "FAIL" get HTTP 400. It records the most requests in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeServer:
+    def __init__(self, ttft: float = 0.2, itl: float = 0.02, tokens: int = 10, usage: bool = True):
+        self.ttft, self.itl, self.tokens, self.usage = ttft, itl, tokens, usage
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.requests = 0
+        self._lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> "FakeServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def setup(self):
+                super().setup()
+                # small SSE writes must leave at once (Nagle + delayed ACK would add ~40 ms to each request)
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def _json(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.rstrip("/") == "/v1/models":
+                    self._json(200, {"object": "list", "data": [{"id": "meta/llama3-8b-instruct", "object": "model",
+                                                                 "created": 0, "owned_by": "nim"}]})
+                else:
+                    self._json(404, {"error": {"message": "not found"}})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                chat = self.path.endswith("/chat/completions")
+                prompt = body["messages"][-1]["content"] if chat else body.get("prompt", "")
+                if body.get("model") == "broken":
+                    return self._json(500, {"error": {"message": "model crashed", "type": "internal"}})
+                if "FAIL" in prompt:
+                    return self._json(400, {"error": {"message": "bad prompt", "type": "invalid_request_error"}})
+                with server._lock:
+                    server.requests += 1
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._stream(body, chat)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _stream(self, body: dict, chat: bool) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                count = min(server.tokens, body.get("max_tokens") or server.tokens)
+                time.sleep(server.ttft)
+                for i in range(count):
+                    if i:
+                        time.sleep(server.itl)
+                    piece = f"tok{i} "
+                    choice = ({"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat
+                              else {"index": 0, "text": piece, "finish_reason": None})
+                    self._event({"id": "x", "object": "chat.completion.chunk" if chat else "text_completion",
+                                 "created": 0, "model": body["model"], "choices": [choice]})
+                if server.usage:
+                    self._event({"id": "x", "object": "chat.completion.chunk" if chat else "text_completion",
+                                 "created": 0, "model": body["model"], "choices": [],
+                                 "usage": {"prompt_tokens": 5, "completion_tokens": count, "total_tokens": 5 + count}})
+                self._chunk(b"data: [DONE]\n\n")
+                self._chunk(b"")
+
+            def _event(self, payload: dict) -> None:
+                self._chunk(f"data: {json.dumps(payload)}\n\n".encode())
+
+            def _chunk(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+        return Handler
