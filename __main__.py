@@ -10,6 +10,7 @@ import pulumi_aws as aws
 from components.catalog import load_catalog
 from components.cluster import Cluster, ClusterArgs
 from components.config import load_config
+from components.cost import estimate
 from components.karpenter import Karpenter, KarpenterArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs, pick_azs
@@ -174,6 +175,14 @@ genai_perf = (
     else None
 )
 
+# --- what it costs: known before anything is created ----------------------------------------------------------
+cost = estimate(cfg)
+if not cost["gpu_limit"]["ok"]:
+    pulumi.log.warn(f"gpu_limit {cfg.gpu_limit} cannot hold every model at max_replicas: that needs "
+                    f"{cost['gpu_limit']['gpus_at_max_replicas']} GPUs")
+if cost["budget"] and not cost["budget"]["ok"]:
+    pulumi.log.warn(f"hourly_budget: {cost['budget']['message']}")
+
 # --- outputs ---------------------------------------------------------------------------------------------
 pulumi.export("cluster_name", cfg.cluster_name)
 pulumi.export("configure_kubectl", f"aws eks --region {cfg.region} update-kubeconfig --name {cfg.cluster_name}")
@@ -188,6 +197,10 @@ if webui:
     pulumi.export("open_webui_port_forward", webui.port_forward)
 if genai_perf:
     pulumi.export("genai_perf_exec", genai_perf.exec)
+pulumi.export("estimated_cost_per_hour", {
+    "min": cost["total_per_hour"]["min"], "max": cost["total_per_hour"]["max"], "prices_region": cost["prices_region"],
+})
+pulumi.export("cost_estimate", cost)
 pulumi.export("nim_models", {
     m.served_model_name: {"url": m.url, "port_forward": m.port_forward, "kubernetes_name": spec.k8s_name}
     for m, spec in zip(models, cfg.models)

@@ -269,6 +269,10 @@ KEYS: dict[str, KeySpec] = {
     "alert_ttft_p90_seconds": KeySpec(
         _float(0.05, 600), 3.0, "Alert when a model's p90 time to first token stays above this for 10 minutes."
     ),
+    "hourly_budget": KeySpec(
+        _float(0.01, 100000), None,
+        "USD per hour the stack may cost at max_replicas; above it `pulumi up` warns and the plan fails.",
+    ),
     "tags": KeySpec(_tags, {}, "Extra AWS tags for every AWS resource (JSON map)."),
     "monitoring": KeySpec(_bool, True, "Prometheus, Grafana, the NIM dashboard and the HPA metric."),
     "open_webui": KeySpec(_bool, True, "Open WebUI chat front end for the deployed models."),
@@ -290,7 +294,7 @@ class ModelRequest:
 
     name: str  # catalog name, e.g. meta/llama3-8b-instruct
     k8s_name: str  # nim-llm-<short name>, the StatefulSet and Service name
-    gpus: int  # GPUs per replica: as configured, or the fewest an allowed GPU type needs
+    gpus: int  # GPUs per replica: as configured, or the count whose cheapest fitting instance costs least
     gpu_types: tuple[str, ...]  # GPU types that hold the model with `gpus` GPUs on the allowed families
     instance_types: tuple[str, ...]  # allowed instance types that fit one replica (cheapest first)
     capacity_types: tuple[str, ...]  # spot / on-demand for this model's nodes
@@ -488,6 +492,7 @@ class StackConfig:
     prometheus_retention: str
     prometheus_volume_gb: int
     alert_ttft_p90_seconds: float
+    hourly_budget: float | None
     tags: dict[str, str]
     monitoring: bool
     open_webui: bool
@@ -611,6 +616,7 @@ def parse_config(
         prometheus_retention=values["prometheus_retention"],
         prometheus_volume_gb=values["prometheus_volume_gb"],
         alert_ttft_p90_seconds=values["alert_ttft_p90_seconds"],
+        hourly_budget=values["hourly_budget"],
         tags=values["tags"],
         monitoring=values["monitoring"],
         open_webui=values["open_webui"],

@@ -46,7 +46,7 @@ class FitError(ValueError):
 class GpuFit:
     gpus: int  # GPUs per replica
     gpu_types: tuple[str, ...]  # GPU types that hold the model with that many GPUs, on allowed families
-    instance_types: tuple[str, ...]  # allowed instance types that fit one replica
+    instance_types: tuple[str, ...]  # allowed instance types that fit one replica, cheapest first
 
 
 def fits(instance, gpu_type: str, gpus: int, cpu: int, memory_gib: int) -> bool:
@@ -59,8 +59,8 @@ def fit_model(min_gpus: dict[str, int], cpu: int, memory_gib: int, gpus: int | N
               families: tuple[str, ...], instances: list) -> GpuFit:
     """Which GPU types (and instances) of the allowed families can run one replica.
 
-    `min_gpus` is the catalog's fewest GPUs per type; `gpus` the requested count, or None for the fewest any
-    allowed type needs. `instances` are InstanceType rows of every supported family.
+    `min_gpus` is the catalog's fewest GPUs per type; `gpus` the requested count, or None for the count that runs
+    cheapest. `instances` are InstanceType rows of every supported family.
     """
 
     def candidates(count: int, allowed: tuple[str, ...]) -> dict[str, list[str]]:
@@ -80,12 +80,20 @@ def fit_model(min_gpus: dict[str, int], cpu: int, memory_gib: int, gpus: int | N
         raise FitError(f"asks for {gpus} GPUs per replica, more than any instance in {where} has; "
                        f"allowed: gpus from 1 to {biggest}")
     counts = sorted({n for n in min_gpus.values()} | ({gpus} if gpus else set()))
-    tried = [gpus] if gpus else counts
-    for count in tried:
+    # Default count: the one whose cheapest fitting instance costs least (fewer GPUs on a tie); e.g. Mixtral on
+    # p5/p5en runs on 2 x H100 (p5.48xlarge) for less than on 1 x H200 (p5en.48xlarge).
+    prices = {i.name: i.on_demand for i in instances}
+    options = []
+    for count in ([gpus] if gpus else counts):
         found = candidates(count, families)
         if found:
-            ordered = tuple(t for t in GPU_TYPES if t in found)
-            return GpuFit(count, ordered, tuple(n for t in ordered for n in found[t]))
+            cheapest = min(prices[n] for names in found.values() for n in names)
+            options.append((cheapest, count, found))
+    if options:
+        _, count, found = min(options, key=lambda o: (o[0], o[1]))
+        ordered = tuple(t for t in GPU_TYPES if t in found)
+        names = sorted({n for t in ordered for n in found[t]}, key=lambda n: (prices[n], n))
+        return GpuFit(count, ordered, tuple(names))
 
     needs = ", ".join(f"{n} x {t}" for t, n in sorted(min_gpus.items(), key=lambda kv: list(GPU_TYPES).index(kv[0])))
     every_family = tuple(FAMILY_GPU)

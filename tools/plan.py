@@ -16,12 +16,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+from components.cost import render as render_cost
 from tools import mockrun
 
 # Extra sections (cost, ...) register here: each takes the Plan and returns
 # (title, text lines, JSON value, failed); a failed section makes the plan exit non-zero.
 Section = Callable[[mockrun.Plan], "tuple[str, list[str], Any, bool] | None"]
 SECTIONS: list[tuple[str, Section]] = []
+
+
+def cost_section(plan: mockrun.Plan):
+    """The stack's own cost estimate (exported as `cost_estimate`), as a table; over budget fails the plan."""
+    cost = plan.outputs.get("cost_estimate")
+    if not isinstance(cost, dict):
+        return None
+    budget = cost.get("budget")
+    return "Estimated cost", render_cost(cost), cost, bool(budget and not budget["ok"])
 
 
 def tree_lines(plan: mockrun.Plan) -> list[str]:
@@ -57,6 +67,8 @@ def render(plan: mockrun.Plan, extra: list[tuple[str, list[str]]]) -> str:
     width = max((len(k) for k in plan.outputs), default=0)
     for key, value in plan.outputs.items():
         text = value if isinstance(value, str) else json.dumps(value)
+        if len(text) > 160:  # e.g. cost_estimate: shown as its own section, whole in --json
+            text = f"{{...}} ({len(value)} keys; whole in --json)" if isinstance(value, dict) else text[:157] + "..."
         out.append(f"  {key:<{width}}  {text}")
     for title, lines in extra:
         out += ["", f"{title}:"] + [f"  {line}" for line in lines]
@@ -97,11 +109,15 @@ def main(argv: list[str] | None = None) -> int:
         document[key] = value
         status = status or (1 if failed else 0)
     print(render(plan, extra))
+    if status:
+        print("\nerror: the plan exceeds hourly_budget (see above)", file=sys.stderr)
     if args.json_file:
         Path(args.json_file).write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
         print(f"\nWrote {args.json_file}")
     return status
 
+
+SECTIONS.append(("cost", cost_section))
 
 if __name__ == "__main__":
     sys.exit(main())
