@@ -83,6 +83,8 @@ class Cluster(pulumi.ComponentResource):
             },
             create_oidc_provider=True,  # IRSA for add-ons that do not take Pod Identity (EFS CSI)
             skip_default_node_group=True,
+            # pulumi-eks can only manage CoreDNS with its default node group; we manage it below, after ours.
+            coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
             enabled_cluster_log_types=LOG_TYPES,
             encryption_config_key_arn=self.secrets_key.arn,
             tags=args.tags,
@@ -172,13 +174,27 @@ class Cluster(pulumi.ComponentResource):
             opts=after_cluster,
         )
 
-        # Every Kubernetes resource uses this provider. It depends on the core nodes and the Pod Identity agent,
-        # so workloads are created only once they can run, and on destroy they are deleted while nodes still exist.
+        # CoreDNS as a managed add-on (it replaces the self-managed one EKS bootstraps), once nodes can run it: created
+        # before the nodes exist it would stay DEGRADED and time out.
+        self.coredns = aws.eks.Addon(
+            f"{name}-coredns",
+            cluster_name=args.cluster_name,
+            addon_name="coredns",
+            addon_version=versions.ADDON_VERSIONS["coredns"],
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider, depends_on=[self.core_node_group]),
+        )
+
+        # Every Kubernetes resource uses this provider. It depends on the core nodes, the Pod Identity agent and
+        # CoreDNS, so workloads are created only once they can run, and on destroy they are deleted while nodes still exist.
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
             enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.core_node_group, self.pod_identity_agent]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.core_node_group, self.pod_identity_agent,
+                                                                 self.coredns]),
         )
 
         self.register_outputs(

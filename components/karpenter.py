@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components import iam, versions
+from components import helm, iam, versions
 from components.cluster import CORE_NODE_LABEL
 
 SERVICE_ACCOUNT = "karpenter"
@@ -255,13 +255,10 @@ class Karpenter(pulumi.ComponentResource):
         )
 
         # --- controller: two replicas on the core node group, never on nodes it launched itself
-        chart = versions.KARPENTER
-        self.release = k8s.helm.v3.Release(
-            f"{name}-controller",
-            name="karpenter",
-            chart=chart.repo,
-            version=chart.version,
-            namespace=versions.KARPENTER_NAMESPACE,
+        # The IAM it acts with, the queue it reads and the node access entry exist first; on destroy the controller
+        # outlives them all, so it can still terminate the nodes it launched.
+        self.release = helm.release(
+            f"{name}-controller", versions.KARPENTER, name="karpenter", namespace=versions.KARPENTER_NAMESPACE,
             values={
                 "settings": {"clusterName": cluster, "interruptionQueue": self.queue.name},
                 "serviceAccount": {"name": SERVICE_ACCOUNT},
@@ -271,13 +268,9 @@ class Karpenter(pulumi.ComponentResource):
                     "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
                 },
             },
-            # The IAM it acts with, the queue it reads and the node access entry exist first; on destroy the
-            # controller outlives them all, so it can still terminate the nodes it launched.
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=args.k8s_provider,
-                depends_on=[pod_identity, queue_policy_resource, *controller_attachments, *rules, access_entry,
-                            *node_attachments, sg_tag],
-            ),
+            provider=args.k8s_provider, parent=self,
+            depends_on=[pod_identity, queue_policy_resource, *controller_attachments, *rules, access_entry,
+                        *node_attachments, sg_tag],
         )
 
         # --- node classes and pools: created after the controller (its CRDs), deleted while it still runs
@@ -369,20 +362,15 @@ class Karpenter(pulumi.ComponentResource):
         )
 
         # --- NVIDIA device plugin: without it GPU nodes never advertise nvidia.com/gpu
-        plugin = versions.NVIDIA_DEVICE_PLUGIN
-        self.device_plugin = k8s.helm.v3.Release(
-            f"{name}-nvidia-device-plugin",
-            name="nvidia-device-plugin",
-            chart=plugin.name,
-            version=plugin.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=plugin.repo),
+        self.device_plugin = helm.release(
+            f"{name}-nvidia-device-plugin", versions.NVIDIA_DEVICE_PLUGIN, name="nvidia-device-plugin",
             namespace="kube-system",
             values={
                 "nodeSelector": {"nim-on-eks/node-pool": GPU_NODE_LABELS["nim-on-eks/node-pool"]},
                 "tolerations": [GPU_TOLERATION, {"key": "CriticalAddonsOnly", "operator": "Exists"}],
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             },
-            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider),
+            provider=args.k8s_provider, parent=self,
         )
 
         self.register_outputs({

@@ -18,7 +18,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import versions
+from components import helm, versions
 from components.karpenter import GPU_NODE_LABELS, GPU_TOLERATION
 
 NAMESPACE = "monitoring"
@@ -147,14 +147,8 @@ class Monitoring(pulumi.ComponentResource):
 
         # --- kube-prometheus-stack
         retention_size_gb = int(args.prometheus_volume_gb * 0.85)  # stop before the volume fills
-        kps = versions.KUBE_PROMETHEUS_STACK
-        self.stack = k8s.helm.v3.Release(
-            f"{name}-kube-prometheus-stack",
-            name=RELEASE,
-            chart=kps.name,
-            version=kps.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=kps.repo),
-            namespace=NAMESPACE,
+        self.stack = helm.release(
+            f"{name}-kube-prometheus-stack", versions.KUBE_PROMETHEUS_STACK, name=RELEASE, namespace=NAMESPACE,
             values={
                 "prometheus": {"prometheusSpec": {
                     # every ServiceMonitor, PodMonitor, Probe and rule in the cluster, not only this release's
@@ -174,6 +168,8 @@ class Monitoring(pulumi.ComponentResource):
                     }}},
                     "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
                     "affinity": NOT_GPU_AFFINITY,
+                    # its volume goes with it: `pulumi destroy` leaves no EBS volume behind
+                    "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
                 }},
                 "alertmanager": {"enabled": True, "alertmanagerSpec": {
                     "affinity": NOT_GPU_AFFINITY,
@@ -194,44 +190,32 @@ class Monitoring(pulumi.ComponentResource):
                 "kubeEtcd": {"enabled": False},
                 "kubeProxy": {"enabled": False},
             },
-            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
-                                        depends_on=[namespace, grafana_admin, *args.depends_on]),
+            provider=args.k8s_provider, parent=self, depends_on=[namespace, grafana_admin, *args.depends_on],
+            timeout=900,  # Prometheus waits for its volume
         )
         after_stack = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.stack])
 
         # --- prometheus-adapter: NIM's per-pod load for the HPAs
-        adapter = versions.PROMETHEUS_ADAPTER
-        self.adapter = k8s.helm.v3.Release(
-            f"{name}-prometheus-adapter",
-            name="prometheus-adapter",
-            chart=adapter.name,
-            version=adapter.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=adapter.repo),
-            namespace=NAMESPACE,
+        self.adapter = helm.release(
+            f"{name}-prometheus-adapter", versions.PROMETHEUS_ADAPTER, name="prometheus-adapter", namespace=NAMESPACE,
             values={
                 "prometheus": {"url": prometheus_url(), "port": 9090},
                 "rules": {"default": False, "custom": adapter_rules()},
                 "affinity": NOT_GPU_AFFINITY,
                 "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
             },
-            opts=after_stack,
+            provider=args.k8s_provider, parent=self, depends_on=[self.stack],
         )
 
         # --- GPU metrics on GPU nodes only
-        dcgm = versions.DCGM_EXPORTER
-        self.dcgm = k8s.helm.v3.Release(
-            f"{name}-dcgm-exporter",
-            name="dcgm-exporter",
-            chart=dcgm.name,
-            version=dcgm.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=dcgm.repo),
-            namespace=NAMESPACE,
+        self.dcgm = helm.release(
+            f"{name}-dcgm-exporter", versions.DCGM_EXPORTER, name="dcgm-exporter", namespace=NAMESPACE,
             values={
                 "nodeSelector": {"nim-on-eks/node-pool": GPU_NODE_LABELS["nim-on-eks/node-pool"]},
                 "tolerations": [GPU_TOLERATION],
                 "serviceMonitor": {"enabled": True, "interval": "30s", "additionalLabels": MONITOR_LABELS},
             },
-            opts=after_stack,
+            provider=args.k8s_provider, parent=self, depends_on=[self.stack],
         )
 
         # --- the NIM dashboard, picked up by Grafana's sidecar

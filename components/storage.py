@@ -191,7 +191,9 @@ class Storage(pulumi.ComponentResource):
             metadata={"name": GP3_STORAGE_CLASS,
                       "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
             provisioner="ebs.csi.aws.com",
-            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
+            # the cluster tag on every volume, so a leftover after an interrupted destroy is easy to find
+            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4",
+                        "tagSpecification_1": f"nim-on-eks/cluster={args.cluster_name}"},
             reclaim_policy="Delete",
             allow_volume_expansion=True,
             # EBS volumes are zonal: wait for the pod so the volume is made in the pod's zone.

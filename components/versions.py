@@ -18,6 +18,7 @@ CORE_AMI_TYPE = "AL2023_x86_64_STANDARD"
 # above. `aws eks describe-addon-versions --addon-name NAME --kubernetes-version 1.36` lists them.
 ADDON_VERSIONS: dict[str, str | None] = {
     "eks-pod-identity-agent": None,
+    "coredns": None,
     "aws-efs-csi-driver": None,
     "aws-ebs-csi-driver": None,
 }

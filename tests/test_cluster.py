@@ -116,3 +116,19 @@ def test_cluster_admins_get_access_entries(dev_plan):
     policy = entry["accessPolicies"]["admin"]
     assert policy["policyArn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
     assert policy["accessScope"] == {"type": "cluster"}
+
+
+def test_coredns_is_managed_once_the_core_nodes_exist(dev_plan):
+    eks = dev_plan.one("eks:index:Cluster")
+    assert eks.inputs["corednsAddonOptions"]["enabled"] is False
+    coredns = dev_plan.one("aws:eks/addon:Addon", "nim-on-eks-dev-coredns")
+    assert coredns.inputs["addonName"] == "coredns"
+    assert dev_plan.depends_on(coredns, dev_plan.one("aws:eks/nodeGroup:NodeGroup"))
+    [provider] = dev_plan.of_type("pulumi:providers:kubernetes")
+    assert dev_plan.depends_on(provider, coredns)
+
+
+def test_helm_releases_wait_long_enough(dev_plan):
+    timeouts = {r.inputs["name"]: r.inputs["timeout"] for r in dev_plan.of_type("kubernetes:helm.sh/v3:Release")}
+    assert timeouts["kube-prometheus-stack"] == 900
+    assert min(timeouts.values()) >= 600

@@ -64,6 +64,8 @@ def test_kube_prometheus_stack(dev_plan):
     assert spec["retention"] == "15d" and spec["retentionSize"] == "42GB"
     claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
     assert claim["storageClassName"] == "gp3" and claim["resources"]["requests"]["storage"] == "50Gi"
+    # the volume is deleted with Prometheus: destroy leaves no EBS volume behind
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Delete", "whenScaled": "Retain"}
     values = r.inputs["values"]
     assert values["alertmanager"]["enabled"] is True
     for affinity in (spec["affinity"], values["alertmanager"]["alertmanagerSpec"]["affinity"],

@@ -112,7 +112,8 @@ def test_gp3_default_storage_class(dev_plan):
     i = dev_plan.one("kubernetes:storage.k8s.io/v1:StorageClass", f"{NAME}-gp3").inputs
     assert i["metadata"] == {"name": "gp3", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}
     assert i["provisioner"] == "ebs.csi.aws.com"
-    assert i["parameters"] == {"type": "gp3", "encrypted": "true", "fsType": "ext4"}
+    assert i["parameters"] == {"type": "gp3", "encrypted": "true", "fsType": "ext4",
+                               "tagSpecification_1": "nim-on-eks/cluster=nim-on-eks-dev"}
     assert i["volumeBindingMode"] == "WaitForFirstConsumer"
     assert i["allowVolumeExpansion"] is True
 
