@@ -48,8 +48,8 @@ class _Bad(ValueError):
 # ---------------------------------------------------------------------------------------------- parsers
 
 
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
+def _bool(raw: Any) -> bool:
+    value = str(raw).strip().lower()
     if value in ("true", "false"):
         return value == "true"
     raise _Bad("allowed: true or false")
@@ -99,8 +99,8 @@ def _float(lo: float, hi: float) -> Callable[[Any], float]:
 def _regex(pattern: str, what: str) -> Callable[[str], str]:
     compiled = re.compile(pattern)
 
-    def parse(raw: str) -> str:
-        if not compiled.fullmatch(raw):
+    def parse(raw: Any) -> str:
+        if not isinstance(raw, str) or not compiled.fullmatch(raw):
             raise _Bad(f"allowed: {what}")
         return raw
 
@@ -108,8 +108,8 @@ def _regex(pattern: str, what: str) -> Callable[[str], str]:
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if raw not in options:
+    def parse(raw: Any) -> str:
+        if not isinstance(raw, str) or raw not in options:
             raise _Bad(f"allowed: one of {', '.join(options)}")
         return raw
 
@@ -139,10 +139,18 @@ def _tags(raw: str) -> dict[str, str]:
         for k, v in value.items()
     ):
         raise _Bad('allowed: a map of strings, e.g. {"team": "ml"}')
-    bad = [k for k in value if not k or len(k) > 128 or k.lower().startswith("aws:")]
-    if bad:
-        raise _Bad("tag keys must be 1-128 characters and must not start with 'aws:'")
+    bad = [k for k in value if not k or len(k) > 128 or k.lower().startswith(RESERVED_TAG_PREFIXES)]
+    if bad or any(len(str(v)) > 256 for v in value.values()):
+        raise _Bad(f"tag keys must be 1-128 characters and not start with {', '.join(RESERVED_TAG_PREFIXES)} "
+                   "(AWS's and the ones Karpenter and Kubernetes set); values at most 256 characters")
     return {k: str(v) for k, v in value.items()}
+
+
+# Tag prefixes AWS reserves, and those Karpenter sets itself (its EC2NodeClass refuses them as extra tags).
+RESERVED_TAG_PREFIXES = ("aws:", "kubernetes.io/cluster", "karpenter.sh/", "karpenter.k8s.aws/", "eks:")
+
+
+PRINCIPAL_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+")
 
 
 def _principal_arns(raw: str) -> tuple[str, ...]:
@@ -154,8 +162,6 @@ def _principal_arns(raw: str) -> tuple[str, ...]:
         raise _Bad("allowed: a JSON list of IAM role or user ARNs, e.g. [\"arn:aws:iam::123456789012:role/admin\"]")
     return tuple(value)
 
-
-PRINCIPAL_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+")
 
 def _list_of(options: tuple[str, ...], what: str) -> Callable[[Any], tuple[str, ...]]:
     """A JSON list (or comma-separated names) of distinct values from `options`."""
@@ -198,10 +204,10 @@ INSTANCE_TYPE_RE = r"[a-z][a-z0-9-]*\.[a-z0-9]+"
 
 KEYS: dict[str, KeySpec] = {
     "nim_models": KeySpec(
-        lambda raw: raw,  # parsed by _models, which needs the catalog
+        lambda raw: raw,  # parsed by parse_models, which needs the catalog and the GPU families
         None,
-        "Models to serve: JSON list of catalog names or objects "
-        "{name, gpus, min_replicas, max_replicas, image_tag}. Required.",
+        "Models to serve: JSON list of catalog names or objects {name, gpus, min_replicas, max_replicas, "
+        "image_tag, capacity_types, target_requests_running, env}. Required.",
     ),
     "ngc_api_key": KeySpec(
         lambda raw: raw, None, "NGC API key (secret) used to pull NIM images and model weights. Required.", True
@@ -279,9 +285,6 @@ KEYS: dict[str, KeySpec] = {
     "genai_perf": KeySpec(_bool, False, "A GenAI-Perf pod for interactive benchmarks."),
 }
 
-# Other namespaces a stack file legitimately sets.
-FOREIGN_KEYS_ALLOWED = {"aws:region", "aws:profile", "aws:defaultTags", "aws:assumeRole", "aws:skipCredentialsValidation"}
-
 REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
 
 
@@ -325,7 +328,7 @@ MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
     "min_replicas": _int(1, 50),
     "max_replicas": _int(1, 50),
     "image_tag": _regex(r"(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "a pinned image tag (not 'latest')"),
-    "capacity_types": lambda raw: _list_of(CAPACITY_TYPES, "capacity types")(raw),
+    "capacity_types": _list_of(CAPACITY_TYPES, "capacity types"),
     "target_requests_running": _int(1, 256),
     "env": _env,
 }
@@ -591,38 +594,15 @@ def parse_config(
     if problems:
         raise ConfigError(problems)
 
+    computed = {"nim_models", "ngc_api_key", "cluster_name"}
     return StackConfig(
         project=project,
         stack=stack,
         region=str(region),
         cluster_name=cluster_name,
-        eks_version=values["eks_version"],
-        vpc_cidr=values["vpc_cidr"],
-        availability_zones=values["availability_zones"],
-        single_nat_gateway=values["single_nat_gateway"],
-        core_instance_type=values["core_instance_type"],
-        core_node_count=values["core_node_count"],
-        core_node_max=values["core_node_max"],
-        core_disk_gb=values["core_disk_gb"],
-        cluster_admins=values["cluster_admins"],
-        gpu_instance_families=values["gpu_instance_families"],
-        gpu_capacity_types=values["gpu_capacity_types"],
-        gpu_limit=values["gpu_limit"],
-        ami_alias=values["ami_alias"],
-        gpu_root_volume_gb=values["gpu_root_volume_gb"],
-        efs_backups=values["efs_backups"],
-        efs_ia_after_days=values["efs_ia_after_days"],
-        nim_namespace=values["nim_namespace"],
-        prometheus_retention=values["prometheus_retention"],
-        prometheus_volume_gb=values["prometheus_volume_gb"],
-        alert_ttft_p90_seconds=values["alert_ttft_p90_seconds"],
-        hourly_budget=values["hourly_budget"],
-        tags=values["tags"],
-        monitoring=values["monitoring"],
-        open_webui=values["open_webui"],
-        genai_perf=values["genai_perf"],
         models=models,
         catalog=catalog,
+        **{key: values[key] for key in KEYS if key not in computed},
     )
 
 
