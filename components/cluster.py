@@ -9,7 +9,7 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from components import iam, versions
+from components import addons, iam, versions
 
 LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 # Label every core node carries; components pin system workloads to it so they never land on GPU nodes.
@@ -94,9 +94,8 @@ class Cluster(pulumi.ComponentResource):
         self.oidc_provider_arn = self.eks.oidc_provider_arn
         self.oidc_issuer = self.eks.oidc_issuer
         self.cluster_security_group_id = self.eks.cluster_security_group_id
-        # pulumi-eks exposes the aws.eks.Cluster only as a resource reference; the name is ours, so reuse it and
-        # order by depending on the component.
-        after_cluster = pulumi.ResourceOptions(parent=self, provider=args.aws_provider, depends_on=[self.eks])
+        # pulumi-eks exposes the aws.eks.Cluster only as a resource reference; the name is ours, so the resources
+        # below reuse it and are ordered by depending on the component.
 
         # Core node group: on-demand AL2023 nodes that host Karpenter, CoreDNS and monitoring, never GPUs.
         self.node_role = aws.iam.Role(
@@ -163,28 +162,16 @@ class Cluster(pulumi.ComponentResource):
         )
 
         # Pod Identity agent: Karpenter and other controllers get AWS credentials through it.
-        self.pod_identity_agent = aws.eks.Addon(
-            f"{name}-pod-identity-agent",
-            cluster_name=args.cluster_name,
-            addon_name="eks-pod-identity-agent",
-            addon_version=versions.ADDON_VERSIONS["eks-pod-identity-agent"],
-            resolve_conflicts_on_create="OVERWRITE",
-            resolve_conflicts_on_update="OVERWRITE",
-            tags=args.tags,
-            opts=after_cluster,
+        self.pod_identity_agent = addons.eks_addon(
+            f"{name}-pod-identity-agent", "eks-pod-identity-agent", cluster_name=args.cluster_name,
+            provider=args.aws_provider, parent=self, depends_on=[self.eks], tags=args.tags,
         )
 
         # CoreDNS as a managed add-on (it replaces the self-managed one EKS bootstraps), once nodes can run it: created
         # before the nodes exist it would stay DEGRADED and time out.
-        self.coredns = aws.eks.Addon(
-            f"{name}-coredns",
-            cluster_name=args.cluster_name,
-            addon_name="coredns",
-            addon_version=versions.ADDON_VERSIONS["coredns"],
-            resolve_conflicts_on_create="OVERWRITE",
-            resolve_conflicts_on_update="OVERWRITE",
-            tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider, depends_on=[self.core_node_group]),
+        self.coredns = addons.eks_addon(
+            f"{name}-coredns", "coredns", cluster_name=args.cluster_name, provider=args.aws_provider, parent=self,
+            depends_on=[self.core_node_group], tags=args.tags,
         )
 
         # Every Kubernetes resource uses this provider. It depends on the core nodes, the Pod Identity agent and

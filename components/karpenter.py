@@ -306,59 +306,52 @@ class Karpenter(pulumi.ComponentResource):
         self.gpu_node_class = node_class("gpu", args.gpu_root_volume_gb, instanceStorePolicy="RAID0")
         self.cpu_node_class = node_class("cpu", 50)
 
-        self.gpu_node_pool = k8s.apiextensions.CustomResource(
-            f"{name}-gpu-pool",
-            api_version="karpenter.sh/v1",
-            kind="NodePool",
-            metadata={"name": "gpu"},
-            spec={
-                "template": {
-                    "metadata": {"labels": GPU_NODE_LABELS},
-                    "spec": {
-                        "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "gpu"},
-                        "requirements": gpu_requirements(args.gpu_instance_families, args.gpu_capacity_types),
-                        "taints": [GPU_TAINT],
-                        "expireAfter": "720h",
-                        # A drain blocked by a PodDisruptionBudget ends after this: nodes never stay forever.
-                        "terminationGracePeriod": "2h",
+        def node_pool(key: str, node_class: k8s.apiextensions.CustomResource, labels: dict[str, str],
+                      requirements: list[dict[str, Any]], disruption: dict[str, Any], limits: dict[str, str],
+                      **template_spec: Any) -> k8s.apiextensions.CustomResource:
+            return k8s.apiextensions.CustomResource(
+                f"{name}-{key}-pool",
+                api_version="karpenter.sh/v1",
+                kind="NodePool",
+                metadata={"name": key},
+                spec={
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": key},
+                            "requirements": requirements,
+                            "expireAfter": "720h",
+                            **template_spec,
+                        },
                     },
+                    "disruption": disruption,
+                    "limits": limits,
                 },
-                # Only empty GPU nodes are consolidated: a serving model is never evicted just to repack it.
-                "disruption": {
-                    "consolidationPolicy": "WhenEmpty",
-                    "consolidateAfter": "5m",
-                    "budgets": [{"nodes": "1"}],
-                },
-                "limits": {"nvidia.com/gpu": str(args.gpu_limit)},
-            },
-            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
-                                        depends_on=[self.release, self.gpu_node_class]),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
+                                            depends_on=[self.release, node_class]),
+            )
+
+        self.gpu_node_pool = node_pool(
+            "gpu", self.gpu_node_class, GPU_NODE_LABELS,
+            gpu_requirements(args.gpu_instance_families, args.gpu_capacity_types),
+            # Only empty GPU nodes are consolidated: a serving model is never evicted just to repack it.
+            {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "5m", "budgets": [{"nodes": "1"}]},
+            {"nvidia.com/gpu": str(args.gpu_limit)},
+            taints=[GPU_TAINT],
+            # A drain blocked by a PodDisruptionBudget ends after this: nodes never stay forever.
+            terminationGracePeriod="2h",
         )
-        self.cpu_node_pool = k8s.apiextensions.CustomResource(
-            f"{name}-cpu-pool",
-            api_version="karpenter.sh/v1",
-            kind="NodePool",
-            metadata={"name": "cpu"},
-            spec={
-                "template": {
-                    "metadata": {"labels": CPU_NODE_LABELS},
-                    "spec": {
-                        "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "cpu"},
-                        "requirements": [
-                            {"key": "karpenter.k8s.aws/instance-category", "operator": "In", "values": ["c", "m", "r"]},
-                            {"key": "karpenter.k8s.aws/instance-generation", "operator": "Gt", "values": ["5"]},
-                            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot", "on-demand"]},
-                            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
-                            {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
-                        ],
-                        "expireAfter": "720h",
-                    },
-                },
-                "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "1m"},
-                "limits": {"cpu": str(CPU_POOL_LIMIT_VCPU)},
-            },
-            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
-                                        depends_on=[self.release, self.cpu_node_class]),
+        self.cpu_node_pool = node_pool(
+            "cpu", self.cpu_node_class, CPU_NODE_LABELS,
+            [
+                {"key": "karpenter.k8s.aws/instance-category", "operator": "In", "values": ["c", "m", "r"]},
+                {"key": "karpenter.k8s.aws/instance-generation", "operator": "Gt", "values": ["5"]},
+                {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot", "on-demand"]},
+                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+            ],
+            {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "1m"},
+            {"cpu": str(CPU_POOL_LIMIT_VCPU)},
         )
 
         # --- NVIDIA device plugin: without it GPU nodes never advertise nvidia.com/gpu

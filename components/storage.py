@@ -12,7 +12,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components import iam, versions
+from components import addons, iam
 
 EFS_STORAGE_CLASS = "efs"
 GP3_STORAGE_CLASS = "gp3"
@@ -114,53 +114,29 @@ class Storage(pulumi.ComponentResource):
         ]
 
         # --- EFS CSI driver: the add-on documents IRSA (not Pod Identity), for both its service accounts.
-        efs_role = aws.iam.Role(
+        efs_role, efs_attachment = addons.service_role(
             f"{name}-efs-csi",
-            assume_role_policy=pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
-                lambda v: iam.to_json(iam.irsa_trust(v[0], v[1], "kube-system", "efs-csi-*"))
-            ),
-            description=f"EFS CSI driver of {args.cluster_name}",
-            opts=aws_opts,
+            trust=pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
+                lambda v: iam.to_json(iam.irsa_trust(v[0], v[1], "kube-system", "efs-csi-*"))),
+            policy_arn=iam.managed_policy_arn("service-role/AmazonEFSCSIDriverPolicy"),
+            description=f"EFS CSI driver of {args.cluster_name}", provider=args.aws_provider, parent=self,
         )
-        efs_attachment = aws.iam.RolePolicyAttachment(
-            f"{name}-efs-csi", role=efs_role.name,
-            policy_arn=iam.managed_policy_arn("service-role/AmazonEFSCSIDriverPolicy"), opts=aws_opts,
-        )
-        self.efs_addon = aws.eks.Addon(
-            f"{name}-efs-csi",
-            cluster_name=args.cluster_name,
-            addon_name="aws-efs-csi-driver",
-            addon_version=versions.ADDON_VERSIONS["aws-efs-csi-driver"],
-            service_account_role_arn=efs_role.arn,
-            resolve_conflicts_on_create="OVERWRITE",
-            resolve_conflicts_on_update="OVERWRITE",
-            opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider,
-                                        depends_on=[efs_attachment, *args.depends_on]),
+        self.efs_addon = addons.eks_addon(
+            f"{name}-efs-csi", "aws-efs-csi-driver", cluster_name=args.cluster_name, provider=args.aws_provider,
+            parent=self, depends_on=[efs_attachment, *args.depends_on], service_account_role_arn=efs_role.arn,
         )
 
         # --- EBS CSI driver through Pod Identity (its add-on supports it), for Prometheus and Open WebUI volumes.
-        ebs_role = aws.iam.Role(
-            f"{name}-ebs-csi",
-            assume_role_policy=iam.to_json(iam.pod_identity_trust()),
-            description=f"EBS CSI driver of {args.cluster_name}",
-            opts=aws_opts,
+        ebs_role, ebs_attachment = addons.service_role(
+            f"{name}-ebs-csi", trust=iam.to_json(iam.pod_identity_trust()),
+            policy_arn=iam.managed_policy_arn("service-role/AmazonEBSCSIDriverPolicy"),
+            description=f"EBS CSI driver of {args.cluster_name}", provider=args.aws_provider, parent=self,
         )
-        ebs_attachment = aws.iam.RolePolicyAttachment(
-            f"{name}-ebs-csi", role=ebs_role.name,
-            policy_arn=iam.managed_policy_arn("service-role/AmazonEBSCSIDriverPolicy"), opts=aws_opts,
-        )
-        self.ebs_addon = aws.eks.Addon(
-            f"{name}-ebs-csi",
-            cluster_name=args.cluster_name,
-            addon_name="aws-ebs-csi-driver",
-            addon_version=versions.ADDON_VERSIONS["aws-ebs-csi-driver"],
+        self.ebs_addon = addons.eks_addon(
+            f"{name}-ebs-csi", "aws-ebs-csi-driver", cluster_name=args.cluster_name, provider=args.aws_provider,
+            parent=self, depends_on=[ebs_attachment, *args.depends_on],
             pod_identity_associations=[aws.eks.AddonPodIdentityAssociationArgs(
-                role_arn=ebs_role.arn, service_account="ebs-csi-controller-sa",
-            )],
-            resolve_conflicts_on_create="OVERWRITE",
-            resolve_conflicts_on_update="OVERWRITE",
-            opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider,
-                                        depends_on=[ebs_attachment, *args.depends_on]),
+                role_arn=ebs_role.arn, service_account="ebs-csi-controller-sa")],
         )
 
         # --- StorageClasses. The EFS one depends on every mount target, so no PVC binds before NFS is reachable in
