@@ -232,3 +232,15 @@ def test_bad_config_stops_the_program_before_anything_is_created():
 def test_more_zones_than_the_region_has():
     plan = plan_for("availability_zones=6")
     assert "availability_zones: 6 requested, but this region has only 4 zones" in plan.error
+
+
+def test_config_as_the_pulumi_engine_passes_it(monkeypatch):
+    """Under `pulumi up` config arrives in PULUMI_CONFIG (JSON) and secret key names in PULUMI_CONFIG_SECRET_KEYS."""
+    from components import config as config_module
+
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({**BASE, "nim-on-eks:monitoring": "false"}))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["nim-on-eks:ngc_api_key"]))
+    raw, secrets = config_module._raw_runtime_config()
+    assert raw["nim-on-eks:monitoring"] == "false" and "nim-on-eks:ngc_api_key" in secrets
+    cfg = parse_config(raw, secrets, "nim-on-eks", "prod", CATALOG)
+    assert cfg.monitoring is False and cfg.cluster_name == "nim-on-eks-prod"
