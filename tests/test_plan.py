@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 
-import pytest
 
 from tools import mockrun, plan as plan_cli
 from tests.conftest import ROOT
