@@ -120,4 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 SECTIONS.append(("cost", cost_section))
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `make plan | head`: the reader left; not an error of the plan
+        sys.stderr.close()
+        sys.exit(0)
