@@ -8,9 +8,9 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt |
 
 .PHONY: install plan plan-json test clean
 
+# (the grep drops pip's notes about local package folders some machines configure; pip's errors still fail)
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# (the filter drops pip's notes about local package folders some machines configure; errors still fail)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 \
 		| { grep -v "^WARNING: Location 'file:" || true; }
 	rm -f $(VENV)/.installed-* && touch $@
