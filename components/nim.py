@@ -52,7 +52,14 @@ class NimNamespace(pulumi.ComponentResource):
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider)
         self.name = args.namespace
         self.namespace = k8s.core.v1.Namespace(
-            f"{name}-ns", metadata={"name": args.namespace, "labels": {"app.kubernetes.io/part-of": "nim-on-eks"}},
+            f"{name}-ns",
+            metadata={"name": args.namespace, "labels": {
+                "app.kubernetes.io/part-of": "nim-on-eks",
+                # NIM pods meet the restricted Pod Security Standard; GenAI-Perf's SDK image runs as root, so the
+                # namespace enforces baseline and warns about anything below restricted.
+                "pod-security.kubernetes.io/enforce": "baseline",
+                "pod-security.kubernetes.io/warn": "restricted",
+            }},
             opts=k8s_opts,
         )
         secret_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.namespace])

@@ -270,3 +270,17 @@ def test_models_that_cannot_run_fail_before_anything_is_created(overrides, expec
         return
     found = problems(**overrides)
     assert any(expected in p for p in found), found
+
+
+def test_namespace_pod_security(dev_plan):
+    labels = obj(dev_plan, "kubernetes:core/v1:Namespace", "nim").inputs["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    # what "restricted" asks of the NIM pod
+    pod = sts(dev_plan)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for c in pod["containers"]:
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert {next(iter(set(v) - {"name"})) for v in pod["volumes"]} <= {"persistentVolumeClaim", "emptyDir"}

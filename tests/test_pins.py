@@ -1,0 +1,51 @@
+"""Every chart, image, add-on and AMI alias is pinned, in one visible place (components/versions.py, models.yaml)."""
+
+from __future__ import annotations
+
+import re
+
+from components import versions
+from components.catalog import load_catalog
+from tests.conftest import plan_for
+from tests.test_nim import THREE
+
+PINNED_CHARTS = {(c.name, c.version) for c in vars(versions).values() if isinstance(c, versions.ChartPin)}
+PINNED_IMAGES = {v for k, v in vars(versions).items() if k.endswith("_IMAGE")} | {
+    f"{m.image}:{m.tag}" for m in load_catalog().models.values()}
+
+
+def images(plan) -> list[str]:
+    found = []
+    for r in plan.resources:
+        spec = r.inputs.get("spec", {})
+        pod = spec.get("template", {}).get("spec", {}) if isinstance(spec, dict) else {}
+        found += [c["image"] for c in pod.get("containers", []) + pod.get("initContainers", [])]
+    return found
+
+
+def test_every_image_is_pinned_in_one_place():
+    plan = plan_for(*THREE, "genai_perf=true")
+    found = images(plan)
+    assert len(found) == 5  # three models, Open WebUI, GenAI-Perf
+    for image in found:
+        assert re.fullmatch(r"[^:]+:[A-Za-z0-9_][A-Za-z0-9_.-]*", image), image
+        assert not image.endswith((":latest", ":main")), image
+        assert image in PINNED_IMAGES, f"{image} is not pinned in components/versions.py or models.yaml"
+
+
+def test_every_chart_is_pinned_in_one_place(dev_plan):
+    releases = dev_plan.of_type("kubernetes:helm.sh/v3:Release")
+    assert len(releases) == 5
+    for r in releases:
+        chart = r.inputs["chart"].rsplit("/", 1)[-1]
+        assert (chart, r.inputs["version"]) in PINNED_CHARTS, r.inputs
+
+
+def test_add_ons_and_ami_alias_come_from_versions(dev_plan):
+    for addon in dev_plan.of_type("aws:eks/addon:Addon"):
+        name = addon.inputs["addonName"]
+        assert name in versions.ADDON_VERSIONS
+        assert addon.inputs.get("addonVersion") == versions.ADDON_VERSIONS[name]
+    for node_class in dev_plan.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"):
+        assert node_class.inputs["spec"]["amiSelectorTerms"] == [{"alias": versions.GPU_AMI_ALIAS}]
+    assert dev_plan.one("eks:index:Cluster").inputs["version"] == versions.DEFAULT_EKS_VERSION
