@@ -11,6 +11,7 @@ from components.catalog import load_catalog
 from components.cluster import Cluster, ClusterArgs
 from components.config import load_config
 from components.cost import estimate
+from components.cost import warnings as cost_warnings
 from components.karpenter import Karpenter, KarpenterArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs, pick_azs
@@ -177,11 +178,8 @@ genai_perf = (
 
 # --- what it costs: known before anything is created ----------------------------------------------------------
 cost = estimate(cfg)
-if not cost["gpu_limit"]["ok"]:
-    pulumi.log.warn(f"gpu_limit {cfg.gpu_limit} cannot hold every model at max_replicas: that needs "
-                    f"{cost['gpu_limit']['gpus_at_max_replicas']} GPUs")
-if cost["budget"] and not cost["budget"]["ok"]:
-    pulumi.log.warn(f"hourly_budget: {cost['budget']['message']}")
+for warning in cost_warnings(cost, cfg):
+    pulumi.log.warn(warning)
 
 # --- outputs ---------------------------------------------------------------------------------------------
 pulumi.export("cluster_name", cfg.cluster_name)

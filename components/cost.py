@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from components import versions
 from components.catalog import CatalogModel
 from components.config import ModelRequest, StackConfig
 from components.gpus import GPU_FAMILIES, FitError, fit_model
@@ -68,11 +70,39 @@ def model_cost(model: ModelRequest, data: InstanceData, prices: dict[str, Any]) 
                      min_replicas=model.min_replicas, max_replicas=model.max_replicas)
 
 
-def fixed_costs(cfg: StackConfig, data: InstanceData, prices: dict[str, Any]) -> list[dict[str, Any]]:
+def extended_support(version: str, today: date) -> bool:
+    """True once `version` has left EKS standard support (after its last month in EKS_STANDARD_SUPPORT_ENDS)."""
+    ends = versions.EKS_STANDARD_SUPPORT_ENDS.get(version)
+    return ends is not None and today.strftime("%Y-%m") > ends
+
+
+def warnings(cost: dict[str, Any], cfg: StackConfig) -> list[str]:
+    """What `pulumi up` should say about the estimate: over budget, GPU limit too low, extended support."""
+    found = []
+    if not cost["gpu_limit"]["ok"]:
+        found.append(f"gpu_limit {cfg.gpu_limit} cannot hold every model at max_replicas: that needs "
+                     f"{cost['gpu_limit']['gpus_at_max_replicas']} GPUs")
+    if cost["budget"] and not cost["budget"]["ok"]:
+        found.append(f"hourly_budget: {cost['budget']['message']}")
+    plane = cost["fixed"][0]
+    if "EXTENDED" in plane["detail"]:
+        found.append(f"eks_version {cfg.eks_version} is in EKS extended support: the control plane costs "
+                     f"${plane['per_hour']:.2f}/h instead of $0.10/h; choose a newer version")
+    return found
+
+
+def fixed_costs(cfg: StackConfig, data: InstanceData, prices: dict[str, Any],
+                today: date | None = None) -> list[dict[str, Any]]:
     month = prices["hours_per_month"]
     gp3 = prices["ebs_gp3_per_gb_month"] / month
-    items = [{"item": "EKS control plane", "per_hour": prices["eks_control_plane_per_hour"],
-              "detail": f"Kubernetes {cfg.eks_version}, standard support"}]
+    if extended_support(cfg.eks_version, today or date.today()):
+        control_plane = {"item": "EKS control plane", "per_hour": prices["eks_extended_support_per_hour"],
+                         "detail": f"Kubernetes {cfg.eks_version}, EXTENDED support (standard support ended "
+                                   f"{versions.EKS_STANDARD_SUPPORT_ENDS[cfg.eks_version]}): choose a newer version"}
+    else:
+        control_plane = {"item": "EKS control plane", "per_hour": prices["eks_control_plane_per_hour"],
+                         "detail": f"Kubernetes {cfg.eks_version}, standard support"}
+    items = [control_plane]
     nats = 1 if cfg.single_nat_gateway else cfg.availability_zones
     items.append({"item": "NAT gateways", "per_hour": round(nats * prices["nat_gateway_per_hour"], 4),
                   "detail": f"{nats} x ${prices['nat_gateway_per_hour']}/h, plus $0.045 per GB processed"})
@@ -116,12 +146,13 @@ def cheaper_families(entry: CatalogModel, model: ModelRequest, data: InstanceDat
     return found
 
 
-def estimate(cfg: StackConfig, data: InstanceData | None = None, prices: dict[str, Any] | None = None) -> dict[str, Any]:
+def estimate(cfg: StackConfig, data: InstanceData | None = None, prices: dict[str, Any] | None = None,
+             today: date | None = None) -> dict[str, Any]:
     """The whole estimate as plain data (the plan prints it; the stack exports it)."""
     data = data or load_instances()
     prices = prices or load_prices()
     month = prices["hours_per_month"]
-    fixed = fixed_costs(cfg, data, prices)
+    fixed = fixed_costs(cfg, data, prices, today)
     fixed_total = sum(i["per_hour"] or 0 for i in fixed)
     node_volume = gpu_node_volume(cfg, prices)
     models = []

@@ -9,6 +9,10 @@ Each pin says where it was checked. Change a pin here and nowhere else.
 # and the one Karpenter's v1.14 getting-started guide uses (K8S_VERSION="1.36").
 SUPPORTED_EKS_VERSIONS = ("1.33", "1.34", "1.35", "1.36")
 DEFAULT_EKS_VERSION = "1.36"
+# EKS gives each version 14 months of standard support from its release, then extended support at 6x the control
+# plane price (EKS user guide, Kubernetes version lifecycle). Year-month standard support ends, for the versions
+# whose end is near: 1.33 (released 2025-05) and 1.34 (2025-10).
+EKS_STANDARD_SUPPORT_ENDS = {"1.33": "2026-07", "1.34": "2026-12"}
 
 # Core managed node group AMI: EKS-optimized Amazon Linux 2023 (AL2 AMIs end after Kubernetes 1.32).
 CORE_AMI_TYPE = "AL2023_x86_64_STANDARD"

@@ -139,3 +139,21 @@ def test_stack_output(dev_plan):
 def test_bad_budget():
     from tests.test_config import problems
     assert any("hourly_budget: '-1' is not valid" in p for p in problems(hourly_budget="-1"))
+
+
+@pytest.mark.parametrize("version, today, extended", [
+    ("1.33", "2026-11-27", True), ("1.33", "2026-07-31", False), ("1.34", "2026-12-15", False),
+    ("1.34", "2027-01-02", True), ("1.36", "2027-01-02", False),
+])
+def test_control_plane_price_follows_eks_support(version, today, extended):
+    from datetime import date
+    cost = estimate(parse(eks_version=version), today=date.fromisoformat(today))
+    plane = cost["fixed"][0]
+    assert plane["item"] == "EKS control plane"
+    assert plane["per_hour"] == (0.60 if extended else 0.10)
+    assert ("EXTENDED support" in plane["detail"]) is extended
+
+
+def test_extended_support_is_warned_about():
+    plan = plan_for("eks_version=1.33")  # standard support ended 2026-07
+    assert any("eks_version 1.33 is in EKS extended support" in w for w in plan.warnings)
