@@ -10,8 +10,7 @@ import pulumi_aws as aws
 from components.catalog import load_catalog
 from components.cluster import Cluster, ClusterArgs
 from components.config import load_config
-from components.cost import estimate
-from components.cost import warnings as cost_warnings
+from components.cost import cost_warnings, estimate
 from components.karpenter import Karpenter, KarpenterArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs, pick_azs

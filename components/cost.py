@@ -76,7 +76,7 @@ def extended_support(version: str, today: date) -> bool:
     return ends is not None and today.strftime("%Y-%m") > ends
 
 
-def warnings(cost: dict[str, Any], cfg: StackConfig) -> list[str]:
+def cost_warnings(cost: dict[str, Any], cfg: StackConfig) -> list[str]:
     """What `pulumi up` should say about the estimate: over budget, GPU limit too low, extended support."""
     found = []
     if not cost["gpu_limit"]["ok"]:
