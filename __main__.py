@@ -1,7 +1,8 @@
 """nim-on-eks: NVIDIA NIM LLM inference on Amazon EKS, in one `pulumi up`.
 
 Composition only; it reads like the architecture diagram:
-config -> network -> cluster -> (capacity, storage, monitoring) -> one NimModel per model -> outputs.
+config (and its cost) -> network -> cluster -> (capacity, storage, monitoring) -> one NimModel per model
+-> Open WebUI, GenAI-Perf -> outputs.
 """
 
 import pulumi
@@ -21,6 +22,11 @@ from components.webui import GenAiPerf, GenAiPerfArgs, OpenWebUI, OpenWebUIArgs
 # --- config: every problem is reported here, before anything is created ---------------------------------
 catalog = load_catalog()
 cfg, ngc_api_key = load_config(catalog)
+
+# --- what it costs, known before anything is created (warns over hourly_budget) --------------------------
+cost = estimate(cfg)
+for warning in cost_warnings(cost, cfg):
+    pulumi.log.warn(warning)
 
 aws_provider = aws.Provider(
     "aws", region=cfg.region, default_tags=aws.ProviderDefaultTagsArgs(tags=cfg.aws_tags)
@@ -174,11 +180,6 @@ genai_perf = (
     if cfg.genai_perf
     else None
 )
-
-# --- what it costs: known before anything is created ----------------------------------------------------------
-cost = estimate(cfg)
-for warning in cost_warnings(cost, cfg):
-    pulumi.log.warn(warning)
 
 # --- outputs ---------------------------------------------------------------------------------------------
 pulumi.export("cluster_name", cfg.cluster_name)
