@@ -20,8 +20,14 @@ from components import helm, iam, versions
 from components.cluster import CORE_NODE_LABEL
 
 SERVICE_ACCOUNT = "karpenter"
-GPU_NODE_LABELS = {"nim-on-eks/node-pool": "gpu", "nvidia.com/gpu.present": "true"}
-CPU_NODE_LABELS = {"nim-on-eks/node-pool": "cpu"}
+POOL_LABEL = "nim-on-eks/node-pool"  # core (the managed node group), gpu or cpu (Karpenter's pools)
+GPU_NODE_SELECTOR = {POOL_LABEL: "gpu"}
+GPU_NODE_LABELS = {**GPU_NODE_SELECTOR, "nvidia.com/gpu.present": "true"}
+CPU_NODE_LABELS = {POOL_LABEL: "cpu"}
+# Required node affinity of everything that must never land on a GPU node: the core nodes or the CPU pool.
+NON_GPU_AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+    {"matchExpressions": [{"key": POOL_LABEL, "operator": "In",
+                           "values": [CORE_NODE_LABEL[POOL_LABEL], CPU_NODE_LABELS[POOL_LABEL]]}]}]}}}
 GPU_TAINT = {"key": "nvidia.com/gpu", "effect": "NoSchedule"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 # CPU nodes for Open WebUI, benchmark pods and overflow of system pods: bounded like the GPU pool.
@@ -359,7 +365,7 @@ class Karpenter(pulumi.ComponentResource):
             f"{name}-nvidia-device-plugin", versions.NVIDIA_DEVICE_PLUGIN, name="nvidia-device-plugin",
             namespace="kube-system",
             values={
-                "nodeSelector": {"nim-on-eks/node-pool": GPU_NODE_LABELS["nim-on-eks/node-pool"]},
+                "nodeSelector": GPU_NODE_SELECTOR,
                 "tolerations": [GPU_TOLERATION, {"key": "CriticalAddonsOnly", "operator": "Exists"}],
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             },

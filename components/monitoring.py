@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import helm, versions
-from components.karpenter import GPU_NODE_LABELS, GPU_TOLERATION
+from components.karpenter import GPU_NODE_SELECTOR, GPU_TOLERATION, NON_GPU_AFFINITY
 
 NAMESPACE = "monitoring"
 RELEASE = "kube-prometheus-stack"
@@ -31,9 +31,6 @@ MONITOR_LABELS = {"release": RELEASE}
 # NIM's metrics the HPA and the dashboard read through the custom metrics API, per pod.
 ADAPTER_METRICS = ("num_requests_running", "num_requests_waiting", "gpu_cache_usage_perc")
 
-# Never on GPU nodes: the stack runs on the core node group or Karpenter's CPU pool.
-NOT_GPU_AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-    {"matchExpressions": [{"key": "nim-on-eks/node-pool", "operator": "In", "values": ["core", "cpu"]}]}]}}}
 
 
 def prometheus_url(release: str = RELEASE, namespace: str = NAMESPACE) -> str:
@@ -167,12 +164,12 @@ class Monitoring(pulumi.ComponentResource):
                         "resources": {"requests": {"storage": f"{args.prometheus_volume_gb}Gi"}},
                     }}},
                     "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
-                    "affinity": NOT_GPU_AFFINITY,
+                    "affinity": NON_GPU_AFFINITY,
                     # its volume goes with it: `pulumi destroy` leaves no EBS volume behind
                     "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
                 }},
                 "alertmanager": {"enabled": True, "alertmanagerSpec": {
-                    "affinity": NOT_GPU_AFFINITY,
+                    "affinity": NON_GPU_AFFINITY,
                     "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
                 }},
                 "grafana": {
@@ -180,10 +177,10 @@ class Monitoring(pulumi.ComponentResource):
                     "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
                     "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1",
                                                "searchNamespace": "ALL"}},
-                    "affinity": NOT_GPU_AFFINITY,
+                    "affinity": NON_GPU_AFFINITY,
                     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
                 },
-                "prometheusOperator": {"affinity": NOT_GPU_AFFINITY},
+                "prometheusOperator": {"affinity": NON_GPU_AFFINITY},
                 # The EKS control plane and kube-proxy's metrics are not reachable: do not scrape (and alert on) them.
                 "kubeControllerManager": {"enabled": False},
                 "kubeScheduler": {"enabled": False},
@@ -201,7 +198,7 @@ class Monitoring(pulumi.ComponentResource):
             values={
                 "prometheus": {"url": prometheus_url(), "port": 9090},
                 "rules": {"default": False, "custom": adapter_rules()},
-                "affinity": NOT_GPU_AFFINITY,
+                "affinity": NON_GPU_AFFINITY,
                 "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
             },
             provider=args.k8s_provider, parent=self, depends_on=[self.stack],
@@ -211,7 +208,7 @@ class Monitoring(pulumi.ComponentResource):
         self.dcgm = helm.release(
             f"{name}-dcgm-exporter", versions.DCGM_EXPORTER, name="dcgm-exporter", namespace=NAMESPACE,
             values={
-                "nodeSelector": {"nim-on-eks/node-pool": GPU_NODE_LABELS["nim-on-eks/node-pool"]},
+                "nodeSelector": GPU_NODE_SELECTOR,
                 "tolerations": [GPU_TOLERATION],
                 "serviceMonitor": {"enabled": True, "interval": "30s", "additionalLabels": MONITOR_LABELS},
             },

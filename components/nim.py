@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 from components.catalog import CatalogModel
 from components.config import ModelRequest
 from components.gpus import GPU_TYPES
-from components.karpenter import GPU_NODE_LABELS, GPU_TOLERATION
+from components.karpenter import GPU_NODE_SELECTOR, GPU_TOLERATION, POOL_LABEL
 
 PORT = 8000
 PORT_NAME = "http-openai"
@@ -90,7 +90,7 @@ def gpu_node_affinity(gpu_types: tuple[str, ...], gpus: int, capacity_types: tup
     for gpu_type in gpu_types:
         gpu = GPU_TYPES[gpu_type]
         terms.append({"matchExpressions": [
-            {"key": "nim-on-eks/node-pool", "operator": "In", "values": [GPU_NODE_LABELS["nim-on-eks/node-pool"]]},
+            {"key": POOL_LABEL, "operator": "In", "values": [GPU_NODE_SELECTOR[POOL_LABEL]]},
             {"key": "karpenter.k8s.aws/instance-gpu-name", "operator": "In", "values": [gpu.label]},
             {"key": "karpenter.k8s.aws/instance-gpu-memory", "operator": "Gt", "values": [str(gpu.memory_mib - 1)]},
             {"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "Gt", "values": [str(gpus - 1)]},

@@ -9,16 +9,16 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import versions
+from components.karpenter import CPU_NODE_LABELS, NON_GPU_AFFINITY, POOL_LABEL
 from components.nim import PULL_SECRET
 
 NAMESPACE = "open-webui"
 # Any node but a GPU node: the core nodes or Karpenter's CPU pool (preferred, so the core stays small).
 CPU_NODE_AFFINITY = {"nodeAffinity": {
-    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "nim-on-eks/node-pool", "operator": "In", "values": ["core", "cpu"]}]}]},
+    **NON_GPU_AFFINITY["nodeAffinity"],
     "preferredDuringSchedulingIgnoredDuringExecution": [
         {"weight": 100, "preference": {"matchExpressions": [
-            {"key": "nim-on-eks/node-pool", "operator": "In", "values": ["cpu"]}]}}],
+            {"key": POOL_LABEL, "operator": "In", "values": [CPU_NODE_LABELS[POOL_LABEL]]}]}}],
 }}
 
 
