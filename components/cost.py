@@ -50,13 +50,8 @@ class ModelCost:
         return self.per_replica * self.max_replicas
 
 
-def cheapest(instance_types: tuple[str, ...], data: InstanceData) -> str:
-    """The cheapest on-demand type among those that fit (ties: fewer GPUs, then name)."""
-    return min(instance_types, key=lambda n: (data.types[n].on_demand, data.types[n].gpus, n))
-
-
 def model_cost(model: ModelRequest, data: InstanceData, prices: dict[str, Any]) -> ModelCost:
-    name = cheapest(model.instance_types, data)
+    name = model.instance_types[0]  # fitting puts the cheapest first
     it = data.types[name]
     spot = None
     discount = None
@@ -80,22 +75,25 @@ def cost_warnings(cost: dict[str, Any], cfg: StackConfig) -> list[str]:
     """What `pulumi up` should say about the estimate: over budget, GPU limit too low, extended support."""
     found = []
     if not cost["gpu_limit"]["ok"]:
-        found.append(f"gpu_limit {cfg.gpu_limit} cannot hold every model at max_replicas: that needs "
-                     f"{cost['gpu_limit']['gpus_at_max_replicas']} GPUs")
+        found.append(gpu_limit_message(cost["gpu_limit"]))
     if cost["budget"] and not cost["budget"]["ok"]:
         found.append(f"hourly_budget: {cost['budget']['message']}")
     plane = cost["fixed"][0]
-    if "EXTENDED" in plane["detail"]:
+    if cost["eks_extended_support"]:
         found.append(f"eks_version {cfg.eks_version} is in EKS extended support: the control plane costs "
                      f"${plane['per_hour']:.2f}/h instead of $0.10/h; choose a newer version")
     return found
 
 
-def fixed_costs(cfg: StackConfig, data: InstanceData, prices: dict[str, Any],
-                today: date | None = None) -> list[dict[str, Any]]:
+def gpu_limit_message(limit: dict[str, Any]) -> str:
+    return (f"gpu_limit {limit['limit']} cannot hold every model at max_replicas: that needs "
+            f"{limit['gpus_at_max_replicas']} GPUs")
+
+
+def fixed_costs(cfg: StackConfig, data: InstanceData, prices: dict[str, Any], extended: bool) -> list[dict[str, Any]]:
     month = prices["hours_per_month"]
     gp3 = prices["ebs_gp3_per_gb_month"] / month
-    if extended_support(cfg.eks_version, today or date.today()):
+    if extended:
         control_plane = {"item": "EKS control plane", "per_hour": prices["eks_extended_support_per_hour"],
                          "detail": f"Kubernetes {cfg.eks_version}, EXTENDED support (standard support ended "
                                    f"{versions.EKS_STANDARD_SUPPORT_ENDS[cfg.eks_version]}): choose a newer version"}
@@ -141,7 +139,7 @@ def cheaper_families(entry: CatalogModel, model: ModelRequest, data: InstanceDat
                             data.in_families(GPU_FAMILIES))
         except FitError:
             continue
-        if data.types[cheapest(fit.instance_types, data)].on_demand < current:
+        if data.types[fit.instance_types[0]].on_demand < current:
             found.append(family)
     return found
 
@@ -152,7 +150,8 @@ def estimate(cfg: StackConfig, data: InstanceData | None = None, prices: dict[st
     data = data or load_instances()
     prices = prices or load_prices()
     month = prices["hours_per_month"]
-    fixed = fixed_costs(cfg, data, prices, today)
+    extended = extended_support(cfg.eks_version, today or date.today())
+    fixed = fixed_costs(cfg, data, prices, extended)
     fixed_total = sum(i["per_hour"] or 0 for i in fixed)
     node_volume = gpu_node_volume(cfg, prices)
     models = []
@@ -179,6 +178,7 @@ def estimate(cfg: StackConfig, data: InstanceData | None = None, prices: dict[st
         "prices_date": data.prices_date,
         "note": (f"An estimate from {data.region} list prices of {data.prices_date} (your region: {cfg.region}); "
                  "spot prices move daily. Excludes data transfer, NAT and EFS throughput charges, and taxes."),
+        "eks_extended_support": extended,
         "fixed": fixed,
         "fixed_per_hour": round(fixed_total, 4),
         "models": models,
@@ -237,8 +237,7 @@ def render(cost: dict[str, Any]) -> list[str]:
                  f"{cost['total_per_month']['max']:>11.0f}")
     limit = cost["gpu_limit"]
     if not limit["ok"]:
-        lines += ["", f"WARNING: gpu_limit {limit['limit']} cannot hold every model at max_replicas: that needs "
-                      f"{limit['gpus_at_max_replicas']} GPUs (raise gpu_limit or lower max_replicas)"]
+        lines += ["", f"WARNING: {gpu_limit_message(limit)} (raise gpu_limit or lower max_replicas)"]
     budget = cost.get("budget")
     if budget and not budget["ok"]:
         lines += ["", f"OVER BUDGET: {budget['message']}"]

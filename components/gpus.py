@@ -82,24 +82,25 @@ def fit_model(min_gpus: dict[str, int], cpu: int, memory_gib: int, gpus: int | N
     counts = sorted({n for n in min_gpus.values()} | ({gpus} if gpus else set()))
     # Default count: the one whose cheapest fitting instance costs least (fewer GPUs on a tie); e.g. Mixtral on
     # p5/p5en runs on 2 x H100 (p5.48xlarge) for less than on 1 x H200 (p5en.48xlarge).
-    prices = {i.name: i.on_demand for i in instances}
+    by_name = {i.name: i for i in instances}
     options = []
     for count in ([gpus] if gpus else counts):
         found = candidates(count, families)
         if found:
-            cheapest = min(prices[n] for names in found.values() for n in names)
+            cheapest = min(by_name[n].on_demand for names in found.values() for n in names)
             options.append((cheapest, count, found))
     if options:
         _, count, found = min(options, key=lambda o: (o[0], o[1]))
         ordered = tuple(t for t in GPU_TYPES if t in found)
-        names = sorted({n for t in ordered for n in found[t]}, key=lambda n: (prices[n], n))
+        # cheapest first; on a tie the one with fewer GPUs
+        names = sorted({n for t in ordered for n in found[t]},
+                       key=lambda n: (by_name[n].on_demand, by_name[n].gpus, n))
         return GpuFit(count, ordered, tuple(names))
 
     needs = ", ".join(f"{n} x {t}" for t, n in sorted(min_gpus.items(), key=lambda kv: list(GPU_TYPES).index(kv[0])))
-    every_family = tuple(FAMILY_GPU)
     count = gpus or counts[0]
-    would_work = sorted({name.split(".", 1)[0] for names in candidates(count, every_family).values() for name in names},
-                        key=every_family.index)
+    would_work = sorted({by_name[n].family for names in candidates(count, GPU_FAMILIES).values() for n in names},
+                        key=GPU_FAMILIES.index)
     hint = ""
     if would_work:
         hint = f"add {_or(would_work)} to gpu_instance_families"
