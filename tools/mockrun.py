@@ -82,9 +82,6 @@ class Plan:
             raise LookupError(f"expected one {type_} named {name!r}, found {len(found)} among {names}")
         return found[0]
 
-    def by_urn(self, urn: str) -> Resource:
-        return next(r for r in self.resources if r.urn == urn)
-
     def depends_on(self, resource: Resource, other: Resource) -> bool:
         """True when `resource` is created after (and deleted before) `other`, directly or transitively.
 
