@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import helm, versions
+from components.alerts import Alerts, AlertsArgs, alertmanager_config
 from components.karpenter import GPU_NODE_SELECTOR, GPU_TOLERATION, NON_GPU_AFFINITY
 
 NAMESPACE = "monitoring"
@@ -32,12 +33,25 @@ MONITOR_LABELS = {"release": RELEASE}
 ADAPTER_METRICS = ("num_requests_running", "num_requests_waiting", "gpu_cache_usage_perc")
 
 
+def fullname(release: str = RELEASE) -> str:
+    """The chart's `kube-prometheus-stack.fullname`: the release name when it contains the chart name, else
+    `<release>-kube-prometheus-stack`, truncated at 26 characters (templates/_helpers.tpl)."""
+    name = release if "kube-prometheus-stack" in release else f"{release}-kube-prometheus-stack"
+    return name[:26].rstrip("-")
+
+
+# Alertmanager's service account, set explicitly in the values (alertmanager.serviceAccount.name) so the EKS Pod
+# Identity association can never drift from it. It is the name the chart would give it anyway:
+# `kube-prometheus-stack.alertmanager.serviceAccountName` is `<fullname>-alertmanager` when serviceAccount.create
+# (the default) and no name is set (templates/_helpers.tpl, templates/alertmanager/serviceaccount.yaml).
+ALERTMANAGER_SERVICE_ACCOUNT = f"{fullname()}-alertmanager"
+# Its Service (templates/alertmanager/service.yaml: `<fullname>-alertmanager`, port 9093).
+ALERTMANAGER_SERVICE = f"{fullname()}-alertmanager"
+
 
 def prometheus_url(release: str = RELEASE, namespace: str = NAMESPACE) -> str:
-    """kube-prometheus-stack names its Prometheus Service `<fullname>-prometheus`, where fullname is the release
-    name when it contains the chart name (templates/_helpers.tpl, truncated at 26 characters)."""
-    fullname = release if "kube-prometheus-stack" in release else f"{release}-kube-prometheus-stack"
-    return f"http://{fullname[:26].rstrip('-')}-prometheus.{namespace}.svc"
+    """kube-prometheus-stack names its Prometheus Service `<fullname>-prometheus`."""
+    return f"http://{fullname(release)}-prometheus.{namespace}.svc"
 
 
 def adapter_rules(metrics: tuple[str, ...] = ADAPTER_METRICS) -> list[dict[str, Any]]:
@@ -105,6 +119,10 @@ class MonitoringArgs:
     aws_provider: aws.Provider
     k8s_provider: k8s.Provider
     depends_on: list[pulumi.Resource]  # block storage
+    # Alert delivery: with an address, Alertmanager routes alerts to an SNS topic that emails it (components/alerts.py);
+    # without, Alertmanager has no receiver. eks_cluster_name: the cluster's name as an Output of the cluster.
+    alert_email: str | None = None
+    eks_cluster_name: pulumi.Input[str] | None = None
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -142,6 +160,23 @@ class Monitoring(pulumi.ComponentResource):
             opts=in_namespace,
         )
 
+        # --- alert delivery: SNS topic and Alertmanager's identity, before Alertmanager starts
+        self.alerts = None
+        if args.alert_email:
+            if args.eks_cluster_name is None:
+                raise ValueError("MonitoringArgs.eks_cluster_name is required with alert_email")
+            self.alerts = Alerts(
+                f"{name}-alerts",
+                AlertsArgs(cluster_name=args.cluster_name, eks_cluster_name=args.eks_cluster_name,
+                           email=args.alert_email, namespace=NAMESPACE,
+                           service_account=ALERTMANAGER_SERVICE_ACCOUNT, aws_provider=args.aws_provider),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            alertmanager_values: dict[str, Any] = {"config": alertmanager_config(
+                self.alerts.topic_arn, args.region, args.cluster_name, NAMESPACE, ALERTMANAGER_SERVICE)}
+        else:
+            alertmanager_values = {}
+
         # --- kube-prometheus-stack
         retention_size_gb = int(args.prometheus_volume_gb * 0.85)  # stop before the volume fills
         self.stack = helm.release(
@@ -168,10 +203,15 @@ class Monitoring(pulumi.ComponentResource):
                     # its volume goes with it: `pulumi destroy` leaves no EBS volume behind
                     "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
                 }},
-                "alertmanager": {"enabled": True, "alertmanagerSpec": {
-                    "affinity": NON_GPU_AFFINITY,
-                    "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
-                }},
+                "alertmanager": {
+                    "enabled": True,
+                    "serviceAccount": {"create": True, "name": ALERTMANAGER_SERVICE_ACCOUNT},
+                    "alertmanagerSpec": {
+                        "affinity": NON_GPU_AFFINITY,
+                        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                    },
+                    **alertmanager_values,
+                },
                 "grafana": {
                     "enabled": True,
                     "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
@@ -187,7 +227,8 @@ class Monitoring(pulumi.ComponentResource):
                 "kubeEtcd": {"enabled": False},
                 "kubeProxy": {"enabled": False},
             },
-            provider=args.k8s_provider, parent=self, depends_on=[namespace, grafana_admin, *args.depends_on],
+            provider=args.k8s_provider, parent=self,
+            depends_on=[namespace, grafana_admin, *args.depends_on, *(self.alerts.ready if self.alerts else [])],
             timeout=900,  # Prometheus waits for its volume
         )
         after_stack = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.stack])
