@@ -20,11 +20,30 @@ def test_file_system(dev_plan):
     assert fs["throughputMode"] == "elastic"
     assert fs.get("lifecyclePolicies", []) == []
     assert dev_plan.one("aws:efs/backupPolicy:BackupPolicy").inputs["backupPolicy"] == {"status": "DISABLED"}
-    policy = json.loads(dev_plan.one("aws:efs/fileSystemPolicy:FileSystemPolicy").inputs["policy"])
-    deny = policy["Statement"][0]
-    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    allow = policy["Statement"][1]
-    assert allow["Condition"] == {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}}
+
+
+def test_file_system_policy_is_tls_and_mount_target_only(dev_plan):
+    fs = dev_plan.one("aws:efs/fileSystem:FileSystem")
+    policy_resource = dev_plan.one("aws:efs/fileSystemPolicy:FileSystemPolicy")
+    assert policy_resource.inputs["fileSystemId"] == fs.id
+    assert fs.urn in policy_resource.dependencies
+    policy = json.loads(policy_resource.inputs["policy"])
+    assert policy["Version"] == "2012-10-17"
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    assert set(statements) == {"DenyNonTLS", "AllowMountTargetClients"}
+    fs_arn = f"arn:aws:efs:us-west-2:123456789012:{fs.name}"  # the file system's ARN as tools/mockrun.py makes it
+    # anything at all over plain NFS is denied, to everyone (a Deny narrower than "*" would let writes through)
+    assert statements["DenyNonTLS"] == {
+        "Sid": "DenyNonTLS", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "*", "Resource": fs_arn,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+    # clients may only mount, write and act as root (the CSI driver creates access point directories), and only
+    # through a mount target: no file system administration through this policy
+    allow = statements["AllowMountTargetClients"]
+    assert {k: v for k, v in allow.items() if k != "Action"} == {
+        "Sid": "AllowMountTargetClients", "Effect": "Allow", "Principal": {"AWS": "*"}, "Resource": fs_arn,
+        "Condition": {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}}}
+    assert sorted(allow["Action"]) == ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientRootAccess",
+                                       "elasticfilesystem:ClientWrite"]
 
 
 def test_backups_and_infrequent_access_are_configurable():
@@ -45,9 +64,13 @@ def test_bad_ia_days():
 def test_nfs_from_the_vpc(dev_plan):
     sg = dev_plan.one("aws:ec2/securityGroup:SecurityGroup", f"{NAME}-efs").inputs
     [rule] = sg["ingress"]
-    assert (rule["protocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 2049, 2049)
-    assert rule["cidrBlocks"] == ["10.0.0.0/16"]  # Karpenter's nodes too, whatever their security groups
+    # NFS (TCP 2049) only, from the VPC only: Karpenter's nodes too, whatever their security groups; nothing else
+    assert {k: v for k, v in rule.items() if k != "description"} == {
+        "protocol": "tcp", "fromPort": 2049, "toPort": 2049, "cidrBlocks": ["10.0.0.0/16"]}
+    assert sg.get("egress", []) == []  # a mount target answers NFS; it never opens connections
     assert sg["vpcId"] == dev_plan.one("aws:ec2/vpc:Vpc").id
+    other = plan_for("vpc_cidr=10.20.0.0/18").one("aws:ec2/securityGroup:SecurityGroup", f"{NAME}-efs")
+    assert [r["cidrBlocks"] for r in other.inputs["ingress"]] == [["10.20.0.0/18"]]
 
 
 @pytest.mark.parametrize("azs", ["2", "3", "4"])
@@ -90,6 +113,7 @@ def test_ebs_csi_addon_uses_pod_identity(dev_plan):
     attachment = dev_plan.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment", f"{NAME}-ebs-csi")
     assert attachment.inputs["policyArn"] == "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
     assert dev_plan.depends_on(addon, dev_plan.one("aws:eks/addon:Addon", "nim-on-eks-dev-pod-identity-agent"))
+    assert dev_plan.depends_on(addon, attachment)  # the driver never starts without its permissions
 
 
 def test_efs_storage_class(dev_plan):
@@ -98,9 +122,10 @@ def test_efs_storage_class(dev_plan):
     fs = dev_plan.one("aws:efs/fileSystem:FileSystem")
     assert i["metadata"]["name"] == "efs"
     assert i["provisioner"] == "efs.csi.aws.com"
-    p = i["parameters"]
-    assert p["provisioningMode"] == "efs-ap" and p["fileSystemId"] == fs.id
-    assert (p["uid"], p["gid"], p["directoryPerms"]) == ("1000", "1000", "775")  # NIM runs as 1000:1000
+    # dynamic provisioning: one access point per PVC, each in its own directory under one base path, owned by the
+    # uid/gid NIM runs as (1000:1000) and writable by its group only
+    assert i["parameters"] == {"provisioningMode": "efs-ap", "fileSystemId": fs.id, "directoryPerms": "775",
+                               "uid": "1000", "gid": "1000", "basePath": "/nim-cache", "ensureUniqueDirectory": "true"}
     assert (i["reclaimPolicy"], i["volumeBindingMode"]) == ("Delete", "Immediate")
     # no PVC binds before NFS is reachable in every AZ; on destroy PVCs go before the file system
     for target in dev_plan.of_type("aws:efs/mountTarget:MountTarget"):
