@@ -112,11 +112,21 @@ def test_statefulset_server(dev_plan):
 
 def test_probes(dev_plan):
     c = container(dev_plan)
+    # NIM's endpoints: live once the server runs, ready once the model is loaded (NVIDIA NIM for LLMs docs)
     assert c["livenessProbe"]["httpGet"] == {"path": "/v1/health/live", "port": "http-openai"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/v1/health/ready", "port": "http-openai"}
     startup = c["startupProbe"]
-    assert startup["httpGet"]["path"] == "/v1/health/live"
+    assert startup["httpGet"] == {"path": "/v1/health/live", "port": "http-openai"}
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 30 * 60  # a first download of a big model
+    # a server busy with long generations may miss a check or two: it is restarted only after a minute of failures
+    liveness = c["livenessProbe"]
+    assert liveness["failureThreshold"] >= 3
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 60
+    # ... while a replica that stops being ready leaves the Service within half a minute
+    readiness = c["readinessProbe"]
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] <= 30
+    for probe in (liveness, readiness, startup):
+        assert probe["timeoutSeconds"] >= 5  # the default 1 s fails under load
 
 
 @pytest.mark.parametrize("cache, minutes", [(10, 30), (150, 30), (300, 60)])
@@ -140,7 +150,21 @@ def test_hpa(dev_plan):
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 5)
     assert hpa["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": "num_requests_running"},
                                                         "target": {"type": "AverageValue", "averageValue": "5"}}}]
-    assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    # Up at once by one replica a minute (each new replica needs a GPU node and minutes to load); down only after
+    # five quiet minutes and one replica at a time, so a lull never drops every warm replica together.
+    assert hpa["behavior"] == {
+        "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+        "scaleDown": {"stabilizationWindowSeconds": 300,
+                      "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]}}
+
+
+def test_hpa_follows_the_model_config():
+    plan = plan_for('nim_models=[{"name": "meta/llama3-8b-instruct", "min_replicas": 2, "max_replicas": 3, '
+                    '"target_requests_running": 8}]')
+    hpa = obj(plan, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", DEV).inputs["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 3)
+    [metric] = hpa["metrics"]
+    assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "8"}
 
 
 def test_service_monitor_and_pdb(dev_plan):
@@ -153,6 +177,10 @@ def test_service_monitor_and_pdb(dev_plan):
     assert not selector.items() <= headless["metadata"]["labels"].items()  # ... and not each pod twice
     pdb = obj(dev_plan, "kubernetes:policy/v1:PodDisruptionBudget", DEV).inputs["spec"]
     assert pdb["maxUnavailable"] == 1 and pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    # the budget protects exactly this model's pods: a selector the pods do not match protects nothing
+    statefulset = sts(dev_plan)["spec"]
+    assert pdb["selector"] == statefulset["selector"]
+    assert pdb["selector"]["matchLabels"].items() <= statefulset["template"]["metadata"]["labels"].items()
 
 
 def test_outputs(dev_plan):
@@ -171,6 +199,7 @@ def test_order(dev_plan):
         assert dev_plan.depends_on(statefulset, dev_plan.one(kind, name)), name
     pvc = obj(dev_plan, "kubernetes:core/v1:PersistentVolumeClaim", f"{DEV}-cache")
     assert dev_plan.depends_on(pvc, dev_plan.one("aws:efs/fileSystem:FileSystem"))
+    assert dev_plan.depends_on(statefulset, pvc)  # pods never wait on a claim that does not exist yet
 
 
 def terms(plan, name):
@@ -278,6 +307,7 @@ def test_namespace_pod_security(dev_plan):
     assert labels["pod-security.kubernetes.io/warn"] == "restricted"
     # what "restricted" asks of the NIM pod
     pod = sts(dev_plan)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False  # NIM never calls the Kubernetes API: no token to steal
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     for c in pod["containers"]:
