@@ -76,6 +76,8 @@ def test_kube_prometheus_stack(dev_plan):
     assert "tolerations" not in json.dumps(values)  # nothing tolerates the GPU taint
     gp3 = dev_plan.one("kubernetes:storage.k8s.io/v1:StorageClass", "nim-on-eks-dev-storage-gp3")
     assert dev_plan.depends_on(r, gp3)
+    # Grafana reads its admin login from this secret: it exists before the chart is installed
+    assert dev_plan.depends_on(r, dev_plan.one("kubernetes:core/v1:Secret", f"{NAME}-grafana-admin"))
 
 
 def test_grafana_password_is_a_secret_everywhere(dev_plan):
@@ -110,7 +112,12 @@ def test_prometheus_adapter(dev_plan):
     exposed = {rule["name"]["as"] for rule in values["rules"]["custom"]}
     assert exposed == {"num_requests_running", "num_requests_waiting", "gpu_cache_usage_perc"}
     for rule in values["rules"]["custom"]:
-        assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+        metric = rule["name"]["as"]
+        assert rule["name"]["matches"] == f"^{metric}$"
+        # the labels Prometheus puts on every series it scrapes through a ServiceMonitor are `namespace` and `pod`;
+        # the custom metrics API finds a pod's value through exactly these two
+        assert rule["resources"] == {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}}
+        assert selectors(rule["seriesQuery"]) == [(metric, {"namespace": ("!=", ""), "pod": ("!=", "")})]
     assert dev_plan.depends_on(r, release(dev_plan, "kube-prometheus-stack"))
 
 
@@ -190,19 +197,112 @@ def test_dashboard_config_map(dev_plan):
     assert (sidecar["label"], sidecar["labelValue"]) == ("grafana_dashboard", "1")
 
 
+SELECTOR = re.compile(r'([A-Za-z_:][A-Za-z0-9_:]*)\{([^}]*)\}')
+MATCHER = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"\s*')
+COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)")
+
+
+def selectors(expr: str) -> list[tuple[str, dict[str, tuple[str, str]]]]:
+    """Each `metric{label op "value", ...}` an expression reads, as (metric, {label: (op, value)})."""
+    found = []
+    for metric, body in SELECTOR.findall(expr):
+        parts = [p for p in body.split(",") if p.strip()]
+        matchers = [MATCHER.fullmatch(p) for p in parts]
+        assert all(matchers), (expr, body)
+        found.append((metric, {m.group(1): (m.group(2), m.group(3)) for m in matchers}))
+    return found
+
+
+def comparison(expr: str) -> tuple[str, str, str]:
+    """(left, operator, right) of the one comparison outside parentheses, braces and quotes."""
+    depth, quoted, hits = 0, False, []
+    for i, ch in enumerate(expr):
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "({[":
+            depth += 1
+        elif not quoted and ch in ")}]":
+            depth -= 1
+        elif not quoted and depth == 0 and ch in "=!<>" and (i == 0 or expr[i - 1] not in "=!<>"):
+            hits.append(i)
+    assert len(hits) == 1, (expr, hits)
+    op = COMPARISON.match(expr, hits[0]).group(1)
+    return expr[:hits[0]].strip(), op, expr[hits[0] + len(op):].strip()
+
+
+def test_promql_helpers():
+    assert selectors('a{x="1", y=~"b.*"} >= c{z!="2"}') == [("a", {"x": ("=", "1"), "y": ("=~", "b.*")}),
+                                                            ("c", {"z": ("!=", "2")})]
+    assert comparison('max by (s) (m{a="x>y"}) > 0.9') == ('max by (s) (m{a="x>y"})', ">", "0.9")
+    assert comparison("a == 0") == ("a", "==", "0")
+    with pytest.raises(AssertionError):
+        comparison("a > b > c")
+
+
+def alert_rules_of(plan) -> dict[str, dict]:
+    rule = plan.one("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
+    return {r["alert"]: r for g in rule.inputs["spec"]["groups"] for r in g["rules"]}
+
+
 def test_alert_rules(dev_plan):
-    rule = dev_plan.one("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
-    rules = {r["alert"]: r for g in rule.inputs["spec"]["groups"] for r in g["rules"]}
+    rules = alert_rules_of(dev_plan)
     assert set(rules) == {"NimModelNoReadyReplica", "NimTimeToFirstTokenHigh", "NimRequestsWaiting",
                           "NimKVCacheNearlyFull", "NimAutoscalerAtMaxReplicas"}
-    assert rules["NimTimeToFirstTokenHigh"]["for"] == "10m" and rules["NimTimeToFirstTokenHigh"]["expr"].endswith("> 3")
-    assert rules["NimRequestsWaiting"]["for"] == "5m"
-    assert rules["NimKVCacheNearlyFull"]["expr"].endswith("> 0.9")
-    assert rules["NimAutoscalerAtMaxReplicas"]["for"] == "15m"
+    nim = {"namespace": ("=", "nim")}
+
+    # a model with no Ready replica serves nothing: critical after 10 minutes
+    left, op, right = comparison(rules["NimModelNoReadyReplica"]["expr"])
+    [(metric, matchers)] = selectors(left)
+    assert (metric, op, right) == ("kube_statefulset_status_replicas_ready", "==", "0")
+    assert matchers == {**nim, "statefulset": ("=~", "nim-llm-.*")}
+    # ... and the pattern selects every model's StatefulSet (PromQL regexes are anchored)
+    for statefulset in dev_plan.of_type("kubernetes:apps/v1:StatefulSet"):
+        if statefulset.inputs["metadata"]["namespace"] == "nim":
+            assert re.fullmatch(matchers["statefulset"][1], statefulset.inputs["metadata"]["name"])
+    assert (rules["NimModelNoReadyReplica"]["for"], rules["NimModelNoReadyReplica"]["labels"]) == (
+        "10m", {"severity": "critical"})
+
+    # p90 (not median) time to first token per Service, over NIM's histogram, above alert_ttft_p90_seconds (3)
+    left, op, right = comparison(rules["NimTimeToFirstTokenHigh"]["expr"])
+    assert (op, right) == (">", "3")
+    assert re.match(r"histogram_quantile\(0\.9,\s*sum by \(le, service\) \(rate\(", left), left
+    assert selectors(left) == [("time_to_first_token_seconds_bucket", nim)]
+
+    # any request queued (more than zero waiting) for 5 minutes: the model is at capacity
+    left, op, right = comparison(rules["NimRequestsWaiting"]["expr"])
+    assert (op, right) == (">", "0")
+    assert left.startswith("sum by (service) (") and selectors(left) == [("num_requests_waiting", nim)]
+
+    # the fullest replica's KV cache above 90 % (NIM reports a fraction, 0 to 1)
+    left, op, right = comparison(rules["NimKVCacheNearlyFull"]["expr"])
+    assert (op, right) == (">", "0.9")
+    assert left.startswith("max by (service) (") and selectors(left) == [("gpu_cache_usage_perc", nim)]
+
+    # an HPA that has reached its maximum (current can only equal max, never exceed it)
+    left, op, right = comparison(rules["NimAutoscalerAtMaxReplicas"]["expr"])
+    assert op == ">="
+    assert selectors(left) == [("kube_horizontalpodautoscaler_status_current_replicas", nim)]
+    assert selectors(right) == [("kube_horizontalpodautoscaler_spec_max_replicas", nim)]
+
+    durations = {name: r["for"] for name, r in rules.items()}
+    assert durations == {"NimModelNoReadyReplica": "10m", "NimTimeToFirstTokenHigh": "10m", "NimRequestsWaiting": "5m",
+                         "NimKVCacheNearlyFull": "5m", "NimAutoscalerAtMaxReplicas": "15m"}
+    assert {name for name, r in rules.items() if r["labels"]["severity"] == "warning"} == set(rules) - {
+        "NimModelNoReadyReplica"}
     for r in rules.values():
         assert metric_names(r["expr"]) <= NIM_METRICS | KSM_METRICS, r["alert"]
-    threshold = plan_for("alert_ttft_p90_seconds=1.5").one("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
-    assert any(r["expr"].endswith("> 1.5") for g in threshold.inputs["spec"]["groups"] for r in g["rules"])
+
+
+def test_alerts_follow_the_config():
+    plan = plan_for("alert_ttft_p90_seconds=1.5", "nim_namespace=llm")
+    rules = alert_rules_of(plan)
+    assert comparison(rules["NimTimeToFirstTokenHigh"]["expr"])[1:] == (">", "1.5")
+    # every alert watches the namespace the models run in, not the monitoring namespace
+    for r in rules.values():
+        found = selectors(r["expr"])
+        assert found and all(matchers["namespace"] == ("=", "llm") for _, matchers in found), r["alert"]
+    assert plan.one("kubernetes:monitoring.coreos.com/v1:PrometheusRule").inputs["metadata"]["namespace"] == \
+        "monitoring"
 
 
 @needs_reference
