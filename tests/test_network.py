@@ -65,11 +65,13 @@ def test_one_private_and_one_public_subnet_per_az(dev_plan):
         assert "kubernetes.io/role/elb" not in tags
     for s in public:
         assert s.inputs["tags"]["kubernetes.io/role/elb"] == "1"
+        assert s.inputs["tags"]["kubernetes.io/cluster/nim-on-eks-dev"] == "shared"  # internet-facing LBs find it
         assert "karpenter.sh/discovery" not in s.inputs["tags"]
         assert s.inputs["mapPublicIpOnLaunch"] is False
     vpc = dev_plan.one("aws:ec2/vpc:Vpc")
     assert vpc.inputs["cidrBlock"] == "10.0.0.0/16"
-    assert vpc.inputs["enableDnsHostnames"] is True
+    # EKS needs both: nodes register by DNS name, and EFS mount targets and the private endpoint resolve in the VPC
+    assert (vpc.inputs["enableDnsHostnames"], vpc.inputs["enableDnsSupport"]) == (True, True)
 
 
 def test_single_nat_gateway_by_default_routes_every_private_subnet(dev_plan):
@@ -81,6 +83,39 @@ def test_single_nat_gateway_by_default_routes_every_private_subnet(dev_plan):
     public_rt = dev_plan.one("aws:ec2/routeTable:RouteTable", "nim-on-eks-dev-public-rt")
     igw = dev_plan.one("aws:ec2/internetGateway:InternetGateway")
     assert igw.urn in public_rt.dependencies
+    assert public_rt.inputs["routes"] == [{"cidrBlock": "0.0.0.0/0", "gatewayId": igw.id}]
+    for rt in private_rts:
+        assert rt.inputs["routes"] == [{"cidrBlock": "0.0.0.0/0", "natGatewayId": nat.id}]  # never the IGW
+    # the NAT gateway sits in a public subnet, on an Elastic IP, and is created only once the VPC has its internet
+    # gateway (AWS: a NAT gateway in a VPC without one fails); on destroy it goes first
+    public_ids = {s.id for s in dev_plan.of_type("aws:ec2/subnet:Subnet") if "-public-" in s.name}
+    assert nat.inputs["subnetId"] in public_ids
+    eip = dev_plan.one("aws:ec2/eip:Eip")
+    assert nat.inputs["allocationId"] == eip.id and eip.inputs["domain"] == "vpc"
+    assert dev_plan.depends_on(nat, igw)
+
+
+@pytest.mark.parametrize("overrides", [(), ("single_nat_gateway=false", "availability_zones=2")])
+def test_every_subnet_uses_the_route_table_of_its_kind_and_zone(overrides):
+    plan = plan_for(*overrides)
+    subnets = {s.id: s for s in plan.of_type("aws:ec2/subnet:Subnet")}
+    tables = {rt.id: rt for rt in plan.of_type("aws:ec2/routeTable:RouteTable")}
+    igw = plan.one("aws:ec2/internetGateway:InternetGateway")
+    nats = {n.id: n for n in plan.of_type("aws:ec2/natGateway:NatGateway")}
+    associations = plan.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")
+    assert sorted(a.inputs["subnetId"] for a in associations) == sorted(subnets)  # each subnet exactly once
+    for a in associations:
+        subnet = subnets[a.inputs["subnetId"]]
+        [route] = tables[a.inputs["routeTableId"]].inputs["routes"]
+        assert route["cidrBlock"] == "0.0.0.0/0"
+        if "-public-" in subnet.name:
+            assert route == {"cidrBlock": "0.0.0.0/0", "gatewayId": igw.id}, subnet.name
+        else:
+            assert set(route) == {"cidrBlock", "natGatewayId"}, subnet.name
+            nat_subnet = subnets[nats[route["natGatewayId"]].inputs["subnetId"]]
+            assert "-public-" in nat_subnet.name
+            if "single_nat_gateway=false" in overrides:  # a zone's outage takes only its own egress
+                assert nat_subnet.inputs["availabilityZone"] == subnet.inputs["availabilityZone"]
 
 
 def test_one_nat_gateway_per_az_when_asked():
@@ -98,4 +133,5 @@ def test_s3_gateway_endpoint_saves_nat_traffic(dev_plan):
     endpoint = dev_plan.one("aws:ec2/vpcEndpoint:VpcEndpoint")
     assert endpoint.inputs["serviceName"] == "com.amazonaws.us-west-2.s3"
     assert endpoint.inputs["vpcEndpointType"] == "Gateway"
-    assert len(endpoint.inputs["routeTableIds"]) == 3
+    private_rts = [r.id for r in dev_plan.of_type("aws:ec2/routeTable:RouteTable") if "-private-rt-" in r.name]
+    assert sorted(endpoint.inputs["routeTableIds"]) == sorted(private_rts)  # every zone's nodes, not some
