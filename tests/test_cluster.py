@@ -24,6 +24,8 @@ def test_cluster_inputs(dev_plan):
     assert sorted(i["privateSubnetIds"]) == sorted(v for k, v in subnets.items() if "-private-" in k)
     assert sorted(i["publicSubnetIds"]) == sorted(v for k, v in subnets.items() if "-public-" in k)
     assert i["vpcId"] == dev_plan.one("aws:ec2/vpc:Vpc").id
+    # kubectl from the user's machine through the public endpoint; nodes talk to the API inside the VPC
+    assert (i["endpointPublicAccess"], i["endpointPrivateAccess"]) == (True, True)
 
 
 def test_core_node_group(dev_plan):
@@ -39,10 +41,19 @@ def test_core_node_group(dev_plan):
     assert "taints" not in i  # core nodes take system pods; GPU taints live on Karpenter's GPU nodes
     private = sorted(s.id for s in dev_plan.of_type("aws:ec2/subnet:Subnet") if "-private-" in s.name)
     assert sorted(i["subnetIds"]) == private
+    # one node at a time during updates: the core nodes carry Karpenter's two replicas
+    assert i["updateConfig"] == {"maxUnavailable": 1}
     lt = dev_plan.one("aws:ec2/launchTemplate:LaunchTemplate")
-    ebs = lt.inputs["blockDeviceMappings"][0]["ebs"]
-    assert (ebs["volumeType"], ebs["encrypted"], ebs["volumeSize"]) == ("gp3", "true", 100)
-    assert lt.inputs["metadataOptions"]["httpTokens"] == "required"
+    assert i["launchTemplate"]["id"] == lt.id
+    # the AL2023 root device: encrypted gp3, deleted with its node (no volume outlives `pulumi destroy`)
+    assert lt.inputs["blockDeviceMappings"] == [{"deviceName": "/dev/xvda", "ebs": {
+        "volumeSize": 100, "volumeType": "gp3", "encrypted": "true", "deleteOnTermination": "true"}}]
+    # IMDSv2 only. The hop limit bounds how far a metadata response travels: 1 reaches the node (and host-network
+    # pods), 2 a container on it; anything more reaches beyond the node.
+    options = lt.inputs["metadataOptions"]
+    assert set(options) == {"httpEndpoint", "httpTokens", "httpPutResponseHopLimit"}
+    assert (options["httpEndpoint"], options["httpTokens"]) == ("enabled", "required")
+    assert options["httpPutResponseHopLimit"] in (1, 2)
     # created after the cluster and the role's policies; on destroy removed before them
     role = dev_plan.one("aws:iam/role:Role", "nim-on-eks-dev-core-node-role")
     attachments = [a for a in dev_plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
@@ -76,6 +87,8 @@ def test_every_kubernetes_resource_uses_the_cluster_provider(dev_plan):
     [provider] = dev_plan.of_type("pulumi:providers:kubernetes")
     assert provider.inputs["kubeconfig"] == "[secret]"
     assert dev_plan.depends_on(provider, dev_plan.one("aws:eks/nodeGroup:NodeGroup"))
+    # controllers installed through it get AWS credentials from the Pod Identity agent, so it runs first
+    assert dev_plan.depends_on(provider, dev_plan.one("aws:eks/addon:Addon", "nim-on-eks-dev-pod-identity-agent"))
     k8s = [r for r in dev_plan.resources if r.type.startswith("kubernetes:")]
     assert k8s
     for r in k8s:
