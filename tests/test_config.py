@@ -146,15 +146,86 @@ def test_ngc_key_in_clear_text_is_refused():
     assert any("ngc_api_key: stored in clear text" in p for p in info.value.problems)
 
 
-def test_name_too_long_for_kubernetes():
+@pytest.mark.parametrize("length, ok", [(52, True), (53, False)])
+def test_name_too_long_for_kubernetes(length, ok):
+    """A StatefulSet's pods carry controller-revision-hash=<name>-<10 characters>: a label value of at most 63, so a
+    name of at most 52 (Kubernetes API conventions, label values; StatefulSet controller)."""
     data = yaml.safe_load((ROOT / "models.yaml").read_text())
-    long_name = "acme/" + "a-very-long-model-name-that-will-not-fit-in-a-label-x"
+    short = "a" * (length - len("nim-llm-"))
+    long_name = "acme/" + short
     data["models"][long_name] = dict(data["models"]["meta/llama3-8b-instruct"])
     catalog = parse_catalog(data)
     raw = {**BASE, "nim-on-eks:nim_models": json.dumps([long_name])}
+    if ok:
+        [model] = parse_config(raw, SECRETS, "nim-on-eks", "dev", catalog).models
+        assert len(model.k8s_name) == length
+        return
     with pytest.raises(ConfigError) as info:
         parse_config(raw, SECRETS, "nim-on-eks", "dev", catalog)
     assert "at most 52" in info.value.problems[0]
+
+
+# Both sides of every documented range (README, configuration table): the last value allowed and the first refused.
+@pytest.mark.parametrize(
+    "key, allowed, refused",
+    [
+        ("availability_zones", "2", "1"),
+        ("availability_zones", "6", "7"),
+        ("core_node_count", "2", "1"),  # Karpenter's two replicas need two core nodes
+        ("gpu_limit", "1", "0"),
+        ("gpu_limit", "1024", "1025"),
+        ("vpc_cidr", "10.0.0.0/16", "10.0.0.0/15"),  # /16 is the largest VPC AWS allows
+        ("vpc_cidr", "10.0.0.0/20", "10.0.0.0/21"),
+        ("alert_ttft_p90_seconds", "0.05", "0.04"),
+        ("alert_ttft_p90_seconds", "600", "601"),
+        ("efs_ia_after_days", "0", "2"),
+        ("efs_ia_after_days", "365", "366"),
+    ],
+)
+def test_range_boundaries(key, allowed, refused):
+    value = getattr(parse(**{key: allowed}), key)
+    assert value == type(value)(allowed)
+    assert any(p.startswith(f"{key}: '{refused}' is not valid") for p in problems(**{key: refused}))
+
+
+def test_equal_counts_are_allowed():
+    cfg = parse(core_node_count="3", core_node_max="3",
+                nim_models='[{"name": "meta/llama3-8b-instruct", "min_replicas": 2, "max_replicas": 2}]')
+    assert (cfg.core_node_count, cfg.core_node_max) == (3, 3)
+    assert (cfg.models[0].min_replicas, cfg.models[0].max_replicas) == (2, 2)
+    assert any("core_node_count: 4 is greater than core_node_max 3" in p
+               for p in problems(core_node_count="4", core_node_max="3"))
+    assert any("min_replicas 3 is greater than max_replicas 2" in p for p in problems(
+        nim_models='[{"name": "meta/llama3-8b-instruct", "min_replicas": 3, "max_replicas": 2}]'))
+
+
+@pytest.mark.parametrize("key, value", [("gpu_instance_families", '["g5", "g6", "g5"]'),
+                                        ("gpu_capacity_types", '["spot", "spot"]'),
+                                        ("gpu_instance_families", "g6,g6")])
+def test_lists_must_be_distinct(key, value):
+    assert any(p.startswith(f"{key}: ") and "a non-empty list of distinct" in p for p in problems(**{key: value}))
+
+
+# Tag keys nobody may set: AWS reserves aws:, and Karpenter refuses or owns kubernetes.io/cluster, karpenter.sh,
+# karpenter.k8s.aws (aws/karpenter-provider-aws @ 1d927085, website/content/en/v1.14/concepts/nodeclasses.md,
+# spec.tags) and sets eks:eks-cluster-name itself (the getting-started policy's RequestTag conditions).
+@pytest.mark.parametrize("key", ["aws:createdBy", "kubernetes.io/cluster/x", "karpenter.sh/nodepool",
+                                 "karpenter.k8s.aws/ec2nodeclass", "eks:eks-cluster-name", "AWS:upper"])
+def test_reserved_tag_keys_are_refused(key):
+    assert any(p.startswith("tags: ") and "tag keys must be" in p for p in problems(tags=json.dumps({key: "x"})))
+
+
+def test_ordinary_tags_are_accepted():
+    assert parse(tags='{"team": "ml", "karpenter": "yes", "kubernetes.io/name": "x"}').tags == {
+        "team": "ml", "karpenter": "yes", "kubernetes.io/name": "x"}
+
+
+@pytest.mark.parametrize("name", ["NGC_API_KEY", "NIM_CACHE_PATH", "NIM_SERVER_PORT", "NIM_SERVED_MODEL_NAME"])
+def test_env_that_nim_on_eks_sets_is_refused(name):
+    """The StatefulSet sets these itself (key, cache mount, port the probes and Service use, the served name
+    Open WebUI asks for): an override would be silently ignored or break the model."""
+    found = problems(nim_models=json.dumps([{"name": "meta/llama3-8b-instruct", "env": {name: "x"}}]))
+    assert any(f"nim_models[0].env: " in p and f"{name} is set by nim-on-eks" in p for p in found), found
 
 
 @pytest.mark.parametrize(
