@@ -7,7 +7,8 @@ import json
 import pytest
 
 from components.cost import estimate, load_prices
-from components.instances import load_instances
+from components.gpus import DAEMONSET_CPU_M, DAEMONSET_MEMORY_MIB, FitError, fit_model, fits
+from components.instances import InstanceType, load_instances
 from tests.conftest import plan_for
 from tests.test_config import parse
 from tools import plan as plan_cli
@@ -74,6 +75,76 @@ def test_totals_add_up():
     assert small["per_hour"]["max"] == pytest.approx(3 * (per_replica + volume), abs=1e-3)
 
 
+def test_fixed_items_follow_the_config():
+    prices = load_prices()
+    gp3_hour = prices["ebs_gp3_per_gb_month"] / prices["hours_per_month"]
+    cost = cost_for(core_node_count="3", core_disk_gb="200", core_node_max="5", prometheus_volume_gb="80")
+    items = {i["item"]: i["per_hour"] for i in cost["fixed"]}
+    assert items["Core node group"] == pytest.approx(3 * DATA.types["m5.xlarge"].on_demand)
+    assert items["Core node volumes"] == pytest.approx(3 * 200 * gp3_hour, abs=1e-4)  # every node has its own
+    assert items["Prometheus volume"] == pytest.approx(80 * gp3_hour, abs=1e-4)
+    cache = parse().catalog.models["meta/llama3-8b-instruct"].cache_gib
+    assert items["EFS model cache"] == pytest.approx(
+        cache * prices["efs_standard_per_gb_month"] / prices["hours_per_month"], abs=1e-4)
+    assert items["NAT gateways"] == pytest.approx(prices["nat_gateway_per_hour"])  # one, by default
+
+
+def test_gpu_limit_counts_the_gpus_of_whole_nodes():
+    """A NodePool's limits bound what its nodes bring, not what pods request (aws/karpenter-provider-aws @ 1d927085,
+    website/content/en/v1.14/concepts/nodepools.md, spec.limits): Llama 3.1 8B on 2 x L4 gets a g6.12xlarge with 4."""
+    models = '[{"name": "meta/llama-3.1-8b-instruct", "max_replicas": 2}]'
+    cost = cost_for(nim_models=models, gpu_instance_families='["g5","g6"]', gpu_limit="7")
+    [m] = cost["models"]
+    assert (m["gpus_per_replica"], m["instance_type"], m["gpus_per_node"]) == (2, "g6.12xlarge", 4)
+    assert cost["gpu_limit"] == {"limit": 7, "gpus_at_max_replicas": 8, "ok": False}
+    assert cost_for(nim_models=models, gpu_instance_families='["g5","g6"]', gpu_limit="8")["gpu_limit"]["ok"] is True
+
+
+def test_budget_boundary():
+    top = cost_for()["total_per_hour"]["max"]
+    assert cost_for(hourly_budget=str(top))["budget"]["ok"] is True  # exactly the budget is within it
+    below = cost_for(hourly_budget=f"{top - 0.01:.2f}")["budget"]
+    assert below["ok"] is False and "$0.01 over hourly_budget" in below["message"]
+
+
+def instance(name, family, gpu_type, gpus, alloc_cpu_m, alloc_memory_mib, price):
+    return InstanceType(name=name, family=family, gpu_type=gpu_type, gpus=gpus, vcpu=alloc_cpu_m // 1000 + 1,
+                        memory_mib=alloc_memory_mib + 2048, alloc_cpu_m=alloc_cpu_m,
+                        alloc_memory_mib=alloc_memory_mib, on_demand=price)
+
+
+def test_a_replica_fits_when_its_requests_and_the_daemonsets_fit_exactly():
+    """What the node's DaemonSets take plus the model's requests must fit in what is allocatable; exactly enough is
+    enough, one millicore or one MiB less is not."""
+    cpu, memory_gib = 4, 26
+    need_cpu_m, need_mib = cpu * 1000 + DAEMONSET_CPU_M, memory_gib * 1024 + DAEMONSET_MEMORY_MIB
+    assert DAEMONSET_CPU_M > 0 and DAEMONSET_MEMORY_MIB > 0
+    exact = instance("g6.exact", "g6", "l4", 1, need_cpu_m, need_mib, 1.0)
+    assert fits(exact, "l4", 1, cpu, memory_gib)
+    assert not fits(instance("g6.cpu", "g6", "l4", 1, need_cpu_m - 1, need_mib, 1.0), "l4", 1, cpu, memory_gib)
+    assert not fits(instance("g6.mem", "g6", "l4", 1, need_cpu_m, need_mib - 1, 1.0), "l4", 1, cpu, memory_gib)
+    assert not fits(exact, "a10g", 1, cpu, memory_gib)  # another GPU type
+    assert not fits(exact, "l4", 2, cpu, memory_gib)  # too few GPUs
+    assert fits(instance("g6.four", "g6", "l4", 4, need_cpu_m, need_mib, 2.0), "l4", 2, cpu, memory_gib)  # more is fine
+
+
+def test_on_a_price_tie_the_fewer_gpus_win():
+    one = instance("g6.one", "g6", "l4", 1, 16000, 64000, 1.0)
+    two = instance("g5.two", "g5", "a10g", 2, 16000, 64000, 1.0)
+    fit = fit_model({"l4": 1, "a10g": 2}, 4, 26, None, ("g5", "g6"), [one, two])
+    assert (fit.gpus, fit.gpu_types, fit.instance_types) == (1, ("l4",), ("g6.one",))
+    cheaper_two = instance("g5.two", "g5", "a10g", 2, 16000, 64000, 0.9)
+    assert fit_model({"l4": 1, "a10g": 2}, 4, 26, None, ("g5", "g6"), [one, cheaper_two]).gpus == 2
+
+
+def test_asking_for_as_many_gpus_as_the_biggest_node_has():
+    nodes = load_instances().in_families(("p5",))
+    assert max(i.gpus for i in nodes) == 8
+    assert fit_model({"h100": 4}, 16, 150, 8, ("p5",), nodes).gpus == 8
+    with pytest.raises(FitError, match="asks for 9 GPUs per replica, more than any instance"):
+        fit_model({"h100": 4}, 16, 150, 9, ("p5",), nodes)
+
+
 def test_monitoring_and_webui_volumes_only_when_on():
     items = {i["item"] for i in cost_for(monitoring="false", open_webui="false")["fixed"]}
     assert "Prometheus volume" not in items and "Open WebUI volume" not in items
@@ -131,9 +202,11 @@ def test_plan_prints_and_writes_the_cost(tmp_path, capsys):
 
 
 def test_stack_output(dev_plan):
-    out = dev_plan.outputs["estimated_cost_per_hour"]
-    assert out == {"min": dev_plan.outputs["cost_estimate"]["total_per_hour"]["min"],
-                   "max": dev_plan.outputs["cost_estimate"]["total_per_hour"]["max"], "prices_region": "us-east-1"}
+    """The outputs are the estimate of the stack's own config (Pulumi.dev.yaml: one 8B model, defaults otherwise)."""
+    expected = cost_for()
+    assert dev_plan.outputs["estimated_cost_per_hour"] == {**expected["total_per_hour"], "prices_region": "us-east-1"}
+    assert dev_plan.outputs["cost_estimate"]["total_per_hour"] == expected["total_per_hour"]
+    assert dev_plan.outputs["cost_estimate"]["models"] == expected["models"]
 
 
 def test_bad_budget():
