@@ -100,7 +100,7 @@ def fixed_costs(cfg: StackConfig, data: InstanceData, prices: dict[str, Any], ex
     else:
         control_plane = {"item": "EKS control plane", "per_hour": prices["eks_control_plane_per_hour"],
                          "detail": f"Kubernetes {cfg.eks_version}, standard support"}
-    items = [control_plane]
+    items = [control_plane, control_plane_logs(cfg, prices)]
     nats = 1 if cfg.single_nat_gateway else cfg.availability_zones
     items.append({"item": "NAT gateways", "per_hour": round(nats * prices["nat_gateway_per_hour"], 4),
                   "detail": f"{nats} x ${prices['nat_gateway_per_hour']}/h, plus $0.045 per GB processed"})
@@ -123,6 +123,22 @@ def fixed_costs(cfg: StackConfig, data: InstanceData, prices: dict[str, Any], ex
         items.append({"item": "Open WebUI volume", "per_hour": round(OPEN_WEBUI_VOLUME_GB * gp3, 4),
                       "detail": f"{OPEN_WEBUI_VOLUME_GB} GiB gp3"})
     return items
+
+
+def control_plane_logs(cfg: StackConfig, prices: dict[str, Any]) -> dict[str, Any]:
+    """CloudWatch ingestion and storage of the control-plane logs, at an ASSUMED daily volume per log type.
+
+    Storage at steady state: the log group holds daily volume x retention days.
+    """
+    if not cfg.cluster_log_types:
+        return {"item": "Control-plane logs", "per_hour": 0.0, "detail": "off (cluster_log_types is []): no log group"}
+    per_day = sum(prices["eks_control_plane_log_gb_per_day"][t] for t in cfg.cluster_log_types)
+    kept = per_day * cfg.cluster_log_retention_days
+    ingest, store = prices["cloudwatch_logs_ingestion_per_gb"], prices["cloudwatch_logs_storage_per_gb_month"]
+    per_hour = per_day * ingest / 24 + kept * store / prices["hours_per_month"]
+    return {"item": "Control-plane logs", "per_hour": round(per_hour, 4),
+            "detail": f"{', '.join(cfg.cluster_log_types)}: ~{per_day:g} GB/day ASSUMED x ${ingest:.2f}/GB ingested + "
+                      f"{kept:g} GB kept ({cfg.cluster_log_retention_days} days) x ${store:.2f}/GB-month"}
 
 
 def gpu_node_volume(cfg: StackConfig, prices: dict[str, Any]) -> float:
