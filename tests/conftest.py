@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -33,4 +34,30 @@ def dev_plan() -> mockrun.Plan:
     return plan
 
 
-needs_reference = pytest.mark.skipif(not conformance.REFERENCE.is_dir(), reason=conformance.SKIP_REASON)
+# CI (env CI=true) runs beside ../shared: there a missing prerequisite is a failure, never a silent skip.
+CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def unavailable(reason: str) -> None:
+    """A prerequisite of the test is absent: skip it, or fail it in CI."""
+    if CI:
+        pytest.fail(f"{reason} (CI=true: a missing prerequisite fails the test)", pytrace=False)
+    pytest.skip(reason)
+
+
+def needs_dir(path: Path, reason: str) -> pytest.MarkDecorator:
+    """Mark a test that needs the folder `path`: skipped when it is absent, failed in CI."""
+    return pytest.mark.needs_dir(path, reason=reason)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_dir(path, reason): needs that folder; skipped without it, failed in CI")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs_dir"):
+        if not Path(mark.args[0]).is_dir():
+            unavailable(mark.kwargs.get("reason") or f"{mark.args[0]} is absent")
+
+
+needs_reference = needs_dir(conformance.REFERENCE, conformance.SKIP_REASON)
