@@ -8,6 +8,7 @@ config (and its cost) -> network -> cluster -> (capacity, storage, monitoring) -
 import pulumi
 import pulumi_aws as aws
 
+from components.alerts import receiver_warning
 from components.catalog import load_catalog
 from components.cluster import Cluster, ClusterArgs
 from components.config import load_config
@@ -27,6 +28,9 @@ cfg, ngc_api_key = load_config(catalog)
 cost = estimate(cfg)
 for warning in cost_warnings(cost, cfg):
     pulumi.log.warn(warning)
+# --- where alerts go (nowhere, without alert_email) -------------------------------------------------------
+if alerts_warning := receiver_warning(cfg.monitoring, cfg.alert_email):
+    pulumi.log.warn(alerts_warning)
 
 aws_provider = aws.Provider(
     "aws", region=cfg.region, default_tags=aws.ProviderDefaultTagsArgs(tags=cfg.aws_tags)
@@ -66,9 +70,13 @@ cluster = Cluster(
         core_node_count=cfg.core_node_count,
         core_node_max=cfg.core_node_max,
         core_disk_gb=cfg.core_disk_gb,
+        log_types=cfg.cluster_log_types,
+        log_retention_days=cfg.cluster_log_retention_days,
         aws_provider=aws_provider,
+        partition=partition.partition,
         admin_arns=cfg.cluster_admins,
         tags=cfg.aws_tags,
+        network_egress=network.egress,
     ),
 )
 
@@ -77,6 +85,7 @@ capacity = Karpenter(
     f"{cfg.cluster_name}-karpenter",
     KarpenterArgs(
         cluster_name=cfg.cluster_name,
+        eks_cluster_name=cluster.cluster_name,
         region=cfg.region,
         account_id=account.account_id,
         partition=partition.partition,
@@ -98,6 +107,8 @@ storage = Storage(
     f"{cfg.cluster_name}-storage",
     StorageArgs(
         cluster_name=cfg.cluster_name,
+        eks_cluster_name=cluster.cluster_name,
+        partition=partition.partition,
         vpc_id=network.vpc_id,
         vpc_cidr=cfg.vpc_cidr,
         private_subnet_ids=network.private_subnet_ids,
@@ -105,6 +116,7 @@ storage = Storage(
         oidc_issuer=cluster.oidc_issuer,
         aws_provider=aws_provider,
         k8s_provider=cluster.provider,
+        kubeconfig=cluster.kubeconfig,
         depends_on=[cluster.pod_identity_agent],
         efs_backups=cfg.efs_backups,
         efs_ia_after_days=cfg.efs_ia_after_days,
@@ -123,9 +135,12 @@ monitoring = (
             prometheus_retention=cfg.prometheus_retention,
             prometheus_volume_gb=cfg.prometheus_volume_gb,
             alert_ttft_p90_seconds=cfg.alert_ttft_p90_seconds,
+            alert_email=cfg.alert_email,
+            eks_cluster_name=cluster.cluster_name,
             aws_provider=aws_provider,
             k8s_provider=cluster.provider,
-            depends_on=[storage.gp3_storage_class],
+            # Prometheus' volume: on destroy the release goes before its EBS volume is waited for
+            depends_on=[storage.gp3_storage_class, storage.volumes_released],
         ),
     )
     if cfg.monitoring
@@ -149,9 +164,10 @@ models = [
             autoscaling=monitoring is not None,
             service_monitor_labels=monitoring.monitor_labels if monitoring else None,
             # GPU capacity, the cache and the metrics pipeline exist first; on destroy the models go first, so pods
-            # drain before the NodePool takes their nodes away and before their volumes' file system is deleted.
-            depends_on=[nim_namespace, storage.efs_storage_class, capacity.gpu_node_pool, capacity.device_plugin,
-                        *(monitoring.ready if monitoring else [])],
+            # drain before the NodePool takes their nodes away, and their cache volumes' release is waited for before
+            # the EFS driver and file system are deleted.
+            depends_on=[nim_namespace, storage.efs_storage_class, storage.volumes_released, capacity.gpu_node_pool,
+                        capacity.device_plugin, *(monitoring.ready if monitoring else [])],
         ),
     )
     for model in cfg.models
@@ -165,7 +181,7 @@ webui = (
             model_urls=[m.url for m in models],
             storage_class=storage.gp3_class_name,
             k8s_provider=cluster.provider,
-            depends_on=[storage.gp3_storage_class, capacity.cpu_node_pool],
+            depends_on=[storage.gp3_storage_class, storage.volumes_released, capacity.cpu_node_pool],
         ),
     )
     if cfg.open_webui
@@ -191,6 +207,10 @@ if monitoring:
     pulumi.export("grafana_secret_name", monitoring.grafana_secret_name)
     pulumi.export("grafana_password_command", monitoring.grafana_password_command)
     pulumi.export("grafana_port_forward", monitoring.grafana_port_forward)
+if monitoring and monitoring.alerts:
+    pulumi.export("alerts_topic_arn", monitoring.alerts.topic_arn)
+    pulumi.export("alerts_email_confirmation",
+                  f"AWS sent a confirmation email to {cfg.alert_email}: alerts are delivered only once it is accepted")
 if webui:
     pulumi.export("open_webui_port_forward", webui.port_forward)
 if genai_perf:

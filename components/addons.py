@@ -10,7 +10,7 @@ import pulumi_aws as aws
 from components import versions
 
 
-def eks_addon(resource_name: str, addon_name: str, *, cluster_name: str, provider: aws.Provider,
+def eks_addon(resource_name: str, addon_name: str, *, cluster_name: pulumi.Input[str], provider: aws.Provider,
               parent: pulumi.Resource, depends_on: list[pulumi.Resource], **extra: Any) -> aws.eks.Addon:
     """An EKS add-on at its pinned version (versions.ADDON_VERSIONS), taking over any self-managed copy."""
     return aws.eks.Addon(

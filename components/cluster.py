@@ -11,9 +11,13 @@ import pulumi_kubernetes as k8s
 
 from components import addons, iam, versions
 
-LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 # Label every core node carries; components pin system workloads to it so they never land on GPU nodes.
 CORE_NODE_LABEL = {"nim-on-eks/node-pool": "core"}
+
+
+def control_plane_log_group(cluster_name: str) -> str:
+    """The CloudWatch log group EKS writes a cluster's control-plane logs to (EKS user guide, control-plane logs)."""
+    return f"/aws/eks/{cluster_name}/cluster"
 
 
 @dataclass
@@ -27,15 +31,22 @@ class ClusterArgs:
     core_node_count: int
     core_node_max: int
     core_disk_gb: int
+    log_types: tuple[str, ...]  # control-plane log types; () sends none and creates no log group
+    log_retention_days: int
     aws_provider: aws.Provider
+    partition: str  # aws, aws-us-gov: every ARN the component writes itself
     admin_arns: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    # The private subnets' way out (NAT, routes, S3 endpoint): the core nodes wait for it, and everything running on
+    # them is deleted before it (Network.egress).
+    network_egress: list[pulumi.Resource] = field(default_factory=list)
 
 
 class Cluster(pulumi.ComponentResource):
     """The EKS cluster and everything Kubernetes resources need before they can be created."""
 
     name: str
+    cluster_name: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
     oidc_provider_arn: pulumi.Output[str]
@@ -58,6 +69,23 @@ class Cluster(pulumi.ComponentResource):
             opts=aws_opts,
         )
 
+        # Control-plane logs go to the log group /aws/eks/<cluster>/cluster. Left to EKS, that group is created by
+        # EKS with no retention, outside the stack: it outlives `pulumi destroy` and bills its storage forever.
+        # Created here, before the cluster (which depends on it), EKS finds it and writes into it; on destroy the
+        # cluster goes first, then the group. CloudWatch Logs encrypts log data at rest anyway; a customer KMS key
+        # (even the secrets key above) would need a key policy admitting the logs service, for little gain here.
+        self.log_group = (
+            aws.cloudwatch.LogGroup(
+                f"{name}-control-plane-logs",
+                name=control_plane_log_group(args.cluster_name),
+                retention_in_days=args.log_retention_days,
+                tags=args.tags,
+                opts=aws_opts,
+            )
+            if args.log_types
+            else None
+        )
+
         self.eks = eks.Cluster(
             f"{name}-eks",
             name=args.cluster_name,
@@ -74,7 +102,7 @@ class Cluster(pulumi.ComponentResource):
                     principal_arn=arn,
                     access_policies={
                         "admin": eks.AccessPolicyAssociationArgs(
-                            policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                            policy_arn=f"arn:{args.partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
                             access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                         )
                     },
@@ -85,17 +113,26 @@ class Cluster(pulumi.ComponentResource):
             skip_default_node_group=True,
             # pulumi-eks can only manage CoreDNS with its default node group; we manage it below, after ours.
             coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
-            enabled_cluster_log_types=LOG_TYPES,
+            enabled_cluster_log_types=list(args.log_types) or None,
             encryption_config_key_arn=self.secrets_key.arn,
             tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, providers={"aws": args.aws_provider}),
+            opts=pulumi.ResourceOptions(parent=self, providers={"aws": args.aws_provider},
+                                        depends_on=[self.log_group] if self.log_group else None),
         )
         self.kubeconfig = pulumi.Output.secret(self.eks.kubeconfig_json)
         self.oidc_provider_arn = self.eks.oidc_provider_arn
         self.oidc_issuer = self.eks.oidc_issuer
-        self.cluster_security_group_id = self.eks.cluster_security_group_id
-        # pulumi-eks exposes the aws.eks.Cluster only as a resource reference; the name is ours, so the resources
-        # below reuse it and are ordered by depending on the component.
+        # The cluster's name as an Output of the aws.eks.Cluster inside pulumi-eks: every resource that needs the
+        # cluster to exist (node group, add-ons, access entries, pod identity) takes this, so the graph orders it
+        # after the control plane on `up` and before it on `destroy`; a re-typed string would race it.
+        self.cluster_name = self.eks.eks_cluster.name
+        # The security group EKS creates with the cluster, shared by the control-plane ENIs and the managed node
+        # group (its launch template names no group): all traffic between its members. Karpenter's nodes join it
+        # too. Not pulumi-eks's `cluster_security_group_id`: without skip_default_security_groups that is
+        # pulumi-eks's own additional group, which only admits 443 from pulumi-eks's (unused) node group
+        # (pulumi-eks v4.4.0 cluster.ts; tools/opaque.py models both). Skipping pulumi-eks's groups instead would
+        # change vpcConfig on stacks already up.
+        self.cluster_security_group_id = self.eks.eks_cluster.vpc_config.cluster_security_group_id
 
         # Core node group: on-demand AL2023 nodes that host Karpenter, CoreDNS and monitoring, never GPUs.
         self.node_role = aws.iam.Role(
@@ -109,7 +146,7 @@ class Cluster(pulumi.ComponentResource):
             aws.iam.RolePolicyAttachment(
                 f"{name}-core-node-{key}",
                 role=self.node_role.name,
-                policy_arn=iam.managed_policy_arn(iam.MANAGED[key]),
+                policy_arn=iam.managed_policy_arn(iam.MANAGED[key], args.partition),
                 opts=aws_opts,
             )
             for key in iam.NODE_POLICIES
@@ -138,7 +175,7 @@ class Cluster(pulumi.ComponentResource):
         )
         self.core_node_group = aws.eks.NodeGroup(
             f"{name}-core",
-            cluster_name=args.cluster_name,
+            cluster_name=self.cluster_name,
             node_group_name="core-node-group",
             node_role_arn=self.node_role.arn,
             subnet_ids=args.private_subnet_ids,
@@ -156,21 +193,21 @@ class Cluster(pulumi.ComponentResource):
             tags=args.tags,
             # Destroy removes the node group before its role loses its policies, so nodes drain cleanly.
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.aws_provider, depends_on=[self.eks, *attachments],
+                parent=self, provider=args.aws_provider, depends_on=[self.eks, *attachments, *args.network_egress],
                 ignore_changes=["scalingConfig.desiredSize"],  # let the cluster scale it without drift
             ),
         )
 
         # Pod Identity agent: Karpenter and other controllers get AWS credentials through it.
         self.pod_identity_agent = addons.eks_addon(
-            f"{name}-pod-identity-agent", "eks-pod-identity-agent", cluster_name=args.cluster_name,
+            f"{name}-pod-identity-agent", "eks-pod-identity-agent", cluster_name=self.cluster_name,
             provider=args.aws_provider, parent=self, depends_on=[self.eks], tags=args.tags,
         )
 
         # CoreDNS as a managed add-on (it replaces the self-managed one EKS bootstraps), once nodes can run it: created
         # before the nodes exist it would stay DEGRADED and time out.
         self.coredns = addons.eks_addon(
-            f"{name}-coredns", "coredns", cluster_name=args.cluster_name, provider=args.aws_provider, parent=self,
+            f"{name}-coredns", "coredns", cluster_name=self.cluster_name, provider=args.aws_provider, parent=self,
             depends_on=[self.core_node_group], tags=args.tags,
         )
 

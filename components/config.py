@@ -186,6 +186,38 @@ def _list_of(options: tuple[str, ...], what: str) -> Callable[[Any], tuple[str, 
 
 CAPACITY_TYPES = ("spot", "on-demand")
 
+# EKS control-plane log types (EKS API LogSetup.types), in the order the cluster is given them.
+CLUSTER_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+# Retention periods CloudWatch Logs accepts (PutRetentionPolicy; pulumi-aws LogGroup.retention_in_days). Its 0,
+# "never expire", is left out on purpose: logs kept forever are the cost this key exists to bound.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
+
+
+def _log_types(raw: Any) -> tuple[str, ...]:
+    """`cluster_log_types`: a JSON list (or comma-separated names) of distinct log types; empty turns logging off."""
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw) if raw else []
+        except json.JSONDecodeError:
+            value = [part.strip() for part in raw.split(",") if part.strip()]
+    else:
+        value = raw
+    if isinstance(value, str):
+        value = [value]
+    if (not isinstance(value, list) or len(set(map(str, value))) != len(value)
+            or not all(isinstance(v, str) and v in CLUSTER_LOG_TYPES for v in value)):
+        raise _Bad(f"allowed: a list of distinct EKS control-plane log types from {', '.join(CLUSTER_LOG_TYPES)}, "
+                   "or [] to send none")
+    return tuple(t for t in CLUSTER_LOG_TYPES if t in value)
+
+
+def _log_retention(raw: Any) -> int:
+    try:
+        return _int_choice(LOG_RETENTION_DAYS)(raw)
+    except _Bad as bad:
+        raise _Bad(f"{bad} (the periods CloudWatch Logs accepts; 0, never expire, is not offered)") from None
+
 # ------------------------------------------------------------------------------------------- key specs
 
 
@@ -200,6 +232,9 @@ class KeySpec:
 
 
 CLUSTER_NAME_RE = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
+# An address SNS can email: local part and a dotted domain with a letter TLD, at most 254 characters (RFC 5321).
+EMAIL_RE = (r"(?=.{6,254}$)[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+            r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
 INSTANCE_TYPE_RE = r"[a-z][a-z0-9-]*\.[a-z0-9]+"
 
 KEYS: dict[str, KeySpec] = {
@@ -221,6 +256,22 @@ KEYS: dict[str, KeySpec] = {
         _choice(versions.SUPPORTED_EKS_VERSIONS),
         versions.DEFAULT_EKS_VERSION,
         "Kubernetes version of the cluster (those the pinned Karpenter supports).",
+    ),
+    # Default: `audit` (who did what to which object: the one record nothing in the cluster can rebuild after the
+    # fact, and the bulk of the bill) and `authenticator` (IAM identity -> Kubernetes user for every access entry;
+    # small). Not `api`, `controllerManager`, `scheduler`: component diagnostics, worth switching on while
+    # debugging, not worth paying for every day. Volumes and prices: data/prices.yaml, components/cost.py.
+    "cluster_log_types": KeySpec(
+        _log_types,
+        ("audit", "authenticator"),
+        "EKS control-plane log types sent to CloudWatch Logs (api, audit, authenticator, controllerManager, "
+        "scheduler); [] sends none and creates no log group.",
+    ),
+    # 30 days: long enough to investigate what is noticed within a month, while storage stays small next to
+    # ingestion (each GB is kept about a month, $0.03, after costing $0.50 to ingest: ~6%; at 365 days ~70%).
+    # Compliance regimes asking for a year of audit trail set 365 or 400.
+    "cluster_log_retention_days": KeySpec(
+        _log_retention, 30, "Days CloudWatch keeps the control-plane logs (/aws/eks/<cluster>/cluster)."
     ),
     "vpc_cidr": KeySpec(vpc_cidr, "10.0.0.0/16", "VPC address range (private, /16 to /20)."),
     "availability_zones": KeySpec(_int(2, 6), 3, "Number of availability zones (one private and one public subnet each)."),
@@ -254,7 +305,10 @@ KEYS: dict[str, KeySpec] = {
         versions.GPU_AMI_ALIAS,
         "EKS-optimized AL2023 AMI release of Karpenter's nodes (the NVIDIA variant is picked for GPU instances).",
     ),
-    "gpu_root_volume_gb": KeySpec(_int(100, 4000), 200, "Encrypted gp3 root volume of each GPU node, GiB (NIM images are large)."),
+    # 20: the AL2023 (NVIDIA) AMI's root snapshot (awslabs/amazon-eks-ami templates/al2023/template.json); images and
+    # the kubelet live on the local NVMe (RAID0), so the root volume needs the OS and logs only.
+    "gpu_root_volume_gb": KeySpec(_int(20, 4000), 40, "Encrypted gp3 root volume of each GPU node, GiB: the OS only "
+                                  "(images and the kubelet are on the local NVMe)."),
     "efs_backups": KeySpec(_bool, False, "AWS Backup of the EFS model cache (it can always be downloaded again)."),
     "efs_ia_after_days": KeySpec(
         _int_choice((0, 1, 7, 14, 30, 60, 90, 180, 270, 365)),
@@ -275,6 +329,12 @@ KEYS: dict[str, KeySpec] = {
     "alert_ttft_p90_seconds": KeySpec(
         _float(0.05, 600), 3.0, "Alert when a model's p90 time to first token stays above this for 10 minutes."
     ),
+    "alert_email": KeySpec(
+        _regex(EMAIL_RE, "an email address such as ops@example.com"),
+        None,
+        "Email address Alertmanager's alerts go to, through an encrypted SNS topic (AWS first sends a confirmation "
+        "email that must be accepted). Unset: alerts have no receiver, and `pulumi up` warns.",
+    ),
     "hourly_budget": KeySpec(
         _float(0.01, 100000), None,
         "USD per hour the stack may cost at max_replicas; above it `pulumi up` warns and the plan fails.",
@@ -286,6 +346,10 @@ KEYS: dict[str, KeySpec] = {
 }
 
 REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
+# Partitions the program is built for: every ARN it writes takes the partition from `aws.get_partition()`. China
+# (aws-cn) and the ISO partitions differ in more than ARNs (service principals such as ec2.amazonaws.com.cn, the S3
+# endpoint name, EKS Pod Identity availability), none of which is built or tested here.
+UNSUPPORTED_REGION_PREFIXES = {"cn-": "aws-cn", "us-iso": "aws-iso", "eu-iso": "aws-iso-e"}
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -476,6 +540,8 @@ class StackConfig:
     region: str
     cluster_name: str
     eks_version: str
+    cluster_log_types: tuple[str, ...]
+    cluster_log_retention_days: int
     vpc_cidr: str
     availability_zones: int
     single_nat_gateway: bool
@@ -495,6 +561,7 @@ class StackConfig:
     prometheus_retention: str
     prometheus_volume_gb: int
     alert_ttft_p90_seconds: float
+    alert_email: str | None
     hourly_budget: float | None
     tags: dict[str, str]
     monitoring: bool
@@ -554,6 +621,10 @@ def parse_config(
         problems.append("aws:region: not set; run `pulumi config set aws:region us-west-2` (or your region)")
     elif not REGION_RE.fullmatch(str(region)):
         problems.append(f"aws:region: {_show(region)} is not an AWS region name; allowed: e.g. us-west-2")
+    elif str(region).startswith(tuple(UNSUPPORTED_REGION_PREFIXES)):
+        partition = next(p for prefix, p in UNSUPPORTED_REGION_PREFIXES.items() if str(region).startswith(prefix))
+        problems.append(f"aws:region: {_show(region)} is in the {partition} partition, which nim-on-eks does not "
+                        "support; allowed: a region of the aws (commercial) or aws-us-gov (GovCloud) partition")
 
     api_key = prefix + "ngc_api_key"
     if not raw.get(api_key):

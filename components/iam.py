@@ -18,7 +18,7 @@ MANAGED = {
 NODE_POLICIES = ("worker", "cni", "ecr_pull", "ssm")
 
 
-def managed_policy_arn(name: str, partition: str = "aws") -> str:
+def managed_policy_arn(name: str, partition: str) -> str:
     """`AmazonEKS_CNI_Policy` -> its ARN; service-role policies keep their path (`service-role/...`)."""
     return f"arn:{partition}:iam::aws:policy/{name}"
 

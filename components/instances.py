@@ -24,6 +24,7 @@ class InstanceType:
     alloc_cpu_m: int  # what pods can request, after kubelet and system reservations
     alloc_memory_mib: int
     on_demand: float  # USD/hour in PRICE_REGION
+    local_nvme_gb: int = 0  # instance store (NVMe SSD), GB; 0 for EBS-only types
 
 
 @dataclass(frozen=True)
@@ -51,5 +52,6 @@ def load_instances(path: Path = DATA) -> InstanceData:
             alloc_cpu_m=row["alloc_cpu_m"],
             alloc_memory_mib=row["alloc_memory_mib"],
             on_demand=float(row["on_demand"]),
+            local_nvme_gb=int(row.get("local_nvme_gb") or 0),
         )
     return InstanceData(types=types, region=data["region"], prices_date=str(data["prices_date"]))

@@ -32,6 +32,10 @@ GPU_TAINT = {"key": "nvidia.com/gpu", "effect": "NoSchedule"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 # CPU nodes for Open WebUI, benchmark pods and overflow of system pods: bounded like the GPU pool.
 CPU_POOL_LIMIT_VCPU = 64
+# GPU nodes keep images and the kubelet on their local NVMe (RAID0), so the root volume holds only the OS; an
+# instance type without enough local NVMe would put tens of GB of NIM images on that small root volume. Every GPU
+# type we price has at least 125 GiB (data/instance_types.yaml); the requirement keeps it so for any type.
+MIN_LOCAL_NVME_GIB = 100
 
 # EventBridge events Karpenter acts on (same CloudFormation template): source, detail-type.
 INTERRUPTION_EVENTS = {
@@ -148,6 +152,7 @@ def gpu_requirements(families: tuple[str, ...], capacity_types: tuple[str, ...])
         {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": list(families)},
         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(capacity_types)},
         {"key": "karpenter.k8s.aws/instance-gpu-manufacturer", "operator": "In", "values": ["nvidia"]},
+        {"key": "karpenter.k8s.aws/instance-local-nvme", "operator": "Gt", "values": [str(MIN_LOCAL_NVME_GIB - 1)]},
         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
         {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
     ]
@@ -156,10 +161,11 @@ def gpu_requirements(families: tuple[str, ...], capacity_types: tuple[str, ...])
 @dataclass
 class KarpenterArgs:
     cluster_name: str
+    eks_cluster_name: pulumi.Input[str]  # the same name as an Output of the cluster: what needs the cluster waits
     region: str
     account_id: str
     partition: str
-    cluster_security_group_id: pulumi.Input[str]
+    cluster_security_group_id: pulumi.Input[str]  # the EKS-created group of the control plane and core nodes
     gpu_instance_families: tuple[str, ...]
     gpu_capacity_types: tuple[str, ...]
     gpu_limit: int
@@ -200,9 +206,11 @@ class Karpenter(pulumi.ComponentResource):
         ]
         # Authentication mode API: nodes join through an access entry, not aws-auth.
         access_entry = aws.eks.AccessEntry(
-            f"{name}-node", cluster_name=cluster, principal_arn=self.node_role.arn, type="EC2_LINUX", opts=aws_opts
+            f"{name}-node", cluster_name=args.eks_cluster_name, principal_arn=self.node_role.arn, type="EC2_LINUX",
+            opts=aws_opts,
         )
-        # Karpenter's nodes join the cluster security group (the one EKS created), found by this tag.
+        # Karpenter's nodes join the cluster security group EKS created (control plane and core nodes are in it, and
+        # it admits all traffic between its members), found by this tag.
         sg_tag = aws.ec2.Tag(
             f"{name}-sg-discovery", resource_id=args.cluster_security_group_id,
             key="karpenter.sh/discovery", value=cluster, opts=aws_opts,
@@ -255,7 +263,7 @@ class Karpenter(pulumi.ComponentResource):
                 f"{name}-controller-{key}", role=self.controller_role.name, policy_arn=policy.arn, opts=aws_opts,
             ))
         pod_identity = aws.eks.PodIdentityAssociation(
-            f"{name}-controller", cluster_name=cluster, namespace=versions.KARPENTER_NAMESPACE,
+            f"{name}-controller", cluster_name=args.eks_cluster_name, namespace=versions.KARPENTER_NAMESPACE,
             service_account=SERVICE_ACCOUNT, role_arn=self.controller_role.arn,
             opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider, depends_on=args.depends_on),
         )
@@ -308,7 +316,9 @@ class Karpenter(pulumi.ComponentResource):
                 opts=after_controller,
             )
 
-        # Local NVMe (g5, g6, g6e, p4d, p5 all have it) holds images and the kubelet: fast, and already paid for.
+        # Local NVMe (every GPU type allowed has it: MIN_LOCAL_NVME_GIB) holds images, containerd and the kubelet (the
+        # AMI's setup-local-disks bind-mounts them onto the RAID0 array): fast, already paid for, and it leaves the
+        # root volume only the OS (the AL2023 AMI's 20 GiB snapshot) and system logs.
         self.gpu_node_class = node_class("gpu", args.gpu_root_volume_gb, instanceStorePolicy="RAID0")
         self.cpu_node_class = node_class("cpu", 50)
 
@@ -326,7 +336,12 @@ class Karpenter(pulumi.ComponentResource):
                         "spec": {
                             "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": key},
                             "requirements": requirements,
-                            "expireAfter": "720h",
+                            # Never: expiry is forceful in Karpenter v1 (no disruption budget, no wait for a
+                            # replacement; website/content/en/v1.14/concepts/disruption.md), and nodes launched together
+                            # would expire together, taking single-replica models down every 30 days. The AMI is
+                            # pinned, so nothing new arrives by expiry; a new ami_alias replaces nodes through drift,
+                            # which respects the budgets.
+                            "expireAfter": "Never",
                             **template_spec,
                         },
                     },

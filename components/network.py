@@ -60,6 +60,7 @@ class NetworkArgs:
 
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
+    egress: list[pulumi.Resource]
     private_subnet_ids: list[pulumi.Output[str]]
     public_subnet_ids: list[pulumi.Output[str]]
 
@@ -96,6 +97,7 @@ class Network(pulumi.ComponentResource):
         self.private_subnets: list[aws.ec2.Subnet] = []
         nat_gateways: list[aws.ec2.NatGateway] = []
         private_route_tables: list[aws.ec2.RouteTable] = []
+        associations: list[aws.ec2.RouteTableAssociation] = []
 
         for i, plan in enumerate(self.subnet_plan):
             public = aws.ec2.Subnet(
@@ -107,9 +109,9 @@ class Network(pulumi.ComponentResource):
                 tags=tags(f"{args.cluster_name}-public-{plan.az}", **cluster_tag, **{"kubernetes.io/role/elb": "1"}),
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(
+            associations.append(aws.ec2.RouteTableAssociation(
                 f"{name}-public-{i}", subnet_id=public.id, route_table_id=public_rt.id, opts=child
-            )
+            ))
             self.public_subnets.append(public)
 
             if i == 0 or not args.single_nat_gateway:
@@ -143,14 +145,14 @@ class Network(pulumi.ComponentResource):
                 tags=tags(f"{args.cluster_name}-private-{plan.az}"),
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(
+            associations.append(aws.ec2.RouteTableAssociation(
                 f"{name}-private-{i}", subnet_id=private.id, route_table_id=route_table.id, opts=child
-            )
+            ))
             private_route_tables.append(route_table)
             self.private_subnets.append(private)
 
         # Free S3 gateway endpoint: ECR image layers come from S3, so pulls skip the NAT's per-GB charge.
-        aws.ec2.VpcEndpoint(
+        s3_endpoint = aws.ec2.VpcEndpoint(
             f"{name}-s3",
             vpc_id=self.vpc.id,
             service_name=f"com.amazonaws.{args.region}.s3",
@@ -164,6 +166,10 @@ class Network(pulumi.ComponentResource):
         self.private_subnet_ids = [s.id for s in self.private_subnets]
         self.public_subnet_ids = [s.id for s in self.public_subnets]
         self.nat_gateway_count = len(nat_gateways)
+        # How private subnets reach AWS APIs and registries. Nodes need it to join; on destroy, Karpenter and the CSI
+        # drivers need it to terminate instances and delete volumes, so everything on the nodes must go first.
+        self.egress: list[pulumi.Resource] = [*nat_gateways, public_rt, *private_route_tables, *associations,
+                                              s3_endpoint]
         self.register_outputs(
             {
                 "vpc_id": self.vpc_id,

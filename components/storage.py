@@ -13,6 +13,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components import addons, iam
+from components.waiters import EBS_CSI_DRIVER, EFS_CSI_DRIVER, VolumesReleased
 
 EFS_STORAGE_CLASS = "efs"
 GP3_STORAGE_CLASS = "gp3"
@@ -40,6 +41,8 @@ def efs_policy(file_system_arn: str) -> dict:
 @dataclass
 class StorageArgs:
     cluster_name: str
+    eks_cluster_name: pulumi.Input[str]  # the same name as an Output of the cluster: the add-ons wait for it
+    partition: str
     vpc_id: pulumi.Input[str]
     vpc_cidr: str
     private_subnet_ids: list[pulumi.Input[str]]
@@ -47,17 +50,20 @@ class StorageArgs:
     oidc_issuer: pulumi.Input[str]
     aws_provider: aws.Provider
     k8s_provider: k8s.Provider
+    kubeconfig: pulumi.Input[str]  # a secret; the volumes-released waiter lists PersistentVolumes with it on destroy
     depends_on: list[pulumi.Resource] = field(default_factory=list)  # the Pod Identity agent
     efs_backups: bool = False
     efs_ia_after_days: int = 0  # 0: never
 
 
 class Storage(pulumi.ComponentResource):
-    """EFS file system + mount targets + EFS CSI add-on + `efs` StorageClass; EBS CSI add-on + default `gp3`."""
+    """EFS file system + mount targets + EFS CSI add-on + `efs` StorageClass; EBS CSI add-on + default `gp3`;
+    `volumes_released`, which every consumer of volumes depends on."""
 
     file_system: aws.efs.FileSystem
     efs_storage_class: k8s.storage.v1.StorageClass
     gp3_storage_class: k8s.storage.v1.StorageClass
+    volumes_released: VolumesReleased
 
     def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nim-on-eks:index:Storage", name, None, opts)
@@ -118,22 +124,22 @@ class Storage(pulumi.ComponentResource):
             f"{name}-efs-csi",
             trust=pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
                 lambda v: iam.to_json(iam.irsa_trust(v[0], v[1], "kube-system", "efs-csi-*"))),
-            policy_arn=iam.managed_policy_arn("service-role/AmazonEFSCSIDriverPolicy"),
+            policy_arn=iam.managed_policy_arn("service-role/AmazonEFSCSIDriverPolicy", args.partition),
             description=f"EFS CSI driver of {args.cluster_name}", provider=args.aws_provider, parent=self,
         )
         self.efs_addon = addons.eks_addon(
-            f"{name}-efs-csi", "aws-efs-csi-driver", cluster_name=args.cluster_name, provider=args.aws_provider,
+            f"{name}-efs-csi", "aws-efs-csi-driver", cluster_name=args.eks_cluster_name, provider=args.aws_provider,
             parent=self, depends_on=[efs_attachment, *args.depends_on], service_account_role_arn=efs_role.arn,
         )
 
         # --- EBS CSI driver through Pod Identity (its add-on supports it), for Prometheus and Open WebUI volumes.
         ebs_role, ebs_attachment = addons.service_role(
             f"{name}-ebs-csi", trust=iam.to_json(iam.pod_identity_trust()),
-            policy_arn=iam.managed_policy_arn("service-role/AmazonEBSCSIDriverPolicy"),
+            policy_arn=iam.managed_policy_arn("service-role/AmazonEBSCSIDriverPolicy", args.partition),
             description=f"EBS CSI driver of {args.cluster_name}", provider=args.aws_provider, parent=self,
         )
         self.ebs_addon = addons.eks_addon(
-            f"{name}-ebs-csi", "aws-ebs-csi-driver", cluster_name=args.cluster_name, provider=args.aws_provider,
+            f"{name}-ebs-csi", "aws-ebs-csi-driver", cluster_name=args.eks_cluster_name, provider=args.aws_provider,
             parent=self, depends_on=[ebs_attachment, *args.depends_on],
             pod_identity_associations=[aws.eks.AddonPodIdentityAssociationArgs(
                 role_arn=ebs_role.arn, service_account="ebs-csi-controller-sa")],
@@ -144,7 +150,7 @@ class Storage(pulumi.ComponentResource):
         self.efs_storage_class = k8s.storage.v1.StorageClass(
             f"{name}-efs",
             metadata={"name": EFS_STORAGE_CLASS},
-            provisioner="efs.csi.aws.com",
+            provisioner=EFS_CSI_DRIVER,
             parameters={
                 "provisioningMode": "efs-ap",  # one access point (and directory) per PVC
                 "fileSystemId": self.file_system.id,
@@ -166,7 +172,7 @@ class Storage(pulumi.ComponentResource):
             f"{name}-gp3",
             metadata={"name": GP3_STORAGE_CLASS,
                       "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-            provisioner="ebs.csi.aws.com",
+            provisioner=EBS_CSI_DRIVER,
             # the cluster tag on every volume, so a leftover after an interrupted destroy is easy to find
             parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4",
                         "tagSpecification_1": f"nim-on-eks/cluster={args.cluster_name}"},
@@ -175,6 +181,23 @@ class Storage(pulumi.ComponentResource):
             # EBS volumes are zonal: wait for the pod so the volume is made in the pod's zone.
             volume_binding_mode="WaitForFirstConsumer",
             opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.ebs_addon]),
+        )
+
+        # --- Destroy: deleting a PVC only starts the release of its volume; each driver's controller then deletes the
+        # EBS volume or EFS access point (AWS asks that access points go before the file system) and the PV. This
+        # waiter depends on both drivers (add-ons, roles, policy attachments), the StorageClasses and the mount
+        # targets, and every consumer of volumes depends on it. So on destroy the consumers go first, then its delete
+        # blocks until no PV of either driver is left (components/waiters.py), and only then the add-ons, mount
+        # targets, file system, core nodes and cluster. Never rename it: a delete waits for every volume.
+        self.volumes_released = VolumesReleased(
+            f"{name}-volumes-released",
+            cluster_name=args.cluster_name,
+            drivers=[EBS_CSI_DRIVER, EFS_CSI_DRIVER],
+            kubeconfig=args.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                self.efs_addon, efs_role, efs_attachment, self.ebs_addon, ebs_role, ebs_attachment,
+                *self.mount_targets, self.efs_storage_class, self.gp3_storage_class,
+            ]),
         )
 
         self.efs_class_name = EFS_STORAGE_CLASS

@@ -69,6 +69,12 @@ class OpenWebUI(pulumi.ComponentResource):
         env += [
             {"name": "WEBUI_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "open-webui", "key": "WEBUI_SECRET_KEY"}}},
             {"name": "ENABLE_OLLAMA_API", "value": "false"},  # no Ollama here: do not probe localhost:11434
+            # The model connections above are PersistentConfig: by default read from the environment on the first
+            # start only, then the copy in the database (on the volume) wins, so a changed nim_models would never show.
+            # With persistence off the stack's values win on every start (open-webui v0.6.43 backend/open_webui/
+            # config.py: persistence is on only for the value "true"); changes made in the admin panel last until
+            # the next restart.
+            {"name": "ENABLE_PERSISTENT_CONFIG", "value": "false"},
         ]
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",

@@ -159,7 +159,9 @@ CHART_REFERENCES: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
         "prometheus.prometheusSpec.affinity", "prometheus.prometheusSpec.resources",
         "prometheus.prometheusSpec.storageSpec", "alertmanager.alertmanagerSpec.affinity",
         "alertmanager.alertmanagerSpec.resources", "grafana.affinity", "grafana.resources",
-        "prometheusOperator.affinity")),
+        "prometheusOperator.affinity",
+        # Alertmanager's own configuration file, not the chart's schema (tests/test_alerts.py checks it)
+        "alertmanager.config")),
     ("prometheus-adapter", "5.3.0"): ("prometheus-adapter-5.3.0", ("affinity", "resources", "rules.custom")),
 }
 # Sub-charts whose values live under a key of the parent chart: (chart, key) -> the sub-chart's reference folder.

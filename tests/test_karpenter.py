@@ -8,6 +8,7 @@ import pytest
 
 from components.karpenter import controller_policies
 from tests.conftest import plan_for
+from tools import opaque
 from tests.test_config import problems
 
 P5 = ('gpu_instance_families=["p4de","p5"]', 'gpu_capacity_types=["on-demand"]', "gpu_limit=32")
@@ -244,9 +245,13 @@ def test_node_role_and_access_entry(dev_plan):
 
 def test_discovery_tags(dev_plan):
     tag = dev_plan.one("aws:ec2/tag:Tag")
-    eks = dev_plan.one("eks:index:Cluster")
     assert (tag.inputs["key"], tag.inputs["value"]) == ("karpenter.sh/discovery", "nim-on-eks-dev")
-    assert tag.inputs["resourceId"].startswith("sg-0c1u5t3r") and eks.urn in tag.dependencies
+    # The group EKS creates (control plane + core nodes), not pulumi-eks's additional group (issue 11, defect 1).
+    [eks_created] = [r for r in dev_plan.of_type("aws:ec2/securityGroup:SecurityGroup") if r.created_by == opaque.BY_AWS]
+    pulumi_eks_groups = {r.id for r in dev_plan.of_type("aws:ec2/securityGroup:SecurityGroup")
+                         if r.created_by == opaque.BY_COMPONENT}
+    assert tag.inputs["resourceId"] == eks_created.id and tag.inputs["resourceId"] not in pulumi_eks_groups
+    assert dev_plan.depends_on(tag, dev_plan.one("aws:eks/cluster:Cluster"))
     private = [s for s in dev_plan.of_type("aws:ec2/subnet:Subnet") if "-private-" in s.name]
     assert all(s.inputs["tags"]["karpenter.sh/discovery"] == "nim-on-eks-dev" for s in private)
 
@@ -326,7 +331,12 @@ def test_gpu_node_pool_defaults(dev_plan):
     assert spec["limits"] == {"nvidia.com/gpu": "16"}
     assert spec["disruption"]["consolidationPolicy"] == "WhenEmpty"  # never evict a serving model to repack
     assert spec["disruption"]["consolidateAfter"] == "5m"
-    assert spec["template"]["spec"]["expireAfter"] == "720h"
+    # forceful in Karpenter v1: an expiry would take every node launched together down at once (issue 11, defect 4)
+    assert spec["template"]["spec"]["expireAfter"] == "Never"
+    assert node_pool(dev_plan, "cpu")["spec"]["template"]["spec"]["expireAfter"] == "Never"
+    # images and the kubelet live on local NVMe: never a type without it (issue 11, defect 6)
+    assert requirement(pool, "karpenter.k8s.aws/instance-local-nvme") == {
+        "key": "karpenter.k8s.aws/instance-local-nvme", "operator": "Gt", "values": ["99"]}
     assert spec["template"]["spec"]["nodeClassRef"] == {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass",
                                                         "name": "gpu"}
 
@@ -365,7 +375,8 @@ def test_gpu_node_class(dev_plan):
         {"tags": {"karpenter.sh/discovery": "nim-on-eks-dev"}}]
     [bdm] = nc["blockDeviceMappings"]
     assert bdm["rootVolume"] is True
-    assert bdm["ebs"] == {"volumeSize": "200Gi", "volumeType": "gp3", "encrypted": True, "deleteOnTermination": True}
+    # the OS only: images and the kubelet are on the RAID0 local NVMe
+    assert bdm["ebs"] == {"volumeSize": "40Gi", "volumeType": "gp3", "encrypted": True, "deleteOnTermination": True}
     assert nc["instanceStorePolicy"] == "RAID0"
     assert nc["metadataOptions"]["httpTokens"] == "required"
     plan = plan_for("ami_alias=al2023@v20260101", "gpu_root_volume_gb=500")
@@ -451,7 +462,7 @@ def test_order_of_creation_and_destruction(dev_plan):
                                                  "a non-empty list of distinct capacity types from spot, on-demand"),
         ({"gpu_limit": "0"}, "gpu_limit: '0' is not valid; allowed: a whole number from 1 to 1024"),
         ({"ami_alias": "al2@latest"}, "ami_alias: 'al2@latest' is not valid; allowed: al2023@vYYYYMMDD"),
-        ({"gpu_root_volume_gb": "20"}, "gpu_root_volume_gb: '20' is not valid"),
+        ({"gpu_root_volume_gb": "19"}, "gpu_root_volume_gb: '19' is not valid; allowed: a whole number from 20 to 4000"),
     ],
 )
 def test_gpu_config_validation(overrides, expected):
@@ -462,3 +473,22 @@ def test_gpu_config_validation(overrides, expected):
 def test_comma_separated_families_are_accepted():
     plan = plan_for("gpu_instance_families=g6e,p5")
     assert requirement(node_pool(plan, "gpu"), "karpenter.k8s.aws/instance-family")["values"] == ["g6e", "p5"]
+
+
+def test_every_gpu_type_has_the_local_nvme_the_node_pool_requires():
+    """The NodePool asks for local NVMe; a priced GPU type without enough would never launch (or its images would
+    fill the small root volume): every type in the GPU families must have it."""
+    from components.gpus import GPU_FAMILIES
+    from components.instances import load_instances
+    from components.karpenter import MIN_LOCAL_NVME_GIB
+    types = load_instances().in_families(GPU_FAMILIES)
+    assert types
+    short = {t.name: t.local_nvme_gb for t in types if t.local_nvme_gb < MIN_LOCAL_NVME_GIB}
+    assert not short, short
+
+
+def test_gpu_root_volume_boundaries():
+    from tests.test_config import parse
+    assert parse(gpu_root_volume_gb="20").gpu_root_volume_gb == 20  # the AMI's root snapshot: the least EC2 accepts
+    assert parse(gpu_root_volume_gb="4000").gpu_root_volume_gb == 4000
+    assert problems(gpu_root_volume_gb="4001")

@@ -22,6 +22,8 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pmocks
 
+from tools import opaque
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "nim-on-eks"
 ACCOUNT = "123456789012"
@@ -48,6 +50,13 @@ class Resource:
     inputs: dict[str, Any]  # every secret shown as "[secret]"
     # The same inputs with secrets unwrapped, for schema checks and tests of secret contents; never written out.
     revealed: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Created inside an opaque component, or by AWS on its behalf (tools/opaque.py): not registered by the program,
+    # but real on `pulumi up`; `inputs` then holds its state. `created_by` says who makes it.
+    implied: bool = False
+    created_by: str = ""
+    # What the mocks answered (ids, ARNs, names a provider would compute), for checks that follow values between
+    # resources; secrets masked. Not part of the plan JSON: under mocks most outputs echo the inputs.
+    outputs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +67,7 @@ class Resource:
             "parent": self.parent,
             "dependencies": self.dependencies,
             "inputs": self.inputs,
+            **({"implied": True, "created_by": self.created_by} if self.implied else {}),
         }
 
 
@@ -159,11 +169,21 @@ _ID_PREFIX = {
 }
 
 
+def partition_for(region: str) -> str:
+    """The AWS partition of a region, as `aws.get_partition()` answers there."""
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    if region.startswith("cn-"):
+        return "aws-cn"
+    return "aws"
+
+
 class PlanMocks(pulumi.runtime.Mocks):
-    """Realistic outputs for the resources and data sources the program reads."""
+    """Realistic outputs for the resources and data sources the program reads, in the region's partition."""
 
     def __init__(self, region: str):
         self.region = region
+        self.partition = partition_for(region)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         inputs = dict(args.inputs)
@@ -173,35 +193,37 @@ class PlanMocks(pulumi.runtime.Mocks):
         out = dict(inputs)
         if typ.startswith("aws:"):
             service = typ.split(":")[1].split("/")[0]
-            out.setdefault("arn", f"arn:aws:{service}:{self.region}:{ACCOUNT}:{name}")
+            out.setdefault("arn", f"arn:{self.partition}:{service}:{self.region}:{ACCOUNT}:{name}")
             out.setdefault("tagsAll", inputs.get("tags", {}))
         if typ == "aws:iam/role:Role":
             out["name"] = inputs.get("name") or f"{name}-{digest[:7]}"
-            out["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{out['name']}"
+            out["arn"] = f"arn:{self.partition}:iam::{ACCOUNT}:role/{out['name']}"
         elif typ == "aws:iam/policy:Policy":
-            out["arn"] = f"arn:aws:iam::{ACCOUNT}:policy/{inputs.get('name') or name}"
+            out["arn"] = f"arn:{self.partition}:iam::{ACCOUNT}:policy/{inputs.get('name') or name}"
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
             out["latestVersion"] = 1
         elif typ == "aws:sqs/queue:Queue":
             qname = inputs.get("name") or name
             out["name"] = qname
-            out["arn"] = f"arn:aws:sqs:{self.region}:{ACCOUNT}:{qname}"
+            out["arn"] = f"arn:{self.partition}:sqs:{self.region}:{ACCOUNT}:{qname}"
             out["url"] = f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT}/{qname}"
         elif typ == "aws:kms/key:Key":
             rid = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
-            out["arn"] = f"arn:aws:kms:{self.region}:{ACCOUNT}:key/{rid}"
+            out["arn"] = f"arn:{self.partition}:kms:{self.region}:{ACCOUNT}:key/{rid}"
         elif typ == "aws:secretsmanager/secret:Secret":
             out["name"] = (inputs.get("namePrefix") or name) + digest[:6]
-        elif typ == "eks:index:Cluster":
-            cname = inputs.get("name") or name
-            issuer = f"https://oidc.eks.{self.region}.amazonaws.com/id/{digest[:32].upper()}"
+        elif typ == opaque.EKS_CLUSTER:
+            # what it creates inside (and so its security-group outputs) comes from tools/opaque.py
+            implied = self.implied_of(name, inputs)
+            cluster = next(i for i in implied if i.type == "aws:eks/cluster:Cluster")
+            issuer = cluster.state["identities"][0]["oidcs"][0]["issuer"]
+            oidc = next((i for i in implied if i.type.endswith("openIdConnectProvider:OpenIdConnectProvider")), None)
             out.update(
-                kubeconfigJson=json.dumps(_kubeconfig(cname, self.region)),
-                oidcIssuer=issuer,
+                kubeconfigJson=json.dumps(_kubeconfig(cluster.state["name"], self.region)),
+                oidcIssuer=issuer.removeprefix("https://"),
                 oidcProviderUrl=issuer.removeprefix("https://"),
-                oidcProviderArn=f"arn:aws:iam::{ACCOUNT}:oidc-provider/{issuer.removeprefix('https://')}",
-                clusterSecurityGroupId="sg-0c1u5t3r" + digest[:9],
-                nodeSecurityGroupId="sg-0n0d3" + digest[:12],
+                oidcProviderArn=oidc.state["arn"] if oidc else "",
+                **opaque.component_outputs(implied),
             )
         elif typ == "random:index/randomPassword:RandomPassword":
             length = int(inputs.get("length", 16))
@@ -219,12 +241,19 @@ class PlanMocks(pulumi.runtime.Mocks):
                 "groupNames": [self.region] * len(letters),
             }
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"id": ACCOUNT, "accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/plan", "userId": "AIDPLAN"}
+            return {"id": ACCOUNT, "accountId": ACCOUNT, "arn": f"arn:{self.partition}:iam::{ACCOUNT}:user/plan",
+                    "userId": "AIDPLAN"}
         if token == "aws:index/getPartition:getPartition":
-            return {"id": "aws", "partition": "aws", "dnsSuffix": "amazonaws.com", "reverseDnsSuffix": "com.amazonaws"}
+            suffix = "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
+            return {"id": self.partition, "partition": self.partition, "dnsSuffix": suffix,
+                    "reverseDnsSuffix": ".".join(reversed(suffix.split(".")))}
         if token == "aws:index/getRegion:getRegion":
             return {"id": self.region, "name": self.region, "region": self.region}
         return {}
+
+    def implied_of(self, name: str, inputs: dict[str, Any]) -> list[opaque.Implied]:
+        return opaque.eks_cluster(name, _plain(inputs), partition=self.partition, region=self.region,
+                                  account=ACCOUNT)
 
 
 def _kubeconfig(name: str, region: str) -> dict[str, Any]:
@@ -255,21 +284,42 @@ class RecordingMonitor(pmocks.MockMonitor):
                 deps.update(prop.urns)
             wire = json_format.MessageToDict(request.object)
             inputs = _ints(_plain(wire))
-            self.records.append(
-                Resource(
-                    type=request.type,
-                    name=request.name,
-                    urn=response.urn,
-                    id=response.id,
-                    parent=request.parent,
-                    custom=bool(request.custom),
-                    provider=request.provider,
-                    dependencies=sorted(deps),
-                    inputs=inputs,
-                    revealed=_ints(_plain(wire, reveal=True)),
-                )
+            inputs.pop("__provider", None)  # a dynamic provider's serialized code: not an input anyone reads
+            record = Resource(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                id=response.id,
+                parent=request.parent,
+                custom=bool(request.custom),
+                provider=request.provider,
+                dependencies=sorted(deps),
+                inputs=inputs,
+                revealed=_ints(_plain(wire, reveal=True)),
             )
+            self.records.append(record)
+            if request.type == opaque.EKS_CLUSTER:
+                self._record_implied(request, response, sorted(deps), _plain(wire, reveal=True))
+            record.outputs = _ints(_plain(json_format.MessageToDict(response.object)))
         return response
+
+    def _record_implied(self, request, response, deps: list[str], inputs: dict[str, Any]) -> None:
+        """Record what the opaque component creates inside, make its resource outputs real references to it."""
+        implied = self.mocks.implied_of(request.name, inputs)
+        urns = {i.name: self.make_urn(response.urn, i.type, i.name) for i in implied}
+        for i in implied:
+            urn = urns[i.name]
+            self.resources[urn] = self.ResourceRegistration(urn, i.id, i.state)  # for resource references
+            self.records.append(Resource(
+                type=i.type, name=i.name, urn=urn, id=i.id, parent=response.urn, custom=True,
+                provider=request.providers.get("aws", "") if i.created_by == opaque.BY_COMPONENT else "",
+                # a remote component's children wait for what the component waits for
+                dependencies=sorted({*deps, *(urns[d] for d in i.depends_on)}),
+                inputs=i.state, revealed=i.state, implied=True, created_by=i.created_by, outputs=i.state,
+            ))
+        for output, child in opaque.resource_outputs(implied).items():
+            child_urn = urns[child]
+            response.object[output] = {_SIG: _RESOURCE_SIG, "urn": child_urn, "id": self.resources[child_urn].id}
 
 
 # ------------------------------------------------------------------------------------------ stack config

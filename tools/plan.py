@@ -1,10 +1,11 @@
 """Offline plan: what `pulumi up` would create for a stack, without AWS or the Pulumi CLI.
 
-    python -m tools.plan [--stack dev] [--set KEY=VALUE ...] [--json FILE]
+    python -m tools.plan [--stack dev] [--set KEY=VALUE ...] [--json FILE] [--destroy]
 
 Runs the very same `__main__.py` under Pulumi's mock runtime (tools/mockrun.py) with the stack's config file plus
-the overrides, then prints a tree by component, counts per resource type and the stack outputs. A config error
-prints as `pulumi up` shows it and exits 1.
+the overrides, then prints a tree by component, counts per resource type and the stack outputs, the cost, and the
+system checks (tools/checks.py: references, network reachability, destroy order); `--destroy` also prints the order
+`pulumi destroy` deletes in. A config error, a budget overrun or a failed system check exits 1.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from components.cost import render as render_cost
-from tools import mockrun
+from tools import checks, mockrun
 
 # Extra sections (cost, ...) register here: each takes the Plan and returns
 # (title, text lines, JSON value, failed); a failed section makes the plan exit non-zero.
@@ -32,6 +33,24 @@ def cost_section(plan: mockrun.Plan):
         return None
     budget = cost.get("budget")
     return "Estimated cost", render_cost(cost), cost, bool(budget and not budget["ok"])
+
+
+def checks_section(plan: mockrun.Plan):
+    """What no single object shows: references reach their creators, the network lets the cluster work, and
+    destroy waits for what controllers delete on their own. Any problem fails the plan."""
+    found = checks.all_problems(plan)
+    flows, _ = checks.flows(plan)
+    lines = [
+        f"references    {'OK' if not found['references'] else 'FAILED'}: every input naming a resource of the "
+        "stack depends on it",
+        f"reachability  {'OK' if not found['reachability'] else 'FAILED'}: {sum(f.ok for f in flows)} of "
+        f"{len(flows)} required flows allowed by the security groups",
+        f"destroy       {'OK' if not found['destroy'] else 'FAILED'}: {len(checks.async_cleanups(plan))} "
+        "asynchronous deletions, each waited for while its controller still runs (--destroy shows the order)",
+    ]
+    for name, problems in found.items():
+        lines += [f"  {name}: {p}" for p in problems]
+    return "System checks", lines, found, any(found.values())
 
 
 def tree_lines(plan: mockrun.Plan) -> list[str]:
@@ -85,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key as `pulumi config set KEY VALUE` would (repeatable)")
     parser.add_argument("--json", dest="json_file", metavar="FILE", help="also write the plan as JSON to FILE")
+    parser.add_argument("--destroy", action="store_true", help="also print the order `pulumi destroy` deletes in")
     args = parser.parse_args(argv)
 
     try:
@@ -99,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     extra: list[tuple[str, list[str]]] = []
     document = plan.as_json()
-    status = 0
+    failures = []
     for key, section in SECTIONS:
         result = section(plan)
         if result is None:
@@ -107,10 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         title, lines, value, failed = result
         extra.append((title, lines))
         document[key] = value
-        status = status or (1 if failed else 0)
+        if failed:
+            failures.append(title)
+    if args.destroy:
+        extra.append(("Destroy order (each line after the ones above it are gone)", checks.render_destroy(plan)))
     print(render(plan, extra))
-    if status:
-        print("\nerror: the plan exceeds hourly_budget (see above)", file=sys.stderr)
+    status = 1 if failures else 0
+    if failures:
+        why = {"Estimated cost": "the plan exceeds hourly_budget", "System checks": "a system check failed"}
+        print(f"\nerror: {'; '.join(why.get(t, t) for t in failures)} (see above)", file=sys.stderr)
     if args.json_file:
         Path(args.json_file).write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
         print(f"\nWrote {args.json_file}")
@@ -118,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 SECTIONS.append(("cost", cost_section))
+SECTIONS.append(("checks", checks_section))
 
 if __name__ == "__main__":
     try:

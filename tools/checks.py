@@ -1,0 +1,497 @@
+"""System-level checks over the offline plan: what no single object's schema can show.
+
+1. References: an input that names something the stack creates (the cluster, a queue, a role, a security group,
+   a namespace, a StorageClass, a Secret, a PVC, ...) must reach the resource that creates it through the
+   dependency graph, or `pulumi up` may create it first (and `pulumi destroy` delete it last) and fail.
+2. Reachability: from the security groups and rules in the plan (pulumi-eks's and EKS's own included, see
+   tools/opaque.py), the flows a cluster needs are allowed: nodes -> API server, control plane -> kubelet and
+   webhooks, pods -> CoreDNS, nodes -> EFS, Prometheus and clients -> NIM.
+3. Destroy: the order `pulumi destroy` deletes in, with the asynchronous deletions controllers do after an object
+   is gone (Karpenter terminating nodes, CSI drivers deleting volumes, load balancers), each of which needs its
+   controller alive and some resource whose deletion waits for it.
+
+Each check returns a list of problems (empty: it holds); tools/plan.py prints them and fails the plan on any.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from tools import opaque
+from tools.mockrun import Plan, Resource
+
+# ------------------------------------------------------------------------------------------ 1. references
+
+# Keys whose values describe rather than name: tags and labels may carry the cluster name without needing it.
+DESCRIPTIVE_KEYS = {"tags", "tagsAll", "defaultTags", "labels", "annotations", "description", "matchLabels",
+                    "selector", "nodeSelector", "podLabels", "commonLabels", "additionalLabels"}
+# Kubernetes fields that name another object: field -> kind of the object named (None: the namespace field).
+K8S_REFERENCE_FIELDS = {
+    "namespace": "Namespace",
+    "storageClassName": "StorageClass",
+    "claimName": "PersistentVolumeClaim",
+    "secretName": "Secret",
+    "existingSecret": "Secret",
+    "serviceAccountName": "ServiceAccount",
+}
+# `name` under these keys names an object of that kind.
+K8S_NAME_PARENTS = {"secretKeyRef": "Secret", "secretRef": "Secret", "imagePullSecrets": "Secret",
+                    "configMapKeyRef": "ConfigMap", "configMapRef": "ConfigMap", "configMap": "ConfigMap"}
+CLUSTER_SCOPED = {"Namespace", "StorageClass"}
+
+
+def _walk(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(path, value) for every string below `value`, skipping descriptive keys."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in DESCRIPTIVE_KEYS:
+                continue
+            yield from _walk(v, (*path, str(k)))
+    elif isinstance(value, list):
+        for v in value:
+            yield from _walk(v, (*path, "[]"))
+    elif isinstance(value, str):
+        yield path, value
+
+
+def _aws_identifiers(plan: Plan) -> dict[str, Resource]:
+    """Every id, ARN, URL and name an AWS resource of the stack answers with -> that resource."""
+    found: dict[str, Resource] = {}
+    for r in plan.resources:
+        if not r.custom or not r.type.startswith("aws:") or r.created_by == opaque.BY_AWS and not r.id:
+            continue
+        values = [r.id, *(r.outputs.get(k) for k in ("arn", "url", "name"))]
+        for v in values:
+            # short generic strings (a volume type, "true") are not names of anything
+            if isinstance(v, str) and len(v) >= 8 and v not in found:
+                found[v] = r
+    return found
+
+
+def _k8s_kind(r: Resource) -> str | None:
+    if r.type.startswith("kubernetes:") and r.type.count(":") == 2:
+        return r.type.rsplit(":", 1)[-1]
+    return None
+
+
+def _k8s_objects(plan: Plan) -> dict[tuple[str, str, str], Resource]:
+    """(kind, namespace or "", name) -> the resource creating that Kubernetes object."""
+    found = {}
+    for r in plan.resources:
+        kind = _k8s_kind(r)
+        meta = r.inputs.get("metadata") if kind else None
+        if kind and isinstance(meta, dict) and meta.get("name"):
+            ns = "" if kind in CLUSTER_SCOPED else meta.get("namespace", "default")
+            found[(kind, ns, meta["name"])] = r
+    return found
+
+
+def _k8s_references(r: Resource) -> Iterator[tuple[str, str, str, str]]:
+    """(path, kind, namespace, name) of every object a Kubernetes resource or Helm release names."""
+    if r.type == "kubernetes:helm.sh/v3:Release":
+        ns = r.inputs.get("namespace", "default")
+        yield "namespace", "Namespace", "", ns
+        body = r.inputs.get("values") or {}
+    elif _k8s_kind(r):
+        meta = r.inputs.get("metadata") or {}
+        ns = meta.get("namespace", "default")
+        if "namespace" in meta:
+            yield "metadata.namespace", "Namespace", "", ns
+        body = {k: v for k, v in r.inputs.items() if k != "metadata"}
+    else:
+        return
+    for path, value in _walk(body):
+        key = path[-1] if path else ""
+        parent = next((p for p in reversed(path[:-1]) if p != "[]"), "")
+        kind = None
+        if key in K8S_REFERENCE_FIELDS and key != "namespace":
+            kind = K8S_REFERENCE_FIELDS[key]
+        elif key == "name" and parent in K8S_NAME_PARENTS:
+            kind = K8S_NAME_PARENTS[parent]
+        if kind:
+            yield ".".join(p for p in path if p != "[]"), kind, "" if kind in CLUSTER_SCOPED else ns, value
+
+
+def _inside(plan: Plan, r: Resource, component: Resource) -> bool:
+    parents = {x.urn: x.parent for x in plan.resources}
+    urn = r.parent
+    while urn:
+        if urn == component.urn:
+            return True
+        urn = parents.get(urn, "")
+    return False
+
+
+def reference_problems(plan: Plan) -> list[str]:
+    """Inputs naming a resource of the stack that the resource does not depend on."""
+    aws_ids = _aws_identifiers(plan)
+    k8s = _k8s_objects(plan)
+    problems = []
+    for r in plan.resources:
+        if r.implied or r.type.startswith("pulumi:providers:"):
+            continue  # what opaque components do inside is theirs; providers take a kubeconfig, not a name
+        named: list[tuple[str, Resource, str]] = []
+        skip = {"key", "value"} if r.type == "aws:ec2/tag:Tag" else set()  # a tag's text, not a reference
+        for path, value in _walk(r.inputs):
+            if path and path[0] in skip:
+                continue
+            creator = aws_ids.get(value)
+            if creator is not None and creator is not r:
+                named.append((".".join(path), creator, value))
+        for path, kind, ns, name in _k8s_references(r):
+            creator = k8s.get((kind, ns, name))
+            if creator is not None and creator is not r:
+                named.append((path, creator, f"{kind} {ns + '/' if ns else ''}{name}"))
+        for path, creator, what in named:
+            if _inside(plan, creator, r):
+                continue  # a component naming what it creates inside itself
+            if not plan.depends_on(r, creator):
+                problems.append(f"{r.type} {r.name}: {path} names {what}, made by {creator.type} {creator.name}, "
+                                "but does not depend on it (pass the creator's Output, or depend on it)")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------- 2. reachability
+
+
+@dataclass(frozen=True)
+class Rule:
+    direction: str  # ingress / egress
+    protocol: str  # "-1" (all), "tcp", "udp"
+    from_port: int
+    to_port: int
+    peers: frozenset[str] = frozenset()  # security group ids
+    cidrs: tuple[str, ...] = ()
+
+    def covers(self, protocol: str, port: int) -> bool:
+        if self.protocol in ("-1", "all"):
+            return True
+        proto = {"6": "tcp", "17": "udp"}.get(self.protocol, self.protocol)
+        return proto == protocol and self.from_port <= port <= self.to_port
+
+
+@dataclass
+class Endpoint:
+    """Something with network interfaces: its security groups and the address ranges it lives in."""
+
+    name: str
+    groups: set[str]
+    ranges: list[str] = field(default_factory=list)
+
+
+def _rules(plan: Plan) -> dict[str, list[Rule]]:
+    """Security group id -> its rules, from inline rules and rule resources."""
+    rules: dict[str, list[Rule]] = {}
+
+    def add(sg: str, direction: str, spec: dict[str, Any], self_: bool = False) -> None:
+        peers = set(spec.get("securityGroups") or [])
+        for key in ("sourceSecurityGroupId", "referencedSecurityGroupId"):
+            if spec.get(key):
+                peers.add(spec[key])
+        if self_ or spec.get("self"):
+            peers.add(sg)
+        cidrs = tuple(spec.get("cidrBlocks") or ()) + ((spec["cidrIpv4"],) if spec.get("cidrIpv4") else ())
+        protocol = str(spec.get("protocol") or spec.get("ipProtocol") or "-1")
+        rules.setdefault(sg, []).append(Rule(direction, protocol, int(spec.get("fromPort") or 0),
+                                             int(spec.get("toPort") or 0), frozenset(peers), cidrs))
+
+    for r in plan.of_type("aws:ec2/securityGroup:SecurityGroup"):
+        rules.setdefault(r.id, [])
+        for direction in ("ingress", "egress"):
+            for spec in r.inputs.get(direction) or []:
+                add(r.id, direction, spec)
+    for r in plan.of_type("aws:ec2/securityGroupRule:SecurityGroupRule"):
+        add(r.inputs["securityGroupId"], r.inputs["type"], r.inputs)
+    for kind, direction in (("Ingress", "ingress"), ("Egress", "egress")):
+        for r in plan.of_type(f"aws:vpc/securityGroup{kind}Rule:SecurityGroup{kind}Rule"):
+            add(r.inputs["securityGroupId"], direction, r.inputs)
+    return rules
+
+
+def _group_tags(plan: Plan) -> dict[str, dict[str, str]]:
+    tags: dict[str, dict[str, str]] = {}
+    for r in plan.of_type("aws:ec2/securityGroup:SecurityGroup"):
+        tags.setdefault(r.id, {}).update(r.inputs.get("tags") or {})
+    for t in plan.of_type("aws:ec2/tag:Tag"):
+        tags.setdefault(t.inputs["resourceId"], {})[t.inputs["key"]] = t.inputs["value"]
+    return tags
+
+
+def endpoints(plan: Plan) -> tuple[Endpoint | None, list[Endpoint], list[Endpoint], list[str]]:
+    """(control plane, node groups, EFS mount targets, problems finding them)."""
+    problems: list[str] = []
+    private = [s.inputs["cidrBlock"] for s in plan.of_type("aws:ec2/subnet:Subnet")
+               if s.inputs.get("cidrBlock") and not s.inputs.get("mapPublicIpOnLaunch")
+               and "kubernetes.io/role/internal-elb" in (s.inputs.get("tags") or {})]
+    clusters = [r for r in plan.of_type("aws:eks/cluster:Cluster")]
+    control = None
+    eks_sg = None
+    if clusters:
+        vpc = clusters[0].inputs["vpcConfig"]
+        eks_sg = vpc["clusterSecurityGroupId"]
+        control = Endpoint("the control plane (API server ENIs)", {eks_sg, *vpc.get("securityGroupIds", [])},
+                           private)
+    nodes: list[Endpoint] = []
+    templates = {r.id: r for r in plan.of_type("aws:ec2/launchTemplate:LaunchTemplate")}
+    for ng in plan.of_type("aws:eks/nodeGroup:NodeGroup"):
+        lt = templates.get(((ng.inputs.get("launchTemplate") or {}).get("id")) or "")
+        groups = set((lt.inputs.get("vpcSecurityGroupIds") or []) if lt else [])
+        # A managed node group whose launch template names no security group gets the EKS-created one.
+        nodes.append(Endpoint(f"managed node group {ng.inputs.get('nodeGroupName', ng.name)}",
+                              groups or ({eks_sg} if eks_sg else set()), private))
+    tags = _group_tags(plan)
+    for nc in plan.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"):
+        groups = set()
+        for term in nc.inputs["spec"].get("securityGroupSelectorTerms") or []:
+            if "id" in term:
+                groups.add(term["id"])
+            want = term.get("tags") or {}
+            if want:
+                groups |= {sg for sg, have in tags.items()
+                           if all(have.get(k) == v or (v == "*" and k in have) for k, v in want.items())}
+        name = f"Karpenter nodes of EC2NodeClass {nc.inputs['metadata']['name']}"
+        if not groups:
+            problems.append(f"{name}: securityGroupSelectorTerms select no security group of the stack")
+        nodes.append(Endpoint(name, groups, private))
+    efs = [Endpoint(f"EFS mount target {mt.name}", set(mt.inputs.get("securityGroups") or []), private)
+           for mt in plan.of_type("aws:efs/mountTarget:MountTarget")]
+    return control, nodes, efs, problems
+
+
+def allowed(rules: dict[str, list[Rule]], src: Endpoint, dst: Endpoint, protocol: str, port: int) -> bool:
+    """Security groups are stateful: a flow needs an egress rule on the source and an ingress rule on the target."""
+
+    def matches(rule: Rule, peer: Endpoint) -> bool:
+        if rule.peers & peer.groups:
+            return True
+        return any(peer.ranges and all(ipaddress.ip_network(r).subnet_of(ipaddress.ip_network(c))
+                                       for r in peer.ranges) for c in rule.cidrs)
+
+    egress = any(rule.direction == "egress" and rule.covers(protocol, port) and matches(rule, dst)
+                 for sg in src.groups for rule in rules.get(sg, []))
+    ingress = any(rule.direction == "ingress" and rule.covers(protocol, port) and matches(rule, src)
+                  for sg in dst.groups for rule in rules.get(sg, []))
+    return egress and ingress
+
+
+# Ports the control plane calls on pods: webhooks and aggregated APIs (prometheus-adapter serves the custom metrics
+# API on 6443; the Prometheus operator's admission webhook listens on 10250; others use 443, 8443 or 9443).
+WEBHOOK_PORTS = (443, 6443, 8443, 9443, 10250)
+
+
+@dataclass(frozen=True)
+class Flow:
+    what: str
+    src: str
+    dst: str
+    protocol: str
+    port: int
+    ok: bool
+
+
+def flows(plan: Plan) -> tuple[list[Flow], list[str]]:
+    """Every flow the cluster needs, and whether the security groups allow it."""
+    control, nodes, efs, problems = endpoints(plan)
+    rules = _rules(plan)
+    out: list[Flow] = []
+
+    def check(what: str, src: Endpoint, dst: Endpoint, protocol: str, port: int) -> None:
+        out.append(Flow(what, src.name, dst.name, protocol, port, allowed(rules, src, dst, protocol, port)))
+
+    for n in nodes:
+        if control:
+            check("nodes reach the API server", n, control, "tcp", 443)
+            check("the control plane reaches the kubelet", control, n, "tcp", 10250)
+            for port in WEBHOOK_PORTS:
+                check("the control plane reaches webhooks and aggregated APIs on the node's pods", control, n, "tcp", port)
+        for dns in nodes:  # CoreDNS runs where it is scheduled: any node that tolerates no taint (core, CPU)
+            for proto in ("udp", "tcp"):
+                check("pods reach CoreDNS", n, dns, proto, 53)
+            check("pods reach NIM's port on other nodes (Prometheus, Open WebUI, benchmarks)", n, dns, "tcp", 8000)
+        for mt in efs:
+            check("nodes mount the EFS model cache", n, mt, "tcp", 2049)
+    return out, problems
+
+
+def reachability_problems(plan: Plan) -> list[str]:
+    found, problems = flows(plan)
+    return problems + [f"{f.what}: {f.protocol}/{f.port} from {f.src} to {f.dst} is not allowed by their security groups"
+                       for f in found if not f.ok]
+
+
+# --------------------------------------------------------------------------------------------- 3. destroy
+
+# CSI drivers and the EKS add-on that runs each.
+CSI_ADDONS = {"ebs.csi.aws.com": "aws-ebs-csi-driver", "efs.csi.aws.com": "aws-efs-csi-driver"}
+WAITER_SUFFIX = "-volumes-released"
+
+
+def _deletion_prerequisites(plan: Plan) -> dict[str, set[str]]:
+    """urn -> urns that must be deleted before it: its dependents, its children, users of a provider."""
+    before: dict[str, set[str]] = {r.urn: set() for r in plan.resources}
+    for r in plan.resources:
+        for dep in r.dependencies:
+            if dep in before:
+                before[dep].add(r.urn)
+        if r.provider:
+            provider = r.provider.rsplit("::", 1)[0]
+            if provider in before:
+                before[provider].add(r.urn)
+        if r.parent in before:
+            before[r.parent].add(r.urn)
+    return before
+
+
+def destroy_waves(plan: Plan) -> list[list[Resource]]:
+    """Resources in the order `pulumi destroy` deletes them: each wave only after the previous ones are gone.
+
+    Resources AWS deletes with another (the EKS-created security group) are left out: Pulumi does not delete them.
+    """
+    index = {r.urn: r for r in plan.resources}
+    before = _deletion_prerequisites(plan)
+    deleted: set[str] = set()
+    waves = []
+    remaining = set(index)
+    while remaining:
+        wave = sorted((u for u in remaining if before[u] <= deleted), key=lambda u: (index[u].type, index[u].name))
+        if not wave:
+            raise ValueError(f"dependency cycle among {sorted(remaining)[:5]}")
+        waves.append([index[u] for u in wave])
+        deleted.update(wave)
+        remaining.difference_update(wave)
+    return [[r for r in w if r.created_by != opaque.BY_AWS] for w in waves if
+            any(r.created_by != opaque.BY_AWS for r in w)]
+
+
+@dataclass
+class AsyncCleanup:
+    """What a controller does after `trigger` is deleted, which `guard`'s deletion waits for, with `actors` alive."""
+
+    what: str
+    trigger: Resource
+    guard: Resource | None
+    actors: list[Resource]
+
+
+def _storage_classes(plan: Plan) -> tuple[dict[str, str], str | None]:
+    classes, default = {}, None
+    for sc in plan.of_type("kubernetes:storage.k8s.io/v1:StorageClass"):
+        name = sc.inputs["metadata"]["name"]
+        classes[name] = sc.inputs.get("provisioner")
+        if (sc.inputs["metadata"].get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true":
+            default = name
+    return classes, default
+
+
+def _volume_classes(r: Resource, default: str | None) -> set[str]:
+    """StorageClasses of the volumes a resource makes (a PVC, a StatefulSet's templates, a Helm release's values)."""
+    kind = _k8s_kind(r)
+    if kind == "PersistentVolumeClaim":
+        return {r.inputs.get("spec", {}).get("storageClassName") or default or ""}
+    if kind == "StatefulSet":
+        return {(t.get("spec") or {}).get("storageClassName") or default or ""
+                for t in r.inputs.get("spec", {}).get("volumeClaimTemplates") or []}
+    if r.type == "kubernetes:helm.sh/v3:Release":
+        return {v for path, v in _walk(r.inputs.get("values") or {}) if path and path[-1] == "storageClassName"}
+    return set()
+
+
+def egress_path(plan: Plan) -> list[Resource]:
+    """What pods in private subnets need to reach AWS APIs (EC2, EFS, ELB) and registries: NAT gateways, the route
+    tables that send 0.0.0.0/0 to them or to the internet gateway, those tables' subnet associations, and gateway
+    endpoints (S3). Controllers that delete AWS resources on destroy need all of it until they are done."""
+    tables = [rt for rt in plan.of_type("aws:ec2/routeTable:RouteTable")
+              if any(r.get("cidrBlock") == "0.0.0.0/0" for r in rt.inputs.get("routes") or [])]
+    table_ids = {rt.id for rt in tables}
+    return [*plan.of_type("aws:ec2/natGateway:NatGateway"), *tables,
+            *(a for a in plan.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation")
+              if a.inputs.get("routeTableId") in table_ids),
+            *(e for e in plan.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if e.inputs.get("vpcEndpointType") == "Gateway")]
+
+
+def async_cleanups(plan: Plan) -> list[AsyncCleanup]:
+    found: list[AsyncCleanup] = []
+    egress = egress_path(plan)
+    # Karpenter: deleting a NodePool makes the controller terminate its nodes; the EC2NodeClass's finalizer holds
+    # its deletion until every NodeClaim that uses it is gone, and Pulumi waits for that deletion.
+    classes = {nc.inputs["metadata"]["name"]: nc for nc in plan.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass")}
+    controllers = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
+                   if str(r.inputs.get("chart", "")).rstrip("/").endswith("karpenter")]
+    for pool in plan.of_type("kubernetes:karpenter.sh/v1:NodePool"):
+        ref = pool.inputs["spec"]["template"]["spec"]["nodeClassRef"]["name"]
+        found.append(AsyncCleanup(f"Karpenter terminates the nodes of NodePool {pool.inputs['metadata']['name']}",
+                                  pool, classes.get(ref), [*controllers, *egress]))
+    # CSI: deleting a volume's claim makes the driver's controller delete the EBS volume or EFS access point.
+    sc, default = _storage_classes(plan)
+    addons = {a.inputs.get("addonName"): a for a in plan.of_type("aws:eks/addon:Addon")}
+    file_systems = plan.of_type("aws:efs/fileSystem:FileSystem")
+    waiters = [r for r in plan.resources if r.name.endswith(WAITER_SUFFIX)]
+    for r in plan.resources:
+        for cls in sorted(_volume_classes(r, default)):
+            driver = sc.get(cls)
+            if driver not in CSI_ADDONS:
+                continue
+            guard = next((w for w in waiters if driver in (w.inputs.get("drivers") or [])), None)
+            actors = [a for a in [addons.get(CSI_ADDONS[driver])] if a] + egress
+            if driver == "efs.csi.aws.com":
+                actors += file_systems + plan.of_type("aws:efs/mountTarget:MountTarget")
+            found.append(AsyncCleanup(f"the {driver} driver deletes the volumes of {r.type.rsplit(':', 1)[-1]} "
+                                      f"{r.name} (StorageClass {cls})", r, guard, actors))
+    # Load balancers: a Service of type LoadBalancer keeps a finalizer until its load balancer is deleted.
+    for svc in plan.of_type("kubernetes:core/v1:Service"):
+        if (svc.inputs.get("spec") or {}).get("type") == "LoadBalancer":
+            lb_controllers = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
+                              if "aws-load-balancer-controller" in str(r.inputs.get("chart", ""))]
+            found.append(AsyncCleanup(f"the load balancer of Service {svc.inputs['metadata']['name']} is deleted",
+                                      svc, svc, [*lb_controllers, *egress]))
+    return found
+
+
+def destroy_problems(plan: Plan) -> list[str]:
+    problems = []
+    try:
+        destroy_waves(plan)
+    except ValueError as err:
+        return [str(err)]
+    for c in async_cleanups(plan):
+        if c.guard is None:
+            problems.append(f"{c.what}: nothing waits for it on destroy, so what it needs can be deleted first")
+            continue
+        if c.guard is not c.trigger and not plan.depends_on(c.trigger, c.guard):
+            problems.append(f"{c.what}: {c.guard.name} waits for it but can be deleted before {c.trigger.name}")
+        early = [f"{a.type.rsplit(':', 1)[-1]} {a.name}" for a in c.actors if not plan.depends_on(c.guard, a)]
+        if early:
+            problems.append(f"{c.what}: it needs {', '.join(early)}, which can be deleted before {c.guard.name} "
+                            "has waited for it")
+    return problems
+
+
+def render_destroy(plan: Plan) -> list[str]:
+    """The destroy order, wave by wave, with what each asynchronous deletion waits on."""
+    cleanups = {c.trigger.urn: c for c in async_cleanups(plan)}
+    guards = {c.guard.urn: c for c in async_cleanups(plan) if c.guard is not None}
+    lines = []
+    for i, wave in enumerate(destroy_waves(plan), 1):
+        lines.append(f"{i:>3}. " + ", ".join(f"{r.type.rsplit(':', 1)[-1]} {r.name}" for r in wave))
+        for r in wave:
+            if r.urn in cleanups:
+                lines.append(f"       then asynchronously: {cleanups[r.urn].what}")
+            if r.urn in guards:
+                lines.append(f"       {r.name}: its deletion waits until {guards[r.urn].what.split(':')[0]} is done")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------- all
+
+
+CHECKS = {
+    "references": reference_problems,
+    "reachability": reachability_problems,
+    "destroy": destroy_problems,
+}
+
+
+def all_problems(plan: Plan) -> dict[str, list[str]]:
+    return {name: check(plan) for name, check in CHECKS.items()}
