@@ -1,15 +1,19 @@
 """Offline conformance gates: every object the program would create is checked against the real schemas.
 
 1. Kubernetes objects: `kubernetes-validate`, strict, at the cluster's Kubernetes version.
-2. Custom resources: the upstream CRD's openAPIV3Schema (../shared/reference); Helm values: every key path must
-   exist in the chart's own values.yaml at the pinned version, except below documented free-form maps.
+2. Custom resources: the upstream CRD's openAPIV3Schema (../shared/reference) and its `x-kubernetes-validations`
+   (CEL) rules; Helm values: every key path must exist in the chart's own values.yaml at the pinned version, except
+   below documented free-form maps.
 3. IAM policy documents: parliament, no unknown actions or malformed statements.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import datetime
 import functools
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -18,6 +22,9 @@ from typing import Any, Iterable
 import jsonschema
 import kubernetes_validate
 import yaml
+from cel_expr_python import cel
+from cel_expr_python.ext import ext_bindings, ext_optional, ext_strings
+from google.protobuf import duration_pb2, timestamp_pb2
 from parliament import analyze_policy_string
 
 from tools.mockrun import Plan, Resource
@@ -111,6 +118,15 @@ def _strict(schema: Any) -> Any:
 
 
 def validate_custom_resource(m: dict[str, Any]) -> list[str]:
+    """What the API server checks of a custom resource on create: the structural schema (2a) and the CEL rules (2c)."""
+    problems = validate_custom_resource_schema(m)
+    if (m["apiVersion"], m["kind"]) in crd_schemas():
+        problems += validate_custom_resource_rules(m)
+    return problems
+
+
+def validate_custom_resource_schema(m: dict[str, Any]) -> list[str]:
+    """The structural schema alone, without its `x-kubernetes-validations` (those are section 2c)."""
     schema = crd_schemas().get((m["apiVersion"], m["kind"]))
     if schema is None:
         return [f"{m['apiVersion']} {m['kind']}: no CRD in {REFERENCE}"]
@@ -120,6 +136,236 @@ def validate_custom_resource(m: dict[str, Any]) -> list[str]:
         f"{m['kind']}/{m['metadata'].get('name')}: {'/'.join(map(str, e.path))}: {e.message}"
         for e in validator.iter_errors(body)
     ]
+
+
+# ------------------------------------------------------------------------------ 2c. CRD validation rules (CEL)
+#
+# The API server also evaluates every `x-kubernetes-validations` rule of a CRD's schema, in CEL. They run here in
+# cel-expr-python, the CEL project's Python binding of cel-cpp, with the CEL extension libraries that Kubernetes adds
+# to the standard library and cel-cpp ships (strings, optional types, cel.bind). Kubernetes' own libraries
+# (https://kubernetes.io/docs/reference/using-api/cel/#kubernetes-cel-libraries) cel-cpp lacks: of them, only the
+# functions that rules in ../shared/reference call are implemented, in K8S_FUNCTIONS below.
+# Semantics, from "Validation rules" in https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/
+# custom-resource-definitions/#validation-rules and k8s.io/apiserver/pkg/cel (common/values.go, escaping.go):
+# - a rule runs at the schema node that declares it, with `self` bound to that node's value (an array or a map as a
+#   whole), and only where that value is present and not null;
+# - values are typed as the API server types them: a `number` is a double; a string of format duration, date,
+#   date-time or byte is a duration, timestamp or bytes; an object's property names are escaped (`namespace` is
+#   `__namespace__`, `a-b` is `a__dash__b`) and its undeclared properties are not visible;
+# - a rule that uses `oldSelf` is a transition rule, not evaluated on create; unless it sets `optionalOldSelf:
+#   true`: then it is, with `oldSelf` = optional.none();
+# - the message is what `messageExpression` yields if that is a non-blank one-line string, else `message`, else
+#   "failed rule: <rule>"; a rule that fails at run time fails, as in the API server (the error is added);
+# - a rule that does not compile is a problem reported by the gate, never skipped, unless UNSUPPORTED_RULES lists it.
+# Not modelled: the cost budget, and the set/map semantics of `==` and `+` on lists with x-kubernetes-list-type.
+
+# Rules this gate cannot evaluate, each with the reason; tests/test_cel_rules.py checks each is still in a reference.
+UNSUPPORTED_RULES: dict[str, str] = {
+    "size(self) == 0 || format.dns1123Label().validate(self) == null": (
+        "Kubernetes format library: <Format>.validate() returns an optional<list<string>> on an opaque Format type; "
+        "cel-expr-python 0.1.3 cannot return an optional or an opaque value from a Python function (UNIMPLEMENTED). "
+        "Only Envoy Gateway's XBackend spec.port.name uses it, and no stack creates an XBackend."
+    ),
+}
+
+
+def k8s_find(string: str, regex: str) -> str:
+    """`<string>.find(<regex>)`: the first match, or '' (Kubernetes regex library, "find / findAll").
+
+    Go's regexp (RE2) there, Python's `re` here: the same leftmost-first match for the patterns the rules use.
+    """
+    match = re.search(regex, string)
+    return match.group(0) if match else ""
+
+
+def k8s_is_ip(string: str) -> bool:
+    """`isIP(<string>)`: an IPv4 or IPv6 address; not an IPv4-mapped IPv6 one, no zone, no leading zeros in IPv4
+    octets (Kubernetes IP address library, "isIP"; Python's ipaddress rejects leading zeros too)."""
+    if "%" in string:
+        return False
+    try:
+        address = ipaddress.ip_address(string)
+    except ValueError:
+        return False
+    return not (isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None)
+
+
+K8S_FUNCTIONS = [
+    cel.FunctionDecl("find", [cel.Overload("string_find_string", cel.Type.STRING, [cel.Type.STRING, cel.Type.STRING],
+                                           is_member=True, impl=k8s_find)]),
+    cel.FunctionDecl("isIP", [cel.Overload("is_ip", cel.Type.BOOL, [cel.Type.STRING], impl=k8s_is_ip)]),
+]
+
+
+class CelRuleError(Exception):
+    """A rule (or messageExpression) that this gate cannot compile."""
+
+
+@functools.lru_cache(maxsize=None)
+def _cel_env() -> Any:
+    return cel.NewEnv(
+        variables={"self": cel.Type.DYN, "oldSelf": cel.Type.DYN},
+        extensions=[ext_strings.ExtStrings(), ext_optional.ExtOptional(), ext_bindings.ExtBindings()],
+        functions=K8S_FUNCTIONS,
+    )
+
+
+_STRING_LITERAL = re.compile(r"""'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*\"""", re.S)
+
+
+def uses_old_self(expression: str) -> bool:
+    """Whether the expression refers to `oldSelf` (outside string literals), as a transition rule does."""
+    return re.search(r"\boldSelf\b", _STRING_LITERAL.sub("''", expression)) is not None
+
+
+@functools.lru_cache(maxsize=None)
+def compile_rule(expression: str, old_self_absent: bool = False) -> Any:
+    """The compiled expression; cached, so each rule compiles once. With old_self_absent, `oldSelf` is
+    optional.none(), as for a rule with optionalOldSelf on create."""
+    source = f"cel.bind(oldSelf, optional.none(), {expression})" if old_self_absent else expression
+    try:
+        return _cel_env().compile(source)
+    except Exception as err:  # cel-expr-python raises RuntimeError with the parser's or checker's message
+        raise CelRuleError(str(err).splitlines()[0]) from None
+
+
+def evaluate_rule(expression: str, self_value: Any, old_self_absent: bool = False) -> tuple[Any, str | None]:
+    """(result, None), or (None, the run-time error). Raises CelRuleError if the expression does not compile."""
+    value = compile_rule(expression, old_self_absent).eval(data={"self": self_value})
+    error = value.type() == cel.Type.ERROR
+    try:
+        plain = value.value() if error else value.plain_value()
+    except TypeError:  # a value with no Python form (an optional, say): neither a bool nor a message
+        return "<a value with no Python form>", None
+    return (None, str(plain)) if error else (plain, None)
+
+
+_CEL_RESERVED = {"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if",
+                 "import", "let", "loop", "package", "namespace", "return", "var", "void", "while"}
+_ESCAPES = {"__": "__underscores__", ".": "__dot__", "-": "__dash__", "/": "__slash__"}
+
+
+def cel_property_name(name: str) -> str | None:
+    """A property name as CEL sees it (k8s.io/apiserver/pkg/cel/escaping.go), or None if it is not accessible."""
+    if not re.fullmatch(r"[a-zA-Z_.\-/][a-zA-Z0-9_.\-/]*", name):
+        return None
+    if name in _CEL_RESERVED:
+        return f"__{name}__"
+    return re.sub(r"__|[-./]", lambda m: _ESCAPES[m.group(0)], name)
+
+
+def _go_duration(text: str) -> datetime.timedelta:
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    body = text.lstrip("+-")
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", body)
+    if body != "0" and (not parts or "".join(n + u for n, u in parts) != body):
+        raise ValueError(f"invalid duration {text!r}")
+    seconds = sum(float(n) * units[u] for n, u in parts)
+    return datetime.timedelta(seconds=-seconds if text.startswith("-") else seconds)
+
+
+def cel_value(value: Any, schema: dict[str, Any], root: bool = False) -> Any:
+    """A value as the API server presents it to CEL (k8s.io/apiserver/pkg/cel/common/values.go).
+
+    Raises ValueError for a string that its format makes a duration, timestamp or bytes and that is not one."""
+    if value is None or schema.get("x-kubernetes-int-or-string"):
+        return value
+    kind = schema.get("type")
+    if kind == "object" and isinstance(value, dict):
+        props = schema.get("properties")
+        if root:  # of the root object's metadata, only name and generateName are accessible
+            props = {**(props or {}), "metadata": {"type": "object", "properties": {
+                "name": {"type": "string"}, "generateName": {"type": "string"}}}}
+        if props is not None:
+            return {cel_property_name(k): cel_value(v, props[k]) for k, v in value.items()
+                    if k in props and cel_property_name(k)}
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            return {k: cel_value(v, extra) for k, v in value.items()}
+        return {} if schema.get("x-kubernetes-preserve-unknown-fields") else value
+    if kind == "array" and isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [cel_value(v, schema["items"]) for v in value]
+    if kind == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind == "string" and isinstance(value, str):
+        fmt = schema.get("format")
+        if fmt == "duration":
+            duration = duration_pb2.Duration()
+            duration.FromTimedelta(_go_duration(value))
+            return duration
+        if fmt in ("date", "date-time"):
+            stamp = timestamp_pb2.Timestamp()
+            stamp.FromDatetime(datetime.datetime.fromisoformat(value.replace("Z", "+00:00")))
+            return stamp
+        if fmt == "byte":
+            try:
+                return base64.b64decode(value, validate=True)
+            except Exception as err:  # binascii.Error
+                raise ValueError(f"invalid base64 {value!r}: {err}") from None
+    return value
+
+
+def rule_failures(value: Any, schema: dict[str, Any], path: tuple[str, ...] = ()) -> Iterable[tuple[str, str]]:
+    """(path, message) for every rule, in `schema` and below, that `value` breaks on create."""
+    if value is None or not isinstance(schema, dict):
+        return
+    rules = schema.get("x-kubernetes-validations") or []
+    if rules:
+        try:
+            self_value = cel_value(value, schema, root=not path)
+        except ValueError as err:
+            yield "/".join(path), f"cannot be presented to CEL: {err}"
+            return
+        for rule in rules:
+            yield from _rule_failure(rule, self_value, path)
+    if isinstance(value, dict):
+        props, extra = schema.get("properties"), schema.get("additionalProperties")
+        for key, item in value.items():
+            below = props.get(key) if props is not None else extra if isinstance(extra, dict) else None
+            if below is not None:
+                yield from rule_failures(item, below, (*path, key))
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            yield from rule_failures(item, schema["items"], (*path, str(i)))
+
+
+def _rule_failure(rule: dict[str, Any], self_value: Any, path: tuple[str, ...]) -> Iterable[tuple[str, str]]:
+    expression = rule["rule"]
+    if expression in UNSUPPORTED_RULES:
+        return
+    transition = uses_old_self(expression)
+    if transition and not rule.get("optionalOldSelf"):
+        return  # the API server evaluates a transition rule on update only
+    where = "/".join(path + tuple(p for p in re.split(r"[.\[\]']+", rule.get("fieldPath", "")) if p))
+    try:
+        result, error = evaluate_rule(expression, self_value, transition)
+    except CelRuleError as err:
+        yield where, f"rule {expression!r} does not compile: {err}"
+        return
+    if result is True:
+        return
+    message = rule.get("message") or f"failed rule: {expression}"
+    if rule.get("messageExpression"):
+        text = None
+        try:
+            text, _ = evaluate_rule(rule["messageExpression"], self_value, uses_old_self(rule["messageExpression"]))
+        except CelRuleError as err:
+            yield where, f"messageExpression {rule['messageExpression']!r} does not compile: {err}"
+        if isinstance(text, str) and text.strip() and "\n" not in text:
+            message = text
+    if error is not None:
+        message += f" (the rule fails to evaluate: {error})"
+    elif result is not False:
+        message += f" (the rule yields {result!r}, not a bool)"
+    yield where, message
+
+
+def validate_custom_resource_rules(m: dict[str, Any]) -> list[str]:
+    """Every `x-kubernetes-validations` rule of the CRD that the object breaks on create: `Kind/name: path: message`."""
+    schema = crd_schemas().get((m["apiVersion"], m["kind"]))
+    if schema is None:
+        return [f"{m['apiVersion']} {m['kind']}: no CRD in {REFERENCE}"]
+    return [f"{m['kind']}/{m['metadata'].get('name')}: {path}: {message}" for path, message in rule_failures(m, schema)]
 
 
 # ------------------------------------------------------------------------------------------ 2b. Helm values
