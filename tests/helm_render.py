@@ -122,6 +122,53 @@ def missing_dependencies(folder: Path) -> list[str]:
     return [d["name"] for d in meta.get("dependencies") or [] if d["name"] not in present]
 
 
+def dependency_conditions(folder: Path) -> dict[str, str]:
+    """Sub-chart name -> the values path that switches it on (its `condition` in Chart.yaml)."""
+    meta = yaml.safe_load((folder / "Chart.yaml").read_text()) or {}
+    return {d["name"]: d.get("condition", "") for d in meta.get("dependencies") or []}
+
+
+def switched_off(values: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """A copy of `values` with each dotted path set to false."""
+    out = json.loads(json.dumps(values))
+    for path in paths:
+        *parents, leaf = path.split(".")
+        node = out
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = False
+    return out
+
+
+def without_missing_dependencies(folder: Path, cache: Path = CACHE) -> tuple[Path, list[str]]:
+    """The chart as helm can render it when sub-charts its Chart.yaml declares are absent: a copy whose Chart.yaml
+    (and Chart.lock) leaves them out, so the chart's own templates render when the absent ones are switched off
+    (`dependency_conditions`); the absent ones are returned by name. The folder itself when nothing is missing."""
+    missing = missing_dependencies(folder)
+    if not missing:
+        return folder, []
+    copy_dir = cache / "charts" / f"{folder.name}-{folder_digest(folder.resolve())[:16]}"
+    if not (copy_dir / "Chart.yaml").is_file():
+        copy_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}-", dir=copy_dir.parent))  # same file system
+        target = staging / folder.name
+        shutil.copytree(folder, target, copy_function=shutil.copyfile)  # writable copies of a read-only folder
+        for sub in [target, *(p for p in target.rglob("*") if p.is_dir())]:
+            os.chmod(sub, 0o755)
+        for name in ("Chart.yaml", "Chart.lock"):
+            path = target / name
+            if path.is_file():
+                meta = yaml.safe_load(path.read_text()) or {}
+                meta["dependencies"] = [d for d in meta.get("dependencies") or [] if d.get("name") not in missing]
+                path.write_text(yaml.safe_dump(meta, sort_keys=False))
+        try:
+            os.replace(target, copy_dir)  # atomic: a parallel worker may have made it already
+        except OSError:
+            pass
+        shutil.rmtree(staging, ignore_errors=True)
+    return copy_dir, missing
+
+
 @lru_cache(maxsize=None)
 def folder_digest(folder: Path) -> str:
     """Content hash of a chart folder: a changed chart never reuses an old render."""
