@@ -26,7 +26,8 @@ plan-json: $(STAMP)
 	$(BIN)/python -m tools.plan --stack $(STACK) --json plan.json $(ARGS)
 
 test: $(STAMP) helm
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not timing"
+	$(BIN)/python -m pytest -q -m timing
 
 ## helm for tests/test_helm_render.py: v3.8+ (or v4) from PATH, else .tools/helm (git-ignored)
 helm: $(STAMP)

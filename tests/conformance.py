@@ -89,7 +89,7 @@ def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     for path in sorted(REFERENCE.rglob("*.yaml")):
         if path.name == "values.yaml":
             continue
-        for doc in yaml.safe_load_all(path.read_text()):
+        for doc in yaml.load_all(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
             if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
                 continue
             spec = doc["spec"]
