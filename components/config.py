@@ -163,19 +163,23 @@ def _principal_arns(raw: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _names(raw: Any) -> Any:
+    """A JSON list, or comma-separated names, or one name, as a list (anything else as it came)."""
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw) if raw else []
+        except json.JSONDecodeError:
+            value = [part.strip() for part in raw.split(",") if part.strip()]
+    else:
+        value = raw
+    return [value] if isinstance(value, str) else value
+
+
 def _list_of(options: tuple[str, ...], what: str) -> Callable[[Any], tuple[str, ...]]:
     """A JSON list (or comma-separated names) of distinct values from `options`."""
 
     def parse(raw: Any) -> tuple[str, ...]:
-        if isinstance(raw, str):
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = [part.strip() for part in raw.split(",") if part.strip()]
-        else:
-            value = raw
-        if isinstance(value, str):
-            value = [value]
+        value = _names(raw)
         if (not isinstance(value, list) or not value or len(set(value)) != len(value)
                 or not all(isinstance(v, str) and v in options for v in value)):
             raise _Bad(f"allowed: a non-empty list of distinct {what} from {', '.join(options)}")
@@ -196,15 +200,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 
 def _log_types(raw: Any) -> tuple[str, ...]:
     """`cluster_log_types`: a JSON list (or comma-separated names) of distinct log types; empty turns logging off."""
-    if isinstance(raw, str):
-        try:
-            value = json.loads(raw) if raw else []
-        except json.JSONDecodeError:
-            value = [part.strip() for part in raw.split(",") if part.strip()]
-    else:
-        value = raw
-    if isinstance(value, str):
-        value = [value]
+    value = _names(raw)
     if (not isinstance(value, list) or len(set(map(str, value))) != len(value)
             or not all(isinstance(v, str) and v in CLUSTER_LOG_TYPES for v in value)):
         raise _Bad(f"allowed: a list of distinct EKS control-plane log types from {', '.join(CLUSTER_LOG_TYPES)}, "
