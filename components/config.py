@@ -341,11 +341,12 @@ KEYS: dict[str, KeySpec] = {
     "genai_perf": KeySpec(_bool, False, "A GenAI-Perf pod for interactive benchmarks."),
 }
 
-REGION_RE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
+REGION_RE = re.compile(r"[a-z]{2,4}(-gov|-iso[a-z]*)?(-[a-z]+)+-\d")
 # Partitions the program is built for: every ARN it writes takes the partition from `aws.get_partition()`. China
 # (aws-cn) and the ISO partitions differ in more than ARNs (service principals such as ec2.amazonaws.com.cn, the S3
 # endpoint name, EKS Pod Identity availability), none of which is built or tested here.
-UNSUPPORTED_REGION_PREFIXES = {"cn-": "aws-cn", "us-iso": "aws-iso", "eu-iso": "aws-iso-e"}
+UNSUPPORTED_REGION_PREFIXES = {"cn-": "aws-cn", "us-isob-": "aws-iso-b", "us-isof-": "aws-iso-f",
+                               "eu-isoe-": "aws-iso-e", "us-iso-": "aws-iso", "eusc-": "aws-eusc"}
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -618,7 +619,9 @@ def parse_config(
     elif not REGION_RE.fullmatch(str(region)):
         problems.append(f"aws:region: {_show(region)} is not an AWS region name; allowed: e.g. us-west-2")
     elif str(region).startswith(tuple(UNSUPPORTED_REGION_PREFIXES)):
-        partition = next(p for prefix, p in UNSUPPORTED_REGION_PREFIXES.items() if str(region).startswith(prefix))
+        # the longest matching prefix names the partition (us-isob- before us-iso-)
+        partition = UNSUPPORTED_REGION_PREFIXES[max((p for p in UNSUPPORTED_REGION_PREFIXES if str(region).startswith(p)),
+                                                    key=len)]
         problems.append(f"aws:region: {_show(region)} is in the {partition} partition, which nim-on-eks does not "
                         "support; allowed: a region of the aws (commercial) or aws-us-gov (GovCloud) partition")
 

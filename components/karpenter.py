@@ -35,7 +35,7 @@ CPU_POOL_LIMIT_VCPU = 64
 # GPU nodes keep images and the kubelet on their local NVMe (RAID0), so the root volume holds only the OS; an
 # instance type without enough local NVMe would put tens of GB of NIM images on that small root volume. Every GPU
 # type we price has at least 125 GiB (data/instance_types.yaml); the requirement keeps it so for any type.
-MIN_LOCAL_NVME_GIB = 100
+MIN_LOCAL_NVME_GB = 100  # the label is EC2's InstanceStorageInfo.TotalSizeInGB (decimal GB; instancetype/types.go)
 
 # EventBridge events Karpenter acts on (same CloudFormation template): source, detail-type.
 INTERRUPTION_EVENTS = {
@@ -152,7 +152,7 @@ def gpu_requirements(families: tuple[str, ...], capacity_types: tuple[str, ...])
         {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": list(families)},
         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(capacity_types)},
         {"key": "karpenter.k8s.aws/instance-gpu-manufacturer", "operator": "In", "values": ["nvidia"]},
-        {"key": "karpenter.k8s.aws/instance-local-nvme", "operator": "Gt", "values": [str(MIN_LOCAL_NVME_GIB - 1)]},
+        {"key": "karpenter.k8s.aws/instance-local-nvme", "operator": "Gt", "values": [str(MIN_LOCAL_NVME_GB - 1)]},
         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
         {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
     ]
@@ -316,7 +316,7 @@ class Karpenter(pulumi.ComponentResource):
                 opts=after_controller,
             )
 
-        # Local NVMe (every GPU type allowed has it: MIN_LOCAL_NVME_GIB) holds images, containerd and the kubelet (the
+        # Local NVMe (every GPU type allowed has it: MIN_LOCAL_NVME_GB) holds images, containerd and the kubelet (the
         # AMI's setup-local-disks bind-mounts them onto the RAID0 array): fast, already paid for, and it leaves the
         # root volume only the OS (the AL2023 AMI's 20 GiB snapshot) and system logs.
         self.gpu_node_class = node_class("gpu", args.gpu_root_volume_gb, instanceStorePolicy="RAID0")

@@ -174,8 +174,13 @@ class Monitoring(pulumi.ComponentResource):
             )
             alertmanager_values: dict[str, Any] = {"config": alertmanager_config(
                 self.alerts.topic_arn, args.region, args.cluster_name, NAMESPACE, ALERTMANAGER_SERVICE)}
+            # EKS Pod Identity gives credentials to pods created after the association exists; a new config alone is
+            # hot-reloaded into the running pod, which would keep publishing without them. Naming the association in
+            # the pod's annotations rolls Alertmanager whenever the association is created or replaced.
+            pod_metadata = {"annotations": {"nim-on-eks/pod-identity-association": self.alerts.association.association_id}}
         else:
             alertmanager_values = {}
+            pod_metadata = {}
 
         # --- kube-prometheus-stack
         retention_size_gb = int(args.prometheus_volume_gb * 0.85)  # stop before the volume fills
@@ -207,6 +212,7 @@ class Monitoring(pulumi.ComponentResource):
                     "enabled": True,
                     "serviceAccount": {"create": True, "name": ALERTMANAGER_SERVICE_ACCOUNT},
                     "alertmanagerSpec": {
+                        **({"podMetadata": pod_metadata} if pod_metadata else {}),
                         "affinity": NON_GPU_AFFINITY,
                         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
                     },

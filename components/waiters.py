@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
@@ -54,6 +55,7 @@ PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"  # set by the CSI external-pr
 # deleted: 20 minutes covers that with room to spare.
 DEFAULT_TIMEOUT_SECONDS = 1200
 POLL_SECONDS = 10
+REQUEST_TIMEOUT = (10, 60)  # seconds to connect, to read
 # `NIM_ON_EKS_SKIP_VOLUME_WAIT=1 pulumi destroy` gives up waiting (e.g. the cluster was deleted outside Pulumi).
 SKIP_ENV = "NIM_ON_EKS_SKIP_VOLUME_WAIT"
 
@@ -109,7 +111,8 @@ def leftovers(pvs: Iterable[dict[str, Any]], drivers: Sequence[str]) -> list[Lef
 
 def list_persistent_volumes(core_v1: Any) -> list[dict[str, Any]]:
     """Every PersistentVolume as the API's JSON, from a kubernetes.client.CoreV1Api (or a fake with its method)."""
-    response = core_v1.list_persistent_volume(_preload_content=False)
+    # connect and read timeouts: a black-holed endpoint must not stall one poll past the waiter's own deadline
+    response = core_v1.list_persistent_volume(_preload_content=False, _request_timeout=REQUEST_TIMEOUT)
     return json.loads(response.data).get("items") or []
 
 
@@ -166,6 +169,14 @@ def _kubernetes_lister(kubeconfig: dict[str, Any]) -> Callable[[], list[dict[str
     """Lists PVs with the pinned kubernetes client; a fresh client each time, so the exec token
     (`aws eks get-token`, valid 15 minutes) never expires during a long wait."""
     from kubernetes import client, config  # imported when a delete runs, in the `pulumi-python` plugin's process
+
+    # The kubernetes client only logs a failed exec plugin and sends the request unauthenticated; the 401 that
+    # follows would read like missing cluster access. Say what is missing instead.
+    for user in kubeconfig.get("users") or []:
+        command = ((user.get("user") or {}).get("exec") or {}).get("command")
+        if command and shutil.which(command) is None:
+            raise RuntimeError(f"`{command}` is not on PATH: the kubeconfig's credential plugin (`{command} eks "
+                               "get-token`) needs it to reach the cluster and check its volumes")
 
     def list_pvs() -> list[dict[str, Any]]:
         with config.new_client_from_config_dict(kubeconfig) as api_client:

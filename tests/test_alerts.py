@@ -249,3 +249,16 @@ def test_receiver_warning():
     assert alerts.receiver_warning(True, EMAIL) is None
     assert alerts.receiver_warning(False, None) is None
     assert "no receiver" in alerts.receiver_warning(True, None)
+
+
+def test_alertmanager_rolls_when_its_pod_identity_association_appears():
+    """Pod Identity credentials reach pods created after the association: the pod template names it, so adding
+    alert_email to a running stack re-creates Alertmanager instead of only hot-reloading its config."""
+    plan = plan_for("alert_email=ops@example.com")
+    association = plan.one("aws:eks/podIdentityAssociation:PodIdentityAssociation",
+                           next(r.name for r in plan.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+                                if r.inputs["serviceAccount"].endswith("alertmanager")))
+    [stack] = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "kube-prometheus-stack"]
+    annotations = stack.inputs["values"]["alertmanager"]["alertmanagerSpec"]["podMetadata"]["annotations"]
+    assert annotations == {"nim-on-eks/pod-identity-association": association.outputs["associationId"]}
+    assert association.urn in stack.dependencies

@@ -73,7 +73,9 @@ def test_the_commercial_plan_writes_aws_arns(dev_plan):
 
 
 @pytest.mark.parametrize("region, partition", [("cn-north-1", "aws-cn"), ("cn-northwest-1", "aws-cn"),
-                                               ("us-iso-east-1", "aws-iso")])
+                                               ("us-iso-east-1", "aws-iso"), ("us-isob-east-1", "aws-iso-b"),
+                                               ("us-isof-south-1", "aws-iso-f"), ("eu-isoe-west-1", "aws-iso-e"),
+                                               ("eusc-de-east-1", "aws-eusc")])
 def test_partitions_not_built_for_are_refused_before_anything_is_created(region, partition):
     found = problems(**{"aws:region": region})
     assert f"aws:region: '{region}' is in the {partition} partition, which nim-on-eks does not support; allowed: " \

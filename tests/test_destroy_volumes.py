@@ -53,8 +53,9 @@ class FakeCoreV1:
         self.answers = list(answers)
         self.calls = 0
 
-    def list_persistent_volume(self, _preload_content=True):
+    def list_persistent_volume(self, _preload_content=True, _request_timeout=None):
         assert _preload_content is False  # the waiter reads the raw JSON
+        assert _request_timeout == waiters.REQUEST_TIMEOUT  # one poll never hangs past the deadline
         answer = self.answers[min(self.calls, len(self.answers) - 1)]
         self.calls += 1
         if isinstance(answer, Exception):
@@ -355,3 +356,10 @@ def test_without_monitoring_and_open_webui_the_models_still_wait():
     assert sorted(r.name for r in found) == ["nim-on-eks-dev-nim-llm-llama3-8b-instruct-cache",
                                              "nim-on-eks-dev-nim-llm-llama3-8b-instruct-sts"]
     assert all(plan.depends_on(r, waiter) for r in found)
+
+
+def test_a_missing_credential_plugin_is_named_not_mistaken_for_missing_access():
+    """The kubernetes client only logs a failed exec plugin; the waiter says which command is missing."""
+    kubeconfig = {"users": [{"name": "u", "user": {"exec": {"command": "no-such-aws-cli-here", "args": ["eks"]}}}]}
+    with pytest.raises(RuntimeError, match="`no-such-aws-cli-here` is not on PATH"):
+        waiters._kubernetes_lister(kubeconfig)

@@ -480,10 +480,10 @@ def test_every_gpu_type_has_the_local_nvme_the_node_pool_requires():
     fill the small root volume): every type in the GPU families must have it."""
     from components.gpus import GPU_FAMILIES
     from components.instances import load_instances
-    from components.karpenter import MIN_LOCAL_NVME_GIB
+    from components.karpenter import MIN_LOCAL_NVME_GB
     types = load_instances().in_families(GPU_FAMILIES)
     assert types
-    short = {t.name: t.local_nvme_gb for t in types if t.local_nvme_gb < MIN_LOCAL_NVME_GIB}
+    short = {t.name: t.local_nvme_gb for t in types if t.local_nvme_gb < MIN_LOCAL_NVME_GB}
     assert not short, short
 
 

@@ -413,7 +413,10 @@ def egress_path(plan: Plan) -> list[Resource]:
 
 def async_cleanups(plan: Plan) -> list[AsyncCleanup]:
     found: list[AsyncCleanup] = []
-    egress = egress_path(plan)
+    # Every controller here runs on the core nodes, reaches AWS through the NAT route, and gets its credentials
+    # through the Pod Identity agent (Karpenter, the EBS driver) or the cluster's OIDC provider (the EFS driver).
+    egress = [*egress_path(plan), *plan.of_type("aws:eks/nodeGroup:NodeGroup"),
+              *(a for a in plan.of_type("aws:eks/addon:Addon") if a.inputs.get("addonName") == "eks-pod-identity-agent")]
     # Karpenter: deleting a NodePool makes the controller terminate its nodes; the EC2NodeClass's finalizer holds
     # its deletion until every NodeClaim that uses it is gone, and Pulumi waits for that deletion.
     classes = {nc.inputs["metadata"]["name"]: nc for nc in plan.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass")}

@@ -210,6 +210,10 @@ class PlanMocks(pulumi.runtime.Mocks):
         elif typ == "aws:kms/key:Key":
             rid = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
             out["arn"] = f"arn:{self.partition}:kms:{self.region}:{ACCOUNT}:key/{rid}"
+        elif typ == "aws:eks/podIdentityAssociation:PodIdentityAssociation":
+            out["associationId"] = f"a-{digest[:17]}"
+            out["associationArn"] = (f"arn:{self.partition}:eks:{self.region}:{ACCOUNT}:podidentityassociation/"
+                                     f"{inputs.get('clusterName')}/a-{digest[:17]}")
         elif typ == "aws:secretsmanager/secret:Secret":
             out["name"] = (inputs.get("namePrefix") or name) + digest[:6]
         elif typ == opaque.EKS_CLUSTER:
