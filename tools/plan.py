@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from components.cost import render as render_cost
-from tools import checks, mockrun
+from tools import checks, mockrun, opaque
 
 # Extra sections (cost, ...) register here: each takes the Plan and returns
 # (title, text lines, JSON value, failed); a failed section makes the plan exit non-zero.
@@ -68,7 +68,10 @@ def tree_lines(plan: mockrun.Plan) -> list[str]:
             last = i == len(nodes) - 1
             branch = "└─ " if last else "├─ "
             label = f"{prefix}{branch}{r.type}"
-            lines.append(f" +  {label:<{width}} {r.name}")
+            # what an opaque component creates inside, or AWS on its behalf (tools/opaque.py): modelled, not registered
+            note = f"  ({'made by ' + r.created_by if r.created_by == opaque.BY_AWS else 'inside ' + r.created_by})" \
+                if r.implied else ""
+            lines.append(f" {'+' if r.created_by != opaque.BY_AWS else ' '}  {label:<{width}} {r.name}{note}")
             walk(children.get(r.urn, []), prefix + ("   " if last else "│  "))
 
     walk(roots, "")
@@ -78,8 +81,9 @@ def tree_lines(plan: mockrun.Plan) -> list[str]:
 def render(plan: mockrun.Plan, extra: list[tuple[str, list[str]]]) -> str:
     out = [f"Offline plan of stack '{plan.stack}' (Pulumi mock runtime; nothing is created)", ""]
     out += tree_lines(plan)
-    counts = Counter(r.type for r in plan.resources if r.custom)
-    out += ["", f"Resources: {sum(counts.values())} to create "
+    counts = Counter(r.type for r in plan.resources if r.custom and r.created_by != opaque.BY_AWS)
+    inside = sum(1 for r in plan.resources if r.implied and r.created_by != opaque.BY_AWS)
+    out += ["", f"Resources: {sum(counts.values())} to create, {inside} of them inside pulumi-eks "
             f"(+ {sum(1 for r in plan.resources if not r.custom)} components)"]
     out += [f"  {n:>4}  {t}" for t, n in sorted(counts.items())]
     out += ["", "Outputs:"]
