@@ -16,7 +16,7 @@ from components.cost import cost_warnings, estimate
 from components.karpenter import Karpenter, KarpenterArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs, pick_azs
-from components.nim import NimModel, NimModelArgs, NimNamespace, NimNamespaceArgs
+from components.nim import NimModel, NimModelArgs, NimNamespace, NimNamespaceArgs, first_start_minutes
 from components.storage import Storage, StorageArgs
 from components.webui import GenAiPerf, GenAiPerfArgs, OpenWebUI, OpenWebUIArgs
 
@@ -135,6 +135,7 @@ monitoring = (
             prometheus_retention=cfg.prometheus_retention,
             prometheus_volume_gb=cfg.prometheus_volume_gb,
             alert_ttft_p90_seconds=cfg.alert_ttft_p90_seconds,
+            model_first_start_minutes=max(first_start_minutes(catalog.models[m.name].cache_gib) for m in cfg.models),
             alert_email=cfg.alert_email,
             eks_cluster_name=cluster.cluster_name,
             aws_provider=aws_provider,

@@ -64,13 +64,17 @@ def adapter_rules(metrics: tuple[str, ...] = ADAPTER_METRICS) -> list[dict[str, 
     } for metric in metrics]
 
 
-def alert_rules(namespace: str, ttft_p90_seconds: float) -> list[dict[str, Any]]:
+def alert_rules(namespace: str, ttft_p90_seconds: float, first_start_minutes: int = 0) -> list[dict[str, Any]]:
+    """`first_start_minutes`: how long a model's first start may take (GPU node, image, download); a StatefulSet that
+    young has no Ready replica by design, so the no-ready-replica alert waits for it, and only for it."""
     sel = f'namespace="{namespace}"'
+    models = f'{sel}, statefulset=~"nim-llm-.*"'
     return [{
         "name": "nim-on-eks.nim",
         "rules": [
             {"alert": "NimModelNoReadyReplica",
-             "expr": f'kube_statefulset_status_replicas_ready{{{sel}, statefulset=~"nim-llm-.*"}} == 0',
+             "expr": f"(kube_statefulset_status_replicas_ready{{{models}}} == 0) unless on (namespace, statefulset) "
+                     f"((time() - kube_statefulset_created{{{models}}}) < {first_start_minutes * 60})",
              "for": "10m", "labels": {"severity": "critical"},
              "annotations": {"summary": "NIM model {{ $labels.statefulset }} has no ready replica",
                              "description": "No replica of {{ $labels.statefulset }} has been Ready for 10 minutes: "
@@ -117,6 +121,8 @@ class MonitoringArgs:
     prometheus_volume_gb: int
     alert_ttft_p90_seconds: float
     aws_provider: aws.Provider
+    # The longest first start of the configured models (NIM's startup window plus a GPU node and the image).
+    model_first_start_minutes: int
     k8s_provider: k8s.Provider
     depends_on: list[pulumi.Resource]  # block storage
     # Alert delivery: with an address, Alertmanager routes alerts to an SNS topic that emails it (components/alerts.py);
@@ -276,7 +282,8 @@ class Monitoring(pulumi.ComponentResource):
             api_version="monitoring.coreos.com/v1",
             kind="PrometheusRule",
             metadata={"name": "nim-alerts", "namespace": NAMESPACE, "labels": MONITOR_LABELS},
-            spec={"groups": alert_rules(args.nim_namespace, args.alert_ttft_p90_seconds)},
+            spec={"groups": alert_rules(args.nim_namespace, args.alert_ttft_p90_seconds,
+                                        args.model_first_start_minutes)},
             opts=after_stack,
         )
 

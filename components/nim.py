@@ -104,6 +104,12 @@ def startup_minutes(cache_gib: int) -> int:
     return max(30, math.ceil(cache_gib / 5))
 
 
+def first_start_minutes(cache_gib: int) -> int:
+    """How long a model's first start may take in all: a GPU node, the image, then NIM's own startup window.
+    The StatefulSet's create timeout, and the grace the no-ready-replica alert gives a new model."""
+    return startup_minutes(cache_gib) + 20
+
+
 def model_url(k8s_name: str, namespace: str) -> str:
     return f"http://{k8s_name}.{namespace}.svc.cluster.local:{PORT}/v1"
 
@@ -221,8 +227,8 @@ class NimModel(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
                 depends_on=[*args.depends_on, self.cache],
                 # a first start waits for a GPU node and downloads the model
-                custom_timeouts=pulumi.CustomTimeouts(create=f"{startup_minutes(entry.cache_gib) + 20}m",
-                                                      update=f"{startup_minutes(entry.cache_gib) + 20}m"),
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{first_start_minutes(entry.cache_gib)}m",
+                                                      update=f"{first_start_minutes(entry.cache_gib)}m"),
             )),
         )
 

@@ -86,3 +86,20 @@ def test_partitions_not_built_for_are_refused_before_anything_is_created(region,
 def test_supported_partitions_pass(region):
     from tests.test_config import parse
     assert parse(**{"aws:region": region}).region == region
+
+
+def test_no_ready_replica_alert_waits_out_the_longest_first_start_and_only_that():
+    """The critical alert must not page on every first deploy (a first start downloads the model for up to
+    `startup_minutes`), yet must still fire for a serving model that lost its replicas."""
+    from components.catalog import load_catalog
+    from components.nim import first_start_minutes, startup_minutes
+    catalog = load_catalog()
+    models = ("meta/llama3-8b-instruct", "meta/llama-3.1-70b-instruct")
+    plan = plan_for(f'nim_models=["{models[0]}", {{"name": "{models[1]}", "gpus": 4}}]',
+                    'gpu_instance_families=["g6e", "p4de", "p5"]', "gpu_limit=64")
+    assert plan.error is None, plan.error
+    [rule] = [r for g in plan.one("kubernetes:monitoring.coreos.com/v1:PrometheusRule").inputs["spec"]["groups"]
+              for r in g["rules"] if r["alert"] == "NimModelNoReadyReplica"]
+    longest = max(first_start_minutes(catalog.models[m].cache_gib) for m in models)
+    assert longest >= max(startup_minutes(catalog.models[m].cache_gib) for m in models) + 20
+    assert rule["expr"].endswith(f"< {longest * 60})") and rule["for"] == "10m"

@@ -17,7 +17,7 @@ NIM_METRICS = {"num_requests_running", "num_requests_waiting", "gpu_cache_usage_
                "generation_tokens_total", "time_to_first_token_seconds", "time_per_output_token_seconds",
                "e2e_request_latency_seconds", "request_prompt_tokens", "request_generation_tokens"}
 DCGM_METRICS = {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_POWER_USAGE"}
-KSM_METRICS = {"kube_statefulset_status_replicas_ready", "kube_horizontalpodautoscaler_status_desired_replicas",
+KSM_METRICS = {"kube_statefulset_status_replicas_ready", "kube_statefulset_created", "kube_horizontalpodautoscaler_status_desired_replicas",
                "kube_horizontalpodautoscaler_status_current_replicas", "kube_horizontalpodautoscaler_spec_max_replicas"}
 
 
@@ -250,11 +250,16 @@ def test_alert_rules(dev_plan):
                           "NimKVCacheNearlyFull", "NimAutoscalerAtMaxReplicas"}
     nim = {"namespace": ("=", "nim")}
 
-    # a model with no Ready replica serves nothing: critical after 10 minutes
-    left, op, right = comparison(rules["NimModelNoReadyReplica"]["expr"])
+    # a model with no Ready replica serves nothing: critical after 10 minutes, unless the StatefulSet is still within
+    # its first start (GPU node, image, download: nim.first_start_minutes, 50 for the dev model's 30-minute window)
+    no_ready, _, young = rules["NimModelNoReadyReplica"]["expr"].partition(" unless on (namespace, statefulset) ")
+    left, op, right = comparison(no_ready.strip()[1:-1])
     [(metric, matchers)] = selectors(left)
     assert (metric, op, right) == ("kube_statefulset_status_replicas_ready", "==", "0")
     assert matchers == {**nim, "statefulset": ("=~", "nim-llm-.*")}
+    left, op, right = comparison(young.strip()[1:-1])
+    assert (op, right) == ("<", str(50 * 60))
+    assert left.startswith("(time() - ") and selectors(left) == [("kube_statefulset_created", matchers)]
     # ... and the pattern selects every model's StatefulSet (PromQL regexes are anchored)
     for statefulset in dev_plan.of_type("kubernetes:apps/v1:StatefulSet"):
         if statefulset.inputs["metadata"]["namespace"] == "nim":
