@@ -60,7 +60,7 @@ def _aws_identifiers(plan: Plan) -> dict[str, Resource]:
     """Every id, ARN, URL and name an AWS resource of the stack answers with -> that resource."""
     found: dict[str, Resource] = {}
     for r in plan.resources:
-        if not r.custom or not r.type.startswith("aws:") or r.created_by == opaque.BY_AWS and not r.id:
+        if not r.custom or not r.type.startswith("aws:"):
             continue
         values = [r.id, *(r.outputs.get(k) for k in ("arn", "url", "name"))]
         for v in values:
