@@ -19,9 +19,10 @@ from components.catalog import CatalogModel
 from components.config import ModelRequest, StackConfig
 from components.gpus import GPU_FAMILIES, FitError, fit_model
 from components.instances import InstanceData, load_instances
+from components.webui import DATA_VOLUME_GB
 
 PRICES = Path(__file__).resolve().parent.parent / "data" / "prices.yaml"
-OPEN_WEBUI_VOLUME_GB = 10
+OPEN_WEBUI_VOLUME_GB = DATA_VOLUME_GB  # the component's own figure
 
 
 @functools.lru_cache(maxsize=None)

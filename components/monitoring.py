@@ -20,6 +20,7 @@ import pulumi_random as random
 
 from components import helm, versions
 from components.alerts import Alerts, AlertsArgs, alertmanager_config
+from components.config import WORKLOAD_PREFIX
 from components.karpenter import GPU_NODE_SELECTOR, GPU_TOLERATION, NON_GPU_AFFINITY
 
 NAMESPACE = "monitoring"
@@ -68,7 +69,7 @@ def alert_rules(namespace: str, ttft_p90_seconds: float, first_start_minutes: in
     """`first_start_minutes`: how long a model's first start may take (GPU node, image, download); a StatefulSet that
     young has no Ready replica by design, so the no-ready-replica alert waits for it, and only for it."""
     sel = f'namespace="{namespace}"'
-    models = f'{sel}, statefulset=~"nim-llm-.*"'
+    models = f'{sel}, statefulset=~"{WORKLOAD_PREFIX}.*"'
     return [{
         "name": "nim-on-eks.nim",
         "rules": [

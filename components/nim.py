@@ -26,7 +26,7 @@ from components.karpenter import GPU_NODE_SELECTOR, GPU_TOLERATION, POOL_LABEL
 PORT = 8000
 PORT_NAME = "http-openai"
 CACHE_PATH = "/model-store"
-NIM_UID = 1000
+NIM_UID = 1000  # NIM containers run as uid/gid 1000 (NVIDIA NIM for LLMs docs; FACTS.md); the EFS access points too
 PULL_SECRET = "ngc-secret"
 API_KEY_SECRET = "ngc-api"
 

@@ -13,11 +13,11 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components import addons, iam
+from components.nim import NIM_UID
 from components.waiters import EBS_CSI_DRIVER, EFS_CSI_DRIVER, VolumesReleased
 
 EFS_STORAGE_CLASS = "efs"
 GP3_STORAGE_CLASS = "gp3"
-NIM_UID = 1000  # NIM containers run as uid/gid 1000 (NVIDIA NIM for LLMs docs; FACTS.md)
 
 
 def ia_transition(days: int) -> str:

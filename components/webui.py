@@ -13,6 +13,7 @@ from components.karpenter import CPU_NODE_LABELS, NON_GPU_AFFINITY, POOL_LABEL
 from components.nim import PULL_SECRET
 
 NAMESPACE = "open-webui"
+DATA_VOLUME_GB = 10  # accounts, chats, settings and its embedding model (also priced by the cost estimate)
 # Any node but a GPU node: the core nodes or Karpenter's CPU pool (preferred, so the core stays small).
 CPU_NODE_AFFINITY = {"nodeAffinity": {
     **NON_GPU_AFFINITY["nodeAffinity"],
@@ -62,7 +63,7 @@ class OpenWebUI(pulumi.ComponentResource):
             metadata={"name": "open-webui-data", "namespace": NAMESPACE, "labels": labels,
                       "annotations": {"pulumi.com/skipAwait": "true"}},
             spec={"accessModes": ["ReadWriteOnce"], "storageClassName": args.storage_class,
-                  "resources": {"requests": {"storage": "10Gi"}}},
+                  "resources": {"requests": {"storage": f"{DATA_VOLUME_GB}Gi"}}},
             opts=in_ns,
         )
         env = [{"name": k, "value": v} for k, v in openai_env(args.model_urls).items()]
