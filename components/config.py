@@ -690,10 +690,12 @@ def _raw_runtime_config() -> tuple[dict[str, Any], set[str]]:
     from pulumi.runtime import config as rc
 
     raw: dict[str, Any] = {}
+    secrets = {k.replace(":config:", ":") for k in rc.get_config_secret_keys_env()}
     for source in (rc.get_config_env(), rc.CONFIG.get()):
         for key, value in source.items():
             raw[key.replace(":config:", ":")] = value
-    secrets = {k.replace(":config:", ":") for k in rc.get_config_secret_keys_env()} | set(rc._SECRET_KEYS.get())
+            if pulumi.runtime.is_config_secret(key):  # the public API, not the SDK's private key set
+                secrets.add(key.replace(":config:", ":"))
     return raw, secrets
 
 
