@@ -233,6 +233,9 @@ def test_the_plan_prints_the_checks_and_the_destroy_order(capsys):
     out = capsys.readouterr().out
     assert "references    OK" in out and "reachability  OK" in out and "destroy       OK" in out
     order = out[out.index("Destroy order"):]
+    # the waiter names every deletion it waits for: both Open WebUI's and Prometheus's EBS volumes, the EFS cache
+    waits = [line for line in order.splitlines() if "storage-volumes-released is deleted only once done" in line]
+    assert len(waits) == 3 and sum("ebs.csi.aws.com" in w for w in waits) == 2, waits
     assert order.index("NodePool nim-on-eks-dev-karpenter-gpu-pool") < order.index(
         "EC2NodeClass nim-on-eks-dev-karpenter-gpu-class") < order.index("Release nim-on-eks-dev-karpenter-controller")
 

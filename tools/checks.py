@@ -225,7 +225,7 @@ def endpoints(plan: Plan) -> tuple[Endpoint | None, list[Endpoint], list[Endpoin
     private = [s.inputs["cidrBlock"] for s in plan.of_type("aws:ec2/subnet:Subnet")
                if s.inputs.get("cidrBlock") and not s.inputs.get("mapPublicIpOnLaunch")
                and "kubernetes.io/role/internal-elb" in (s.inputs.get("tags") or {})]
-    clusters = [r for r in plan.of_type("aws:eks/cluster:Cluster")]
+    clusters = plan.of_type("aws:eks/cluster:Cluster")
     control = None
     eks_sg = None
     if clusters:
@@ -443,10 +443,10 @@ def async_cleanups(plan: Plan) -> list[AsyncCleanup]:
             found.append(AsyncCleanup(f"the {driver} driver deletes the volumes of {r.type.rsplit(':', 1)[-1]} "
                                       f"{r.name} (StorageClass {cls})", r, guard, actors))
     # Load balancers: a Service of type LoadBalancer keeps a finalizer until its load balancer is deleted.
+    lb_controllers = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
+                      if "aws-load-balancer-controller" in str(r.inputs.get("chart", ""))]
     for svc in plan.of_type("kubernetes:core/v1:Service"):
         if (svc.inputs.get("spec") or {}).get("type") == "LoadBalancer":
-            lb_controllers = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
-                              if "aws-load-balancer-controller" in str(r.inputs.get("chart", ""))]
             found.append(AsyncCleanup(f"the load balancer of Service {svc.inputs['metadata']['name']} is deleted",
                                       svc, svc, [*lb_controllers, *egress]))
     return found
@@ -473,16 +473,18 @@ def destroy_problems(plan: Plan) -> list[str]:
 
 def render_destroy(plan: Plan) -> list[str]:
     """The destroy order, wave by wave, with what each asynchronous deletion waits on."""
-    cleanups = {c.trigger.urn: c for c in async_cleanups(plan)}
-    guards = {c.guard.urn: c for c in async_cleanups(plan) if c.guard is not None}
+    started: dict[str, list[AsyncCleanup]] = {}  # by the urn whose deletion starts them
+    awaited: dict[str, list[AsyncCleanup]] = {}  # by the urn whose deletion waits for them
+    for c in async_cleanups(plan):
+        started.setdefault(c.trigger.urn, []).append(c)
+        if c.guard is not None:
+            awaited.setdefault(c.guard.urn, []).append(c)
     lines = []
     for i, wave in enumerate(destroy_waves(plan), 1):
         lines.append(f"{i:>3}. " + ", ".join(f"{r.type.rsplit(':', 1)[-1]} {r.name}" for r in wave))
         for r in wave:
-            if r.urn in cleanups:
-                lines.append(f"       then asynchronously: {cleanups[r.urn].what}")
-            if r.urn in guards:
-                lines.append(f"       {r.name}: its deletion waits until {guards[r.urn].what.split(':')[0]} is done")
+            lines += [f"       then asynchronously: {c.what}" for c in started.get(r.urn, [])]
+            lines += [f"       {r.name} is deleted only once done: {c.what}" for c in awaited.get(r.urn, [])]
     return lines
 
 

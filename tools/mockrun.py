@@ -288,6 +288,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                 deps.update(prop.urns)
             wire = json_format.MessageToDict(request.object)
             inputs = _ints(_plain(wire))
+            revealed = _plain(wire, reveal=True)
             inputs.pop("__provider", None)  # a dynamic provider's serialized code: not an input anyone reads
             record = Resource(
                 type=request.type,
@@ -299,11 +300,11 @@ class RecordingMonitor(pmocks.MockMonitor):
                 provider=request.provider,
                 dependencies=sorted(deps),
                 inputs=inputs,
-                revealed=_ints(_plain(wire, reveal=True)),
+                revealed=_ints(revealed),
             )
             self.records.append(record)
             if request.type == opaque.EKS_CLUSTER:
-                self._record_implied(request, response, sorted(deps), _plain(wire, reveal=True))
+                self._record_implied(request, response, sorted(deps), revealed)
             record.outputs = _ints(_plain(json_format.MessageToDict(response.object)))
         return response
 
