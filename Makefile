@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install plan plan-json test helm clean
+.PHONY: install plan plan-json baseline test helm clean
 
 # (the grep drops pip's notes about local package folders some machines configure; pip's errors still fail)
 $(STAMP): requirements.txt requirements-dev.txt
@@ -24,6 +24,10 @@ plan: $(STAMP)
 
 plan-json: $(STAMP)
 	$(BIN)/python -m tools.plan --stack $(STACK) --json plan.json $(ARGS)
+
+## Re-record the plans of stacks already up (tests/baseline/), after a change meant to alter them
+baseline: $(STAMP)
+	$(BIN)/python -m tools.baseline write
 
 test: $(STAMP) helm
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not timing"

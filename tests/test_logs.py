@@ -157,7 +157,7 @@ def test_readme_import_command_adopts_the_group_the_program_declares(dev_plan):
     parent = dev_plan.one("nim-on-eks:index:Cluster")
     provider = dev_plan.one("pulumi:providers:aws")
     assert group.parent == parent.urn and group.provider.startswith(provider.urn + "::")
-    assert flags["--parent"] == "cluster=" + parent.urn.replace("pulumi:pulumi:Stack$", "")
-    assert flags["--provider"] == "aws=" + provider.urn.replace("pulumi:pulumi:Stack$", "")
+    assert flags["--parent"] == "cluster=" + parent.urn
+    assert flags["--provider"] == "aws=" + provider.urn
     assert flags["--protect"] == "false" and flags["--yes"] is True
     assert group.urn == "urn:pulumi:dev::nim-on-eks::nim-on-eks:index:Cluster$" + LOG_GROUP + "::" + group.name

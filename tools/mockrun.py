@@ -21,6 +21,7 @@ import pulumi
 import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pmocks
+from pulumi.runtime.proto import resource_pb2
 
 from tools import opaque
 
@@ -57,6 +58,12 @@ class Resource:
     # What the mocks answered (ids, ARNs, names a provider would compute), for checks that follow values between
     # resources; secrets masked. Not part of the plan JSON: under mocks most outputs echo the inputs.
     outputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    # The URNs this resource had before (ResourceOptions.aliases, with those its parents' aliases imply): a stack
+    # already up under one of them is updated in place, not replaced.
+    aliases: list[str] = field(default_factory=list)
+    # A remote component's providers by package (pulumi-eks gets the AWS provider this way); custom resources
+    # name theirs in `provider`.
+    providers: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +74,8 @@ class Resource:
             "parent": self.parent,
             "dependencies": self.dependencies,
             "inputs": self.inputs,
+            **({"aliases": self.aliases} if self.aliases else {}),
+            **({"providers": self.providers} if self.providers else {}),
             **({"implied": True, "created_by": self.created_by} if self.implied else {}),
         }
 
@@ -184,11 +193,14 @@ class PlanMocks(pulumi.runtime.Mocks):
     def __init__(self, region: str):
         self.region = region
         self.partition = partition_for(region)
+        # (type, name) a resource had when created, when it is registered under an alias (RecordingMonitor)
+        self.identity = threading.local()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         inputs = dict(args.inputs)
-        typ, name = args.typ, args.name
-        digest = hashlib.sha1(f"{typ}/{name}".encode()).hexdigest()
+        typ = args.typ
+        created_type, name = getattr(self.identity, "value", None) or (typ, args.name)
+        digest = hashlib.sha1(f"{created_type}/{name}".encode()).hexdigest()
         rid = _ID_PREFIX.get(typ, f"{name}-") + digest[:17]
         out = dict(inputs)
         if typ.startswith("aws:"):
@@ -279,10 +291,51 @@ class RecordingMonitor(pmocks.MockMonitor):
     def __init__(self, mocks: PlanMocks):
         super().__init__(mocks)
         self.records: list[Resource] = []
+        self.alias_urns: dict[str, list[str]] = {}
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        # As the engine builds URNs (so that they match those the SDK computes for aliases): the parent's whole
+        # type chain, without the root stack's type. The SDK's mock keeps only the parent's last type, and the
+        # stack's.
+        chain = parent.split("::")[2] if parent else ""
+        if chain and chain != "pulumi:pulumi:Stack":
+            type_ = f"{chain}${type_}"
+        return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{type_}::{name}"
+
+    def GetDeploymentInfo(self, request):
+        # Without alias specs the SDK resolves a resource's own aliases to full URNs (pulumi/runtime/resource.py
+        # `collapse_alias_to_urn`) and sends them in `aliasURNs`; `_aliases` adds those its parents' aliases imply.
+        info = super().GetDeploymentInfo(request)
+        features = [f for f in info.supportedFeatures if f != resource_pb2.RESOURCE_MONITOR_FEATURE_ALIAS_SPECS]
+        return resource_pb2.DeploymentInfo(supportedFeatures=features)
+
+    def _aliases(self, request) -> list[str]:
+        """The URNs the resource may have had: its own aliases, and for each alias of its parent the same child
+        under that alias, its name re-prefixed when it starts with the parent's name (the engine's
+        inheritedChildAlias, sdk/go/pulumi/alias.go; the SDK's `inherited_child_alias`)."""
+        own = list(request.aliasURNs)
+        parent_aliases = self.alias_urns.get(request.parent, [])
+        parent_name = request.parent.rsplit("::", 1)[-1]
+        inherited = []
+        for parent_alias in parent_aliases:
+            alias_parent_name = parent_alias.rsplit("::", 1)[1]
+            for urn in [self.make_urn(request.parent, request.type, request.name), *own]:
+                child_type = urn.split("::")[2].split("$")[-1]
+                child_name = urn.rsplit("::", 1)[1]
+                if child_name.startswith(parent_name):
+                    child_name = alias_parent_name + child_name[len(parent_name):]
+                inherited.append(f"{parent_alias.rsplit('::', 1)[0]}${child_type}::{child_name}")
+        return sorted(set(own + inherited))
 
     def RegisterResource(self, request):
+        aliases = self._aliases(request) if request.type != "pulumi:pulumi:Stack" else []
+        # A resource found under an alias keeps what it was created with: its mock id and generated names come
+        # from its first alias' name and type, as the real ones come from the stack's state.
+        self.mocks.identity.value = (aliases[0].split("::")[2].split("$")[-1], aliases[0].rsplit("::", 1)[1]) \
+            if aliases else None
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
+            self.alias_urns[response.urn] = aliases
             deps = set(request.dependencies)
             for prop in request.propertyDependencies.values():
                 deps.update(prop.urns)
@@ -301,6 +354,8 @@ class RecordingMonitor(pmocks.MockMonitor):
                 dependencies=sorted(deps),
                 inputs=inputs,
                 revealed=_ints(revealed),
+                aliases=aliases,
+                providers=dict(request.providers) if request.remote else {},
             )
             self.records.append(record)
             if request.type == opaque.EKS_CLUSTER:
