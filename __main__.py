@@ -9,10 +9,10 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alerts import receiver_warning
-from components.catalog import load_catalog
+from planning.catalog import load_catalog
 from components.cluster import Cluster, ClusterArgs
-from components.config import load_config
-from components.cost import cost_warnings, estimate
+from planning.config import load_config
+from planning.cost import cost_warnings, estimate
 from components.karpenter import Karpenter, KarpenterArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs, pick_azs

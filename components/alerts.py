@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components import iam
+from planning import iam
 
 # The AWS managed key of SNS. Its key policy (AWS-maintained, "Allow access through SNS for all principals in the
 # account that are authorized to use SNS") lets every principal of this account use the key when the call comes

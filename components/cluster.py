@@ -9,7 +9,8 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from components import addons, iam, versions
+from parts import addons
+from planning import iam, versions
 
 # Label every core node carries; components pin system workloads to it so they never land on GPU nodes.
 CORE_NODE_LABEL = {"nim-on-eks/node-pool": "core"}

@@ -16,7 +16,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components import helm, iam, versions
+from parts import helm
+from planning import iam, versions
 from components.cluster import CORE_NODE_LABEL
 
 SERVICE_ACCOUNT = "karpenter"

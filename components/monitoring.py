@@ -18,9 +18,10 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import helm, versions
+from parts import helm
+from planning import versions
 from components.alerts import Alerts, AlertsArgs, alertmanager_config
-from components.config import WORKLOAD_PREFIX
+from planning.config import WORKLOAD_PREFIX
 from components.karpenter import GPU_NODE_SELECTOR, GPU_TOLERATION, NON_GPU_AFFINITY
 
 NAMESPACE = "monitoring"

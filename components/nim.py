@@ -18,9 +18,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.catalog import CatalogModel
-from components.config import ModelRequest
-from components.gpus import GPU_TYPES
+from planning.catalog import CatalogModel
+from planning.config import ModelRequest
+from planning.gpus import GPU_TYPES
 from components.karpenter import GPU_NODE_SELECTOR, GPU_TOLERATION, POOL_LABEL
 
 PORT = 8000

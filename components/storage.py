@@ -12,7 +12,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components import addons, iam
+from parts import addons
+from planning import iam
 from components.nim import NIM_UID
 from components.waiters import EBS_CSI_DRIVER, EFS_CSI_DRIVER, VolumesReleased
 

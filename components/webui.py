@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import versions
+from planning import versions
 from components.karpenter import CPU_NODE_LABELS, NON_GPU_AFFINITY, POOL_LABEL
 from components.nim import PULL_SECRET
 

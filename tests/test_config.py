@@ -8,9 +8,9 @@ import pulumi
 import pytest
 import yaml
 
-from components import versions
-from components.catalog import CatalogError, load_catalog, parse_catalog
-from components.config import KEYS, ConfigError, k8s_name_for, parse_config
+from planning import versions
+from planning.catalog import CatalogError, load_catalog, parse_catalog
+from planning.config import KEYS, ConfigError, k8s_name_for, parse_config
 from tests.conftest import ROOT, plan_for
 
 CATALOG = load_catalog()
@@ -307,7 +307,7 @@ def test_more_zones_than_the_region_has():
 
 def test_config_as_the_pulumi_engine_passes_it(monkeypatch):
     """Under `pulumi up` config arrives in PULUMI_CONFIG (JSON) and secret key names in PULUMI_CONFIG_SECRET_KEYS."""
-    from components import config as config_module
+    from planning import config as config_module
 
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps({**BASE, "nim-on-eks:monitoring": "false"}))
     monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["nim-on-eks:ngc_api_key"]))

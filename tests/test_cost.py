@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from components.cost import estimate, load_prices
-from components.gpus import DAEMONSET_CPU_M, DAEMONSET_MEMORY_MIB, FitError, fit_model, fits
-from components.instances import InstanceType, load_instances
+from planning.cost import estimate, load_prices
+from planning.gpus import DAEMONSET_CPU_M, DAEMONSET_MEMORY_MIB, FitError, fit_model, fits
+from planning.instances import InstanceType, load_instances
 from tests.conftest import plan_for
 from tests.test_config import parse
 from tools import plan as plan_cli

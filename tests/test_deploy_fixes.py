@@ -91,7 +91,7 @@ def test_supported_partitions_pass(region):
 def test_no_ready_replica_alert_waits_out_the_longest_first_start_and_only_that():
     """The critical alert must not page on every first deploy (a first start downloads the model for up to
     `startup_minutes`), yet must still fire for a serving model that lost its replicas."""
-    from components.catalog import load_catalog
+    from planning.catalog import load_catalog
     from components.nim import first_start_minutes, startup_minutes
     catalog = load_catalog()
     models = ("meta/llama3-8b-instruct", "meta/llama-3.1-70b-instruct")

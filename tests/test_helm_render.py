@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from components import versions
+from planning import versions
 from tests import conformance, helm_render
 from tests.conftest import needs_dir, needs_reference, plan_for, unavailable
 from tools import mockrun

@@ -478,8 +478,8 @@ def test_comma_separated_families_are_accepted():
 def test_every_gpu_type_has_the_local_nvme_the_node_pool_requires():
     """The NodePool asks for local NVMe; a priced GPU type without enough would never launch (or its images would
     fill the small root volume): every type in the GPU families must have it."""
-    from components.gpus import GPU_FAMILIES
-    from components.instances import load_instances
+    from planning.gpus import GPU_FAMILIES
+    from planning.instances import load_instances
     from components.karpenter import MIN_LOCAL_NVME_GB
     types = load_instances().in_families(GPU_FAMILIES)
     assert types

@@ -8,8 +8,8 @@ import shlex
 
 import pytest
 
-from components.config import CLUSTER_LOG_TYPES, LOG_RETENTION_DAYS
-from components.cost import estimate, load_prices
+from planning.config import CLUSTER_LOG_TYPES, LOG_RETENTION_DAYS
+from planning.cost import estimate, load_prices
 from tests.conftest import ROOT, plan_for
 from tests.test_config import parse, problems
 

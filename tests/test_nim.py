@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from components.catalog import load_catalog
-from components.gpus import GPU_TYPES
+from planning.catalog import load_catalog
+from planning.gpus import GPU_TYPES
 from components.nim import docker_config, startup_minutes
 from tests.conftest import plan_for
 from tests.test_config import problems

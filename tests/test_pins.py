@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from components import versions
-from components.catalog import load_catalog
+from planning import versions
+from planning.catalog import load_catalog
 from tests.conftest import plan_for
 from tests.test_nim import THREE
 

@@ -66,7 +66,8 @@ def test_unknown_stack_and_bad_set(capsys):
 def test_encrypted_values_become_placeholder_secrets(tmp_path):
     for name in ("__main__.py", "models.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "components", tmp_path / "components")
+    for package in ("components", "parts", "planning"):
+        shutil.copytree(ROOT / package, tmp_path / package)
     (tmp_path / "Pulumi.enc.yaml").write_text(
         "config:\n  aws:region: eu-west-1\n  nim-on-eks:ngc_api_key:\n    secure: v1:AAAA\n"
         "  nim-on-eks:nim_models: '[\"meta/llama-3.2-1b-instruct\"]'\n")

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-from components.cost import render as render_cost
+from planning.cost import render as render_cost
 from tools import checks, mockrun, opaque
 
 # Extra sections (cost, ...) register here: each takes the Plan and returns

@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import yaml
 
-from components.gpus import GPU_TYPES
+from planning.gpus import GPU_TYPES
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "models.yaml"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from components.gpus import FAMILY_GPU
+from planning.gpus import FAMILY_GPU
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "instance_types.yaml"
 

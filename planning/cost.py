@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
-from components import versions
-from components.catalog import CatalogModel
-from components.config import ModelRequest, StackConfig
-from components.gpus import GPU_FAMILIES, FitError, fit_model
-from components.instances import InstanceData, load_instances
+from planning import versions
+from planning.catalog import CatalogModel
+from planning.config import ModelRequest, StackConfig
+from planning.gpus import GPU_FAMILIES, FitError, fit_model
+from planning.instances import InstanceData, load_instances
 from components.webui import DATA_VOLUME_GB
 
 PRICES = Path(__file__).resolve().parent.parent / "data" / "prices.yaml"

@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.versions import ChartPin
+from planning.versions import ChartPin
 
 
 def release(resource_name: str, chart: ChartPin, *, name: str, namespace: str, values: dict[str, Any],

@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 import pulumi
 
-from components import versions
-from components.catalog import Catalog
-from components.gpus import GPU_FAMILIES, FitError, fit_model
-from components.instances import load_instances
+from planning import versions
+from planning.catalog import Catalog
+from planning.gpus import GPU_FAMILIES, FitError, fit_model
+from planning.instances import load_instances
 
 NAMESPACE = "nim-on-eks"
 

@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components import versions
+from planning import versions
 
 
 def eks_addon(resource_name: str, addon_name: str, *, cluster_name: pulumi.Input[str], provider: aws.Provider,
