@@ -11,9 +11,7 @@ import pulumi_kubernetes as k8s
 
 from parts import addons
 from planning import iam, versions
-
-# Label every core node carries; components pin system workloads to it so they never land on GPU nodes.
-CORE_NODE_LABEL = {"nim-on-eks/node-pool": "core"}
+from planning.scheduling import CORE_NODE_LABEL
 
 
 def control_plane_log_group(cluster_name: str) -> str:

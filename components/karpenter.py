@@ -18,19 +18,10 @@ import pulumi_kubernetes as k8s
 
 from parts import helm
 from planning import iam, versions
-from components.cluster import CORE_NODE_LABEL
+from planning.scheduling import (CORE_NODE_LABEL, CPU_NODE_LABELS, CRITICAL_ADDONS_TOLERATION, GPU_NODE_LABELS,
+                                 GPU_NODE_SELECTOR, GPU_TAINT, GPU_TOLERATION)
 
 SERVICE_ACCOUNT = "karpenter"
-POOL_LABEL = "nim-on-eks/node-pool"  # core (the managed node group), gpu or cpu (Karpenter's pools)
-GPU_NODE_SELECTOR = {POOL_LABEL: "gpu"}
-GPU_NODE_LABELS = {**GPU_NODE_SELECTOR, "nvidia.com/gpu.present": "true"}
-CPU_NODE_LABELS = {POOL_LABEL: "cpu"}
-# Required node affinity of everything that must never land on a GPU node: the core nodes or the CPU pool.
-NON_GPU_AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-    {"matchExpressions": [{"key": POOL_LABEL, "operator": "In",
-                           "values": [CORE_NODE_LABEL[POOL_LABEL], CPU_NODE_LABELS[POOL_LABEL]]}]}]}}}
-GPU_TAINT = {"key": "nvidia.com/gpu", "effect": "NoSchedule"}
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 # CPU nodes for Open WebUI, benchmark pods and overflow of system pods: bounded like the GPU pool.
 CPU_POOL_LIMIT_VCPU = 64
 # GPU nodes keep images and the kubelet on their local NVMe (RAID0), so the root volume holds only the OS; an
@@ -382,7 +373,7 @@ class Karpenter(pulumi.ComponentResource):
             namespace="kube-system",
             values={
                 "nodeSelector": GPU_NODE_SELECTOR,
-                "tolerations": [GPU_TOLERATION, {"key": "CriticalAddonsOnly", "operator": "Exists"}],
+                "tolerations": [GPU_TOLERATION, CRITICAL_ADDONS_TOLERATION],
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             },
             provider=args.k8s_provider, parent=self,

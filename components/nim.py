@@ -20,13 +20,12 @@ import pulumi_kubernetes as k8s
 
 from planning.catalog import CatalogModel
 from planning.config import ModelRequest
-from planning.gpus import GPU_TYPES
-from components.karpenter import GPU_NODE_SELECTOR, GPU_TOLERATION, POOL_LABEL
+from planning.scheduling import GPU_TOLERATION, gpu_node_affinity
+from planning.workloads import NIM_UID
 
 PORT = 8000
 PORT_NAME = "http-openai"
 CACHE_PATH = "/model-store"
-NIM_UID = 1000  # NIM containers run as uid/gid 1000 (NVIDIA NIM for LLMs docs; FACTS.md); the EFS access points too
 PULL_SECRET = "ngc-secret"
 API_KEY_SECRET = "ngc-api"
 
@@ -79,24 +78,6 @@ class NimNamespace(pulumi.ComponentResource):
             opts=secret_opts,
         )
         self.register_outputs({"namespace": args.namespace})
-
-
-def gpu_node_affinity(gpu_types: tuple[str, ...], gpus: int, capacity_types: tuple[str, ...]) -> dict[str, Any]:
-    """Only GPU nodes whose GPU type holds the model with `gpus` GPUs, with at least that many, of the capacity types.
-
-    One term per GPU type (terms are ORed); A100 40 GB and 80 GB share a name, so the memory per GPU tells them apart.
-    """
-    terms = []
-    for gpu_type in gpu_types:
-        gpu = GPU_TYPES[gpu_type]
-        terms.append({"matchExpressions": [
-            {"key": POOL_LABEL, "operator": "In", "values": [GPU_NODE_SELECTOR[POOL_LABEL]]},
-            {"key": "karpenter.k8s.aws/instance-gpu-name", "operator": "In", "values": [gpu.label]},
-            {"key": "karpenter.k8s.aws/instance-gpu-memory", "operator": "Gt", "values": [str(gpu.memory_mib - 1)]},
-            {"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "Gt", "values": [str(gpus - 1)]},
-            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(capacity_types)},
-        ]})
-    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}
 
 
 def startup_minutes(cache_gib: int) -> int:

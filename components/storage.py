@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 
 from parts import addons
 from planning import iam
-from components.nim import NIM_UID
+from planning.workloads import NIM_UID
 from components.waiters import EBS_CSI_DRIVER, EFS_CSI_DRIVER, VolumesReleased
 
 EFS_STORAGE_CLASS = "efs"

@@ -9,18 +9,11 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from planning import versions
-from components.karpenter import CPU_NODE_LABELS, NON_GPU_AFFINITY, POOL_LABEL
+from planning.scheduling import CPU_NODE_AFFINITY
+from planning.workloads import OPEN_WEBUI_DATA_GB
 from components.nim import PULL_SECRET
 
 NAMESPACE = "open-webui"
-DATA_VOLUME_GB = 10  # accounts, chats, settings and its embedding model (also priced by the cost estimate)
-# Any node but a GPU node: the core nodes or Karpenter's CPU pool (preferred, so the core stays small).
-CPU_NODE_AFFINITY = {"nodeAffinity": {
-    **NON_GPU_AFFINITY["nodeAffinity"],
-    "preferredDuringSchedulingIgnoredDuringExecution": [
-        {"weight": 100, "preference": {"matchExpressions": [
-            {"key": POOL_LABEL, "operator": "In", "values": [CPU_NODE_LABELS[POOL_LABEL]]}]}}],
-}}
 
 
 def openai_env(urls: list[str]) -> dict[str, str]:
@@ -63,7 +56,7 @@ class OpenWebUI(pulumi.ComponentResource):
             metadata={"name": "open-webui-data", "namespace": NAMESPACE, "labels": labels,
                       "annotations": {"pulumi.com/skipAwait": "true"}},
             spec={"accessModes": ["ReadWriteOnce"], "storageClassName": args.storage_class,
-                  "resources": {"requests": {"storage": f"{DATA_VOLUME_GB}Gi"}}},
+                  "resources": {"requests": {"storage": f"{OPEN_WEBUI_DATA_GB}Gi"}}},
             opts=in_ns,
         )
         env = [{"name": k, "value": v} for k, v in openai_env(args.model_urls).items()]

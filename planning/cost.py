@@ -19,7 +19,7 @@ from planning.catalog import CatalogModel
 from planning.config import ModelRequest, StackConfig
 from planning.gpus import GPU_FAMILIES, FitError, fit_model
 from planning.instances import InstanceData, load_instances
-from components.webui import DATA_VOLUME_GB
+from planning.workloads import OPEN_WEBUI_DATA_GB as DATA_VOLUME_GB
 
 PRICES = Path(__file__).resolve().parent.parent / "data" / "prices.yaml"
 OPEN_WEBUI_VOLUME_GB = DATA_VOLUME_GB  # the component's own figure
