@@ -117,12 +117,12 @@ def alertmanager_config(topic_arn: pulumi.Input[str], region: str, cluster_name:
     }
 
 
-def publish_policy(topic_arn: str) -> dict[str, Any]:
+def publish_policy(topic_arn: pulumi.Input[str]) -> dict[str, Any]:
     """Alertmanager's role: publish to this one topic, nothing else (the SNS managed key needs no grant)."""
     return iam.document({"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn})
 
 
-def topic_policy(topic_arn: str, publisher_role_arn: str) -> dict[str, Any]:
+def topic_policy(topic_arn: pulumi.Input[str], publisher_role_arn: pulumi.Input[str]) -> dict[str, Any]:
     """Replaces SNS's default topic policy (every principal of the account may manage, subscribe and publish):
     Alertmanager's role may publish; nothing may publish without TLS."""
     return iam.document(
@@ -187,13 +187,12 @@ class Alerts(pulumi.ComponentResource):
         )
         publish = aws.iam.RolePolicy(
             f"{name}-alertmanager-publish", role=self.role.name,
-            policy=self.topic.arn.apply(lambda arn: iam.to_json(publish_policy(arn))), opts=aws_opts,
+            policy=iam.to_json_output(publish_policy(self.topic.arn)), opts=aws_opts,
         )
         self.topic_policy = aws.sns.TopicPolicy(
             f"{name}-topic",
             arn=self.topic.arn,
-            policy=pulumi.Output.all(self.topic.arn, self.role.arn).apply(
-                lambda arns: iam.to_json(topic_policy(arns[0], arns[1]))),
+            policy=iam.to_json_output(topic_policy(self.topic.arn, self.role.arn)),
             opts=aws_opts,
         )
         # Pods get the role's credentials only if the association exists when they start: Alertmanager waits for it.

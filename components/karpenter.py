@@ -40,7 +40,8 @@ INTERRUPTION_EVENTS = {
 
 
 def controller_policies(
-    partition: str, region: str, account: str, cluster: str, node_role_arn: str, queue_arn: str
+    partition: str, region: str, account: str, cluster: str, node_role_arn: pulumi.Input[str],
+    queue_arn: pulumi.Input[str],
 ) -> dict[str, dict[str, Any]]:
     """The controller's permissions, one document per upstream managed policy."""
     ec2 = f"arn:{partition}:ec2:{region}"
@@ -128,7 +129,7 @@ def controller_policies(
     }
 
 
-def queue_policy(queue_arn: str) -> dict[str, Any]:
+def queue_policy(queue_arn: pulumi.Input[str]) -> dict[str, Any]:
     """EventBridge (and SQS) may send; nothing may use the queue without TLS."""
     return iam.document(
         {"Sid": "AllowEventBridge", "Effect": "Allow",
@@ -218,7 +219,7 @@ class Karpenter(pulumi.ComponentResource):
         )
         queue_policy_resource = aws.sqs.QueuePolicy(
             f"{name}-interruption", queue_url=self.queue.url,
-            policy=self.queue.arn.apply(lambda arn: iam.to_json(queue_policy(arn))), opts=aws_opts,
+            policy=iam.to_json_output(queue_policy(self.queue.arn)), opts=aws_opts,
         )
         rules = []
         for key, (source, detail_type) in INTERRUPTION_EVENTS.items():
@@ -240,16 +241,17 @@ class Karpenter(pulumi.ComponentResource):
             description=f"Karpenter controller of {cluster}",
             opts=aws_opts,
         )
-        documents = pulumi.Output.all(self.node_role.arn, self.queue.arn).apply(
-            lambda arns: {k: iam.to_json(doc) for k, doc in controller_policies(
-                args.partition, args.region, args.account_id, cluster, arns[0], arns[1]).items()}
-        )
+        documents = controller_policies(args.partition, args.region, args.account_id, cluster,
+                                        self.node_role.arn, self.queue.arn)
         controller_attachments = []
-        for key in ("node-lifecycle", "iam-integration", "eks-integration", "interruption", "zonal-shift",
-                    "resource-discovery"):
+        for key, document in documents.items():
             policy = aws.iam.Policy(
                 f"{name}-controller-{key}", description=f"Karpenter controller ({key}) for {cluster}",
-                policy=documents.apply(lambda docs, k=key: docs[k]), opts=aws_opts,
+                policy=iam.to_json_output(document),
+                # Only two documents name the node role or the queue, but every policy has always been created after
+                # both and deleted before them (stacks already up record that order): kept, not left to chance.
+                opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider,
+                                            depends_on=[self.node_role, self.queue]),
             )
             controller_attachments.append(aws.iam.RolePolicyAttachment(
                 f"{name}-controller-{key}", role=self.controller_role.name, policy_arn=policy.arn, opts=aws_opts,

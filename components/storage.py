@@ -26,7 +26,7 @@ def ia_transition(days: int) -> str:
     return "AFTER_1_DAY" if days == 1 else f"AFTER_{days}_DAYS"
 
 
-def efs_policy(file_system_arn: str) -> dict:
+def efs_policy(file_system_arn: pulumi.Input[str]) -> dict:
     """Clients may mount and write only through a mount target, and only over TLS (the CSI driver's default)."""
     return iam.document(
         {"Sid": "DenyNonTLS", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "*", "Resource": file_system_arn,
@@ -96,7 +96,7 @@ class Storage(pulumi.ComponentResource):
         aws.efs.FileSystemPolicy(
             f"{name}-efs",
             file_system_id=self.file_system.id,
-            policy=self.file_system.arn.apply(lambda arn: iam.to_json(efs_policy(arn))),
+            policy=iam.to_json_output(efs_policy(self.file_system.arn)),
             opts=aws_opts,
         )
         # NFS from the whole VPC: Karpenter's nodes use the security groups their EC2NodeClass selects, not the

@@ -1,9 +1,12 @@
-"""IAM policy documents as plain data: built by pure functions, linted with parliament in the tests."""
+"""IAM policy documents as plain data: built by pure functions, linted with parliament in the tests; and how a
+document becomes the JSON AWS gets (`to_json`, or `to_json_output` when it holds ARNs of resources being created)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+import pulumi
 
 VERSION = "2012-10-17"
 
@@ -28,7 +31,14 @@ def document(*statements: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_json(doc: dict[str, Any]) -> str:
+    """Sorted keys: the bytes every stack already has, so no policy shows a diff."""
     return json.dumps(doc, sort_keys=True)
+
+
+def to_json_output(doc: pulumi.Input[dict[str, Any]]) -> pulumi.Output[str]:
+    """`to_json` of a document holding Outputs (an ARN of a resource being created): the same bytes, and the
+    policy waits for the resources whose Outputs it holds."""
+    return pulumi.Output.json_dumps(doc, sort_keys=True)
 
 
 def service_trust(*services: str, actions: tuple[str, ...] = ("sts:AssumeRole",)) -> dict[str, Any]:
