@@ -35,6 +35,8 @@ if alerts_warning := receiver_warning(cfg.monitoring, cfg.alert_email):
 aws_provider = aws.Provider(
     "aws", region=cfg.region, default_tags=aws.ProviderDefaultTagsArgs(tags=cfg.aws_tags)
 )
+# Providers are given once, to each component; every resource inside takes the one of its package from its parent.
+aws_only = pulumi.ResourceOptions(providers=[aws_provider])
 zones = aws.get_availability_zones(
     state="available",
     filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
@@ -53,8 +55,8 @@ network = Network(
         vpc_cidr=cfg.vpc_cidr,
         azs=azs,
         single_nat_gateway=cfg.single_nat_gateway,
-        provider=aws_provider,
     ),
+    opts=aws_only,
 )
 
 # --- cluster ---------------------------------------------------------------------------------------------
@@ -72,13 +74,16 @@ cluster = Cluster(
         core_disk_gb=cfg.core_disk_gb,
         log_types=cfg.cluster_log_types,
         log_retention_days=cfg.cluster_log_retention_days,
-        aws_provider=aws_provider,
         partition=partition.partition,
         admin_arns=cfg.cluster_admins,
         tags=cfg.aws_tags,
         network_egress=network.egress,
     ),
+    opts=aws_only,  # the cluster makes the Kubernetes provider itself
 )
+# Every component after the cluster: AWS resources through the AWS provider, Kubernetes objects into this cluster.
+aws_and_k8s = pulumi.ResourceOptions(providers=[aws_provider, cluster.provider])
+k8s_only = pulumi.ResourceOptions(providers=[cluster.provider])
 
 # --- GPU capacity: Karpenter launches (spot-first) GPU nodes for the models ----------------------------------
 capacity = Karpenter(
@@ -95,11 +100,10 @@ capacity = Karpenter(
         gpu_limit=cfg.gpu_limit,
         ami_alias=cfg.ami_alias,
         gpu_root_volume_gb=cfg.gpu_root_volume_gb,
-        aws_provider=aws_provider,
-        k8s_provider=cluster.provider,
         depends_on=[cluster.pod_identity_agent],
         tags=cfg.aws_tags,
     ),
+    opts=aws_and_k8s,
 )
 
 # --- storage: the EFS model cache every replica shares, and gp3 block storage --------------------------------
@@ -114,13 +118,12 @@ storage = Storage(
         private_subnet_ids=network.private_subnet_ids,
         oidc_provider_arn=cluster.oidc_provider_arn,
         oidc_issuer=cluster.oidc_issuer,
-        aws_provider=aws_provider,
-        k8s_provider=cluster.provider,
         kubeconfig=cluster.kubeconfig,
         depends_on=[cluster.pod_identity_agent],
         efs_backups=cfg.efs_backups,
         efs_ia_after_days=cfg.efs_ia_after_days,
     ),
+    opts=aws_and_k8s,
 )
 
 # --- monitoring: Prometheus, Grafana, the NIM dashboard, GPU metrics, and the HPA's metric -----------------
@@ -138,11 +141,10 @@ monitoring = (
             model_first_start_minutes=max(first_start_minutes(catalog.models[m.name].cache_gib) for m in cfg.models),
             alert_email=cfg.alert_email,
             eks_cluster_name=cluster.cluster_name,
-            aws_provider=aws_provider,
-            k8s_provider=cluster.provider,
             # Prometheus' volume: on destroy the release goes before its EBS volume is waited for
             depends_on=[storage.gp3_storage_class, storage.volumes_released],
         ),
+        opts=aws_and_k8s,
     )
     if cfg.monitoring
     else None
@@ -151,7 +153,8 @@ monitoring = (
 # --- one NimModel per configured model -------------------------------------------------------------------------
 nim_namespace = NimNamespace(
     f"{cfg.cluster_name}-nim",
-    NimNamespaceArgs(namespace=cfg.nim_namespace, ngc_api_key=ngc_api_key, k8s_provider=cluster.provider),
+    NimNamespaceArgs(namespace=cfg.nim_namespace, ngc_api_key=ngc_api_key),
+    opts=k8s_only,
 )
 models = [
     NimModel(
@@ -161,7 +164,6 @@ models = [
             entry=catalog.models[model.name],
             namespace=cfg.nim_namespace,
             storage_class=storage.efs_class_name,
-            k8s_provider=cluster.provider,
             autoscaling=monitoring is not None,
             service_monitor_labels=monitoring.monitor_labels if monitoring else None,
             # GPU capacity, the cache and the metrics pipeline exist first; on destroy the models go first, so pods
@@ -170,6 +172,7 @@ models = [
             depends_on=[nim_namespace, storage.efs_storage_class, storage.volumes_released, capacity.gpu_node_pool,
                         capacity.device_plugin, *(monitoring.ready if monitoring else [])],
         ),
+        opts=k8s_only,
     )
     for model in cfg.models
 ]
@@ -181,9 +184,9 @@ webui = (
         OpenWebUIArgs(
             model_urls=[m.url for m in models],
             storage_class=storage.gp3_class_name,
-            k8s_provider=cluster.provider,
             depends_on=[storage.gp3_storage_class, storage.volumes_released, capacity.cpu_node_pool],
         ),
+        opts=k8s_only,
     )
     if cfg.open_webui
     else None
@@ -191,8 +194,8 @@ webui = (
 genai_perf = (
     GenAiPerf(
         f"{cfg.cluster_name}-genai-perf",
-        GenAiPerfArgs(namespace=cfg.nim_namespace, k8s_provider=cluster.provider,
-                      depends_on=[nim_namespace, capacity.cpu_node_pool]),
+        GenAiPerfArgs(namespace=cfg.nim_namespace, depends_on=[nim_namespace, capacity.cpu_node_pool]),
+        opts=k8s_only,
     )
     if cfg.genai_perf
     else None

@@ -152,7 +152,6 @@ class AlertsArgs:
     email: str
     namespace: str  # Alertmanager's namespace and service account, as the chart renders them
     service_account: str
-    aws_provider: aws.Provider
 
 
 class Alerts(pulumi.ComponentResource):
@@ -164,36 +163,36 @@ class Alerts(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AlertsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nim-on-eks:index:Alerts", name, None, opts)
-        aws_opts = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
+        child = pulumi.ResourceOptions(parent=self)
 
         self.topic = aws.sns.Topic(
             f"{name}-topic",
             name=topic_name(args.cluster_name),
             display_name=f"{args.cluster_name} alerts",  # the sender name of the emails
             kms_master_key_id=SNS_MANAGED_KEY,
-            opts=aws_opts,
+            opts=child,
         )
         # SNS emails the address a confirmation link; nothing is delivered until it is accepted. An unconfirmed
         # subscription cannot be deleted through the API (SNS drops it after 48 hours) and goes with the topic.
         self.subscription = aws.sns.TopicSubscription(
-            f"{name}-email", topic=self.topic.arn, protocol="email", endpoint=args.email, opts=aws_opts,
+            f"{name}-email", topic=self.topic.arn, protocol="email", endpoint=args.email, opts=child,
         )
 
         self.role = aws.iam.Role(
             f"{name}-alertmanager",
             assume_role_policy=iam.to_json(iam.pod_identity_trust()),
             description=f"Alertmanager of {args.cluster_name}: publishes alerts to SNS",
-            opts=aws_opts,
+            opts=child,
         )
         publish = aws.iam.RolePolicy(
             f"{name}-alertmanager-publish", role=self.role.name,
-            policy=iam.to_json_output(publish_policy(self.topic.arn)), opts=aws_opts,
+            policy=iam.to_json_output(publish_policy(self.topic.arn)), opts=child,
         )
         self.topic_policy = aws.sns.TopicPolicy(
             f"{name}-topic",
             arn=self.topic.arn,
             policy=iam.to_json_output(topic_policy(self.topic.arn, self.role.arn)),
-            opts=aws_opts,
+            opts=child,
         )
         # Pods get the role's credentials only if the association exists when they start: Alertmanager waits for it.
         self.association = aws.eks.PodIdentityAssociation(
@@ -202,7 +201,7 @@ class Alerts(pulumi.ComponentResource):
             namespace=args.namespace,
             service_account=args.service_account,
             role_arn=self.role.arn,
-            opts=aws_opts,
+            opts=child,
         )
 
         self.ready = [self.association, publish, self.topic_policy, self.subscription]

@@ -32,7 +32,6 @@ class ClusterArgs:
     core_disk_gb: int
     log_types: tuple[str, ...]  # control-plane log types; () sends none and creates no log group
     log_retention_days: int
-    aws_provider: aws.Provider
     partition: str  # aws, aws-us-gov: every ARN the component writes itself
     admin_arns: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
@@ -54,7 +53,7 @@ class Cluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nim-on-eks:index:Cluster", name, None, opts)
-        aws_opts = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
+        child = pulumi.ResourceOptions(parent=self)
         self.name = args.cluster_name
         self.version = args.version
 
@@ -65,7 +64,7 @@ class Cluster(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=7,
             tags=args.tags,
-            opts=aws_opts,
+            opts=child,
         )
 
         # Control-plane logs go to the log group /aws/eks/<cluster>/cluster. Left to EKS, that group is created by
@@ -79,7 +78,7 @@ class Cluster(pulumi.ComponentResource):
                 name=control_plane_log_group(args.cluster_name),
                 retention_in_days=args.log_retention_days,
                 tags=args.tags,
-                opts=aws_opts,
+                opts=child,
             )
             if args.log_types
             else None
@@ -115,7 +114,7 @@ class Cluster(pulumi.ComponentResource):
             enabled_cluster_log_types=list(args.log_types) or None,
             encryption_config_key_arn=self.secrets_key.arn,
             tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, providers={"aws": args.aws_provider},
+            opts=pulumi.ResourceOptions(parent=self,
                                         depends_on=[self.log_group] if self.log_group else None),
         )
         self.kubeconfig = pulumi.Output.secret(self.eks.kubeconfig_json)
@@ -139,14 +138,14 @@ class Cluster(pulumi.ComponentResource):
             assume_role_policy=iam.to_json(iam.service_trust("ec2.amazonaws.com")),
             description=f"Core node group of {args.cluster_name}",
             tags=args.tags,
-            opts=aws_opts,
+            opts=child,
         )
         attachments = [
             aws.iam.RolePolicyAttachment(
                 f"{name}-core-node-{key}",
                 role=self.node_role.name,
                 policy_arn=iam.managed_policy_arn(iam.MANAGED[key], args.partition),
-                opts=aws_opts,
+                opts=child,
             )
             for key in iam.NODE_POLICIES
         ]
@@ -170,7 +169,7 @@ class Cluster(pulumi.ComponentResource):
                 for kind in ("instance", "volume")
             ],
             tags=args.tags,
-            opts=aws_opts,
+            opts=child,
         )
         self.core_node_group = aws.eks.NodeGroup(
             f"{name}-core",
@@ -192,7 +191,7 @@ class Cluster(pulumi.ComponentResource):
             tags=args.tags,
             # Destroy removes the node group before its role loses its policies, so nodes drain cleanly.
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.aws_provider, depends_on=[self.eks, *attachments, *args.network_egress],
+                parent=self, depends_on=[self.eks, *attachments, *args.network_egress],
                 ignore_changes=["scalingConfig.desiredSize"],  # let the cluster scale it without drift
             ),
         )
@@ -200,13 +199,13 @@ class Cluster(pulumi.ComponentResource):
         # Pod Identity agent: Karpenter and other controllers get AWS credentials through it.
         self.pod_identity_agent = addons.eks_addon(
             f"{name}-pod-identity-agent", "eks-pod-identity-agent", cluster_name=self.cluster_name,
-            provider=args.aws_provider, parent=self, depends_on=[self.eks], tags=args.tags,
+            parent=self, depends_on=[self.eks], tags=args.tags,
         )
 
         # CoreDNS as a managed add-on (it replaces the self-managed one EKS bootstraps), once nodes can run it: created
         # before the nodes exist it would stay DEGRADED and time out.
         self.coredns = addons.eks_addon(
-            f"{name}-coredns", "coredns", cluster_name=self.cluster_name, provider=args.aws_provider, parent=self,
+            f"{name}-coredns", "coredns", cluster_name=self.cluster_name, parent=self,
             depends_on=[self.core_node_group], tags=args.tags,
         )
 

@@ -164,8 +164,6 @@ class KarpenterArgs:
     gpu_limit: int
     ami_alias: str
     gpu_root_volume_gb: int
-    aws_provider: aws.Provider
-    k8s_provider: k8s.Provider
     depends_on: list[pulumi.Resource] = field(default_factory=list)  # the cluster's Pod Identity agent
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -180,7 +178,7 @@ class Karpenter(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nim-on-eks:index:Karpenter", name, None, opts)
-        aws_opts = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
+        child = pulumi.ResourceOptions(parent=self)
         cluster = args.cluster_name
 
         # --- nodes: role, cluster access, discovery tag on the cluster security group
@@ -188,25 +186,25 @@ class Karpenter(pulumi.ComponentResource):
             f"{name}-node-role",
             assume_role_policy=iam.to_json(iam.service_trust("ec2.amazonaws.com")),
             description=f"Nodes Karpenter launches for {cluster}",
-            opts=aws_opts,
+            opts=child,
         )
         node_attachments = [
             aws.iam.RolePolicyAttachment(
                 f"{name}-node-{key}", role=self.node_role.name,
-                policy_arn=iam.managed_policy_arn(iam.MANAGED[key], args.partition), opts=aws_opts,
+                policy_arn=iam.managed_policy_arn(iam.MANAGED[key], args.partition), opts=child,
             )
             for key in iam.NODE_POLICIES
         ]
         # Authentication mode API: nodes join through an access entry, not aws-auth.
         access_entry = aws.eks.AccessEntry(
             f"{name}-node", cluster_name=args.eks_cluster_name, principal_arn=self.node_role.arn, type="EC2_LINUX",
-            opts=aws_opts,
+            opts=child,
         )
         # Karpenter's nodes join the cluster security group EKS created (control plane and core nodes are in it, and
         # it admits all traffic between its members), found by this tag.
         sg_tag = aws.ec2.Tag(
             f"{name}-sg-discovery", resource_id=args.cluster_security_group_id,
-            key="karpenter.sh/discovery", value=cluster, opts=aws_opts,
+            key="karpenter.sh/discovery", value=cluster, opts=child,
         )
 
         # --- interruption handling: spot warnings, rebalance, health and state changes reach the controller
@@ -215,11 +213,11 @@ class Karpenter(pulumi.ComponentResource):
             name=f"{cluster}-karpenter",
             message_retention_seconds=300,
             sqs_managed_sse_enabled=True,
-            opts=aws_opts,
+            opts=child,
         )
         queue_policy_resource = aws.sqs.QueuePolicy(
             f"{name}-interruption", queue_url=self.queue.url,
-            policy=iam.to_json_output(queue_policy(self.queue.arn)), opts=aws_opts,
+            policy=iam.to_json_output(queue_policy(self.queue.arn)), opts=child,
         )
         rules = []
         for key, (source, detail_type) in INTERRUPTION_EVENTS.items():
@@ -227,11 +225,11 @@ class Karpenter(pulumi.ComponentResource):
                 f"{name}-{key}",
                 description=f"Karpenter interruption handling for {cluster}: {detail_type}",
                 event_pattern=pulumi.Output.json_dumps({"source": [source], "detail-type": [detail_type]}),
-                opts=aws_opts,
+                opts=child,
             )
             rules.append(aws.cloudwatch.EventTarget(
                 f"{name}-{key}", rule=rule.name, arn=self.queue.arn, target_id="KarpenterInterruptionQueueTarget",
-                opts=aws_opts,
+                opts=child,
             ))
 
         # --- controller IAM through EKS Pod Identity
@@ -239,7 +237,7 @@ class Karpenter(pulumi.ComponentResource):
             f"{name}-controller-role",
             assume_role_policy=iam.to_json(iam.pod_identity_trust()),
             description=f"Karpenter controller of {cluster}",
-            opts=aws_opts,
+            opts=child,
         )
         documents = controller_policies(args.partition, args.region, args.account_id, cluster,
                                         self.node_role.arn, self.queue.arn)
@@ -250,16 +248,15 @@ class Karpenter(pulumi.ComponentResource):
                 policy=iam.to_json_output(document),
                 # Only two documents name the node role or the queue, but every policy has always been created after
                 # both and deleted before them (stacks already up record that order): kept, not left to chance.
-                opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider,
-                                            depends_on=[self.node_role, self.queue]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.node_role, self.queue]),
             )
             controller_attachments.append(aws.iam.RolePolicyAttachment(
-                f"{name}-controller-{key}", role=self.controller_role.name, policy_arn=policy.arn, opts=aws_opts,
+                f"{name}-controller-{key}", role=self.controller_role.name, policy_arn=policy.arn, opts=child,
             ))
         pod_identity = aws.eks.PodIdentityAssociation(
             f"{name}-controller", cluster_name=args.eks_cluster_name, namespace=versions.KARPENTER_NAMESPACE,
             service_account=SERVICE_ACCOUNT, role_arn=self.controller_role.arn,
-            opts=pulumi.ResourceOptions(parent=self, provider=args.aws_provider, depends_on=args.depends_on),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
         )
 
         # --- controller: two replicas on the core node group, never on nodes it launched itself
@@ -276,13 +273,13 @@ class Karpenter(pulumi.ComponentResource):
                     "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
                 },
             },
-            provider=args.k8s_provider, parent=self,
+            parent=self,
             depends_on=[pod_identity, queue_policy_resource, *controller_attachments, *rules, access_entry,
                         *node_attachments, sg_tag],
         )
 
         # --- node classes and pools: created after the controller (its CRDs), deleted while it still runs
-        after_controller = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.release])
+        after_controller = pulumi.ResourceOptions(parent=self, depends_on=[self.release])
         discovery = [{"tags": {"karpenter.sh/discovery": cluster}}]
 
         def node_class(key: str, root_gib: int, **extra: Any) -> k8s.apiextensions.CustomResource:
@@ -342,8 +339,7 @@ class Karpenter(pulumi.ComponentResource):
                     "disruption": disruption,
                     "limits": limits,
                 },
-                opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
-                                            depends_on=[self.release, node_class]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, node_class]),
             )
 
         self.gpu_node_pool = node_pool(
@@ -378,7 +374,7 @@ class Karpenter(pulumi.ComponentResource):
                 "tolerations": [GPU_TOLERATION, CRITICAL_ADDONS_TOLERATION],
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             },
-            provider=args.k8s_provider, parent=self,
+            parent=self,
         )
 
         self.register_outputs({

@@ -122,10 +122,8 @@ class MonitoringArgs:
     prometheus_retention: str
     prometheus_volume_gb: int
     alert_ttft_p90_seconds: float
-    aws_provider: aws.Provider
     # The longest first start of the configured models (NIM's startup window plus a GPU node and the image).
     model_first_start_minutes: int
-    k8s_provider: k8s.Provider
     depends_on: list[pulumi.Resource]  # block storage
     # Alert delivery: with an address, Alertmanager routes alerts to an SNS topic that emails it (components/alerts.py);
     # without, Alertmanager has no receiver. eks_cluster_name: the cluster's name as an Output of the cluster.
@@ -141,25 +139,23 @@ class Monitoring(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nim-on-eks:index:Monitoring", name, None, opts)
-        aws_opts = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider)
+        child = pulumi.ResourceOptions(parent=self)  # providers (AWS, the cluster's Kubernetes) come from opts
 
-        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=k8s_opts)
-        in_namespace = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[namespace])
+        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=child)
+        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
 
         # --- Grafana admin password: random, kept in Secrets Manager, handed to Grafana as a Kubernetes secret
-        password = random.RandomPassword(f"{name}-grafana", length=24, special=False,
-                                         opts=pulumi.ResourceOptions(parent=self))
+        password = random.RandomPassword(f"{name}-grafana", length=24, special=False, opts=child)
         secret_value = pulumi.Output.secret(password.result)
         self.grafana_secret = aws.secretsmanager.Secret(
             f"{name}-grafana",
             name_prefix=f"{args.cluster_name}-grafana-",
             description=f"Grafana admin password of {args.cluster_name}",
             recovery_window_in_days=0,  # destroy and re-create with the same name work at once
-            opts=aws_opts,
+            opts=child,
         )
         aws.secretsmanager.SecretVersion(f"{name}-grafana", secret_id=self.grafana_secret.id,
-                                         secret_string=secret_value, opts=aws_opts)
+                                         secret_string=secret_value, opts=child)
         grafana_admin = k8s.core.v1.Secret(
             f"{name}-grafana-admin",
             metadata={"name": GRAFANA_SECRET, "namespace": NAMESPACE},
@@ -177,8 +173,8 @@ class Monitoring(pulumi.ComponentResource):
                 f"{name}-alerts",
                 AlertsArgs(cluster_name=args.cluster_name, eks_cluster_name=args.eks_cluster_name,
                            email=args.alert_email, namespace=NAMESPACE,
-                           service_account=ALERTMANAGER_SERVICE_ACCOUNT, aws_provider=args.aws_provider),
-                opts=pulumi.ResourceOptions(parent=self),
+                           service_account=ALERTMANAGER_SERVICE_ACCOUNT),
+                opts=child,
             )
             alertmanager_values: dict[str, Any] = {"config": alertmanager_config(
                 self.alerts.topic_arn, args.region, args.cluster_name, NAMESPACE, ALERTMANAGER_SERVICE)}
@@ -241,11 +237,11 @@ class Monitoring(pulumi.ComponentResource):
                 "kubeEtcd": {"enabled": False},
                 "kubeProxy": {"enabled": False},
             },
-            provider=args.k8s_provider, parent=self,
+            parent=self,
             depends_on=[namespace, grafana_admin, *args.depends_on, *(self.alerts.ready if self.alerts else [])],
             timeout=900,  # Prometheus waits for its volume
         )
-        after_stack = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.stack])
+        after_stack = pulumi.ResourceOptions(parent=self, depends_on=[self.stack])
 
         # --- prometheus-adapter: NIM's per-pod load for the HPAs
         self.adapter = helm.release(
@@ -256,7 +252,7 @@ class Monitoring(pulumi.ComponentResource):
                 "affinity": NON_GPU_AFFINITY,
                 "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
             },
-            provider=args.k8s_provider, parent=self, depends_on=[self.stack],
+            parent=self, depends_on=[self.stack],
         )
 
         # --- GPU metrics on GPU nodes only
@@ -267,7 +263,7 @@ class Monitoring(pulumi.ComponentResource):
                 "tolerations": [GPU_TOLERATION],
                 "serviceMonitor": {"enabled": True, "interval": "30s", "additionalLabels": MONITOR_LABELS},
             },
-            provider=args.k8s_provider, parent=self, depends_on=[self.stack],
+            parent=self, depends_on=[self.stack],
         )
 
         # --- the NIM dashboard, picked up by Grafana's sidecar

@@ -54,7 +54,6 @@ class NetworkArgs:
     vpc_cidr: str
     azs: list[str]
     single_nat_gateway: bool
-    provider: aws.Provider
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -66,7 +65,7 @@ class Network(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nim-on-eks:index:Network", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         cluster_tag = {f"kubernetes.io/cluster/{args.cluster_name}": "shared"}
 
         def tags(name_tag: str, **extra: str) -> dict[str, str]:
@@ -122,7 +121,7 @@ class Network(pulumi.ComponentResource):
                         allocation_id=eip.id,
                         subnet_id=public.id,
                         tags=tags(f"{args.cluster_name}-nat-{plan.az}"),
-                        opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[igw]),
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
                     )
                 )
 

@@ -40,7 +40,6 @@ def docker_config(api_key: str) -> str:
 class NimNamespaceArgs:
     namespace: str
     ngc_api_key: pulumi.Output[str]  # a Pulumi secret
-    k8s_provider: k8s.Provider
 
 
 class NimNamespace(pulumi.ComponentResource):
@@ -48,7 +47,7 @@ class NimNamespace(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NimNamespaceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nim-on-eks:index:NimNamespace", name, None, opts)
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider)
+        child = pulumi.ResourceOptions(parent=self)
         self.name = args.namespace
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-ns",
@@ -59,9 +58,9 @@ class NimNamespace(pulumi.ComponentResource):
                 "pod-security.kubernetes.io/enforce": "baseline",
                 "pod-security.kubernetes.io/warn": "restricted",
             }},
-            opts=k8s_opts,
+            opts=child,
         )
-        secret_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.namespace])
+        secret_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         # Both are built from the Pulumi secret, so the key stays encrypted in state and hidden in every output.
         self.pull_secret = k8s.core.v1.Secret(
             f"{name}-pull-secret",
@@ -101,7 +100,6 @@ class NimModelArgs:
     entry: CatalogModel
     namespace: str
     storage_class: str
-    k8s_provider: k8s.Provider
     autoscaling: bool  # an HPA on num_requests_running (needs the monitoring stack's adapter)
     service_monitor_labels: dict[str, str] | None  # None: no ServiceMonitor (no Prometheus Operator)
     depends_on: list[pulumi.Resource] = field(default_factory=list)
@@ -120,7 +118,7 @@ class NimModel(pulumi.ComponentResource):
         app = m.k8s_name
         labels = {"app.kubernetes.io/name": "nim-llm", "app.kubernetes.io/instance": app,
                   "app.kubernetes.io/part-of": "nim-on-eks"}
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=args.depends_on)
+        child = pulumi.ResourceOptions(parent=self, depends_on=args.depends_on)
 
         # One ReadWriteMany cache per model, shared by all its replicas.
         self.cache = k8s.core.v1.PersistentVolumeClaim(
@@ -132,7 +130,7 @@ class NimModel(pulumi.ComponentResource):
                 "resources": {"requests": {"storage": f"{entry.cache_gib}Gi"}},
             },
             # Bound asynchronously by the EFS provisioner; the StatefulSet waits for it anyway.
-            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
                 custom_timeouts=pulumi.CustomTimeouts(create="10m"))),
         )
 
@@ -205,7 +203,7 @@ class NimModel(pulumi.ComponentResource):
                 "selector": {"matchLabels": labels},
                 "template": {"metadata": {"labels": labels}, "spec": pod_spec},
             },
-            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
                 depends_on=[*args.depends_on, self.cache],
                 # a first start waits for a GPU node and downloads the model
                 custom_timeouts=pulumi.CustomTimeouts(create=f"{first_start_minutes(entry.cache_gib)}m",
@@ -219,14 +217,14 @@ class NimModel(pulumi.ComponentResource):
             metadata={"name": app, "namespace": ns, "labels": api_labels},
             spec={"type": "ClusterIP", "selector": labels,
                   "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT_NAME, "protocol": "TCP"}]},
-            opts=k8s_opts,
+            opts=child,
         )
         self.headless_service = k8s.core.v1.Service(
             f"{name}-headless",
             metadata={"name": headless, "namespace": ns, "labels": labels},
             spec={"clusterIP": "None", "selector": labels, "publishNotReadyAddresses": True,
                   "ports": [{"name": PORT_NAME, "port": PORT, "targetPort": PORT_NAME, "protocol": "TCP"}]},
-            opts=k8s_opts,
+            opts=child,
         )
 
         # Evict at most one replica at a time; never block a drain for good (a single replica may go, and a
@@ -236,7 +234,7 @@ class NimModel(pulumi.ComponentResource):
             metadata={"name": app, "namespace": ns, "labels": labels},
             spec={"maxUnavailable": 1, "selector": {"matchLabels": labels},
                   "unhealthyPodEvictionPolicy": "AlwaysAllow"},
-            opts=k8s_opts,
+            opts=child,
         )
 
         self.hpa = None
@@ -259,7 +257,7 @@ class NimModel(pulumi.ComponentResource):
                                       "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
                     },
                 },
-                opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
                     depends_on=[*args.depends_on, self.statefulset])),
             )
         else:
@@ -278,7 +276,7 @@ class NimModel(pulumi.ComponentResource):
                     "namespaceSelector": {"matchNames": [ns]},
                     "endpoints": [{"port": PORT_NAME, "path": entry.metrics_path, "interval": "30s"}],
                 },
-                opts=k8s_opts,
+                opts=child,
             )
 
         self.url = model_url(app, ns)

@@ -49,8 +49,6 @@ class StorageArgs:
     private_subnet_ids: list[pulumi.Input[str]]
     oidc_provider_arn: pulumi.Input[str]
     oidc_issuer: pulumi.Input[str]
-    aws_provider: aws.Provider
-    k8s_provider: k8s.Provider
     kubeconfig: pulumi.Input[str]  # a secret; the volumes-released waiter lists PersistentVolumes with it on destroy
     depends_on: list[pulumi.Resource] = field(default_factory=list)  # the Pod Identity agent
     efs_backups: bool = False
@@ -68,7 +66,7 @@ class Storage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nim-on-eks:index:Storage", name, None, opts)
-        aws_opts = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
+        child = pulumi.ResourceOptions(parent=self)
 
         # --- EFS file system: elastic throughput, because a cold start reads a whole model at once and bursting
         # credits of a fresh, nearly empty file system run out within minutes.
@@ -84,20 +82,20 @@ class Storage(pulumi.ComponentResource):
                 if args.efs_ia_after_days else []
             ),
             tags={"Name": f"{args.cluster_name}-model-cache"},
-            opts=aws_opts,
+            opts=child,
         )
         aws.efs.BackupPolicy(
             f"{name}-efs",
             file_system_id=self.file_system.id,
             # The cache can always be downloaded again; backups would only add cost.
             backup_policy=aws.efs.BackupPolicyBackupPolicyArgs(status="ENABLED" if args.efs_backups else "DISABLED"),
-            opts=aws_opts,
+            opts=child,
         )
         aws.efs.FileSystemPolicy(
             f"{name}-efs",
             file_system_id=self.file_system.id,
             policy=iam.to_json_output(efs_policy(self.file_system.arn)),
-            opts=aws_opts,
+            opts=child,
         )
         # NFS from the whole VPC: Karpenter's nodes use the security groups their EC2NodeClass selects, not the
         # core node group's, so the VPC range is the boundary.
@@ -110,12 +108,12 @@ class Storage(pulumi.ComponentResource):
                 cidr_blocks=[args.vpc_cidr],
             )],
             tags={"Name": f"{args.cluster_name}-efs"},
-            opts=aws_opts,
+            opts=child,
         )
         self.mount_targets = [
             aws.efs.MountTarget(
                 f"{name}-efs-{i}", file_system_id=self.file_system.id, subnet_id=subnet_id,
-                security_groups=[self.security_group.id], opts=aws_opts,
+                security_groups=[self.security_group.id], opts=child,
             )
             for i, subnet_id in enumerate(args.private_subnet_ids)
         ]
@@ -126,22 +124,22 @@ class Storage(pulumi.ComponentResource):
             trust=pulumi.Output.all(args.oidc_provider_arn, args.oidc_issuer).apply(
                 lambda v: iam.to_json(iam.irsa_trust(v[0], v[1], "kube-system", "efs-csi-*"))),
             policy_arn=iam.managed_policy_arn("service-role/AmazonEFSCSIDriverPolicy", args.partition),
-            description=f"EFS CSI driver of {args.cluster_name}", provider=args.aws_provider, parent=self,
+            description=f"EFS CSI driver of {args.cluster_name}", parent=self,
         )
         self.efs_addon = addons.eks_addon(
-            f"{name}-efs-csi", "aws-efs-csi-driver", cluster_name=args.eks_cluster_name, provider=args.aws_provider,
-            parent=self, depends_on=[efs_attachment, *args.depends_on], service_account_role_arn=efs_role.arn,
+            f"{name}-efs-csi", "aws-efs-csi-driver", cluster_name=args.eks_cluster_name, parent=self,
+            depends_on=[efs_attachment, *args.depends_on], service_account_role_arn=efs_role.arn,
         )
 
         # --- EBS CSI driver through Pod Identity (its add-on supports it), for Prometheus and Open WebUI volumes.
         ebs_role, ebs_attachment = addons.service_role(
             f"{name}-ebs-csi", trust=iam.to_json(iam.pod_identity_trust()),
             policy_arn=iam.managed_policy_arn("service-role/AmazonEBSCSIDriverPolicy", args.partition),
-            description=f"EBS CSI driver of {args.cluster_name}", provider=args.aws_provider, parent=self,
+            description=f"EBS CSI driver of {args.cluster_name}", parent=self,
         )
         self.ebs_addon = addons.eks_addon(
-            f"{name}-ebs-csi", "aws-ebs-csi-driver", cluster_name=args.eks_cluster_name, provider=args.aws_provider,
-            parent=self, depends_on=[ebs_attachment, *args.depends_on],
+            f"{name}-ebs-csi", "aws-ebs-csi-driver", cluster_name=args.eks_cluster_name, parent=self,
+            depends_on=[ebs_attachment, *args.depends_on],
             pod_identity_associations=[aws.eks.AddonPodIdentityAssociationArgs(
                 role_arn=ebs_role.arn, service_account="ebs-csi-controller-sa")],
         )
@@ -166,8 +164,7 @@ class Storage(pulumi.ComponentResource):
             reclaim_policy="Delete",
             # Immediate: EFS has a mount target in every AZ, so binding early cannot pin a pod to a wrong zone.
             volume_binding_mode="Immediate",
-            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
-                                        depends_on=[*self.mount_targets, self.efs_addon]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.mount_targets, self.efs_addon]),
         )
         self.gp3_storage_class = k8s.storage.v1.StorageClass(
             f"{name}-gp3",
@@ -181,7 +178,7 @@ class Storage(pulumi.ComponentResource):
             allow_volume_expansion=True,
             # EBS volumes are zonal: wait for the pod so the volume is made in the pod's zone.
             volume_binding_mode="WaitForFirstConsumer",
-            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[self.ebs_addon]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ebs_addon]),
         )
 
         # --- Destroy: deleting a PVC only starts the release of its volume; each driver's controller then deletes the

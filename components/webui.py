@@ -25,22 +25,19 @@ def openai_env(urls: list[str]) -> dict[str, str]:
 class OpenWebUIArgs:
     model_urls: list[str]  # in-cluster /v1 URLs, in config order
     storage_class: str  # gp3
-    k8s_provider: k8s.Provider
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
 class OpenWebUI(pulumi.ComponentResource):
     def __init__(self, name: str, args: OpenWebUIArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nim-on-eks:index:OpenWebUI", name, None, opts)
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider)
+        child = pulumi.ResourceOptions(parent=self)
         labels = {"app.kubernetes.io/name": "open-webui", "app.kubernetes.io/part-of": "nim-on-eks"}
-        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=k8s_opts)
-        in_ns = pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
-                                       depends_on=[namespace, *args.depends_on])
+        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=child)
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace, *args.depends_on])
 
         # Signs Open WebUI's sessions; stable across restarts so users stay logged in.
-        key = random.RandomPassword(f"{name}-secret-key", length=48, special=False,
-                                    opts=pulumi.ResourceOptions(parent=self))
+        key = random.RandomPassword(f"{name}-secret-key", length=48, special=False, opts=child)
         secret = k8s.core.v1.Secret(
             f"{name}-secret",
             metadata={"name": "open-webui", "namespace": NAMESPACE, "labels": labels},
@@ -115,7 +112,6 @@ class OpenWebUI(pulumi.ComponentResource):
 @dataclass
 class GenAiPerfArgs:
     namespace: str  # the NIM namespace, so `--url nim-llm-<model>:8000` resolves
-    k8s_provider: k8s.Provider
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
@@ -144,7 +140,7 @@ class GenAiPerf(pulumi.ComponentResource):
                     "terminationGracePeriodSeconds": 5,
                 }},
             },
-            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=args.depends_on),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
         )
         self.exec = f"kubectl -n {args.namespace} exec -it deploy/genai-perf -- bash"
         self.register_outputs({"exec": self.exec})

@@ -11,7 +11,7 @@ from planning.versions import ChartPin
 
 
 def release(resource_name: str, chart: ChartPin, *, name: str, namespace: str, values: dict[str, Any],
-            provider: k8s.Provider, parent: pulumi.Resource, depends_on: list[pulumi.Resource] | None = None,
+            parent: pulumi.Resource, depends_on: list[pulumi.Resource] | None = None,
             timeout: int = 600) -> k8s.helm.v3.Release:
     """A release of `chart` named `name`; Pulumi waits (up to `timeout` seconds) until its resources are ready."""
     return k8s.helm.v3.Release(
@@ -23,5 +23,5 @@ def release(resource_name: str, chart: ChartPin, *, name: str, namespace: str, v
         namespace=namespace,
         values=values,
         timeout=timeout,
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=depends_on or []),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on or []),
     )
