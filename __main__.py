@@ -100,7 +100,7 @@ capacity = Karpenter(
         gpu_limit=cfg.gpu_limit,
         ami_alias=cfg.ami_alias,
         gpu_root_volume_gb=cfg.gpu_root_volume_gb,
-        depends_on=[cluster.pod_identity_agent],
+        pod_identity_agent=cluster.pod_identity_agent,
         tags=cfg.aws_tags,
     ),
     opts=aws_and_k8s,
@@ -119,7 +119,7 @@ storage = Storage(
         oidc_provider_arn=cluster.oidc_provider_arn,
         oidc_issuer=cluster.oidc_issuer,
         kubeconfig=cluster.kubeconfig,
-        depends_on=[cluster.pod_identity_agent],
+        pod_identity_agent=cluster.pod_identity_agent,
         efs_backups=cfg.efs_backups,
         efs_ia_after_days=cfg.efs_ia_after_days,
     ),
@@ -134,15 +134,14 @@ monitoring = (
             cluster_name=cfg.cluster_name,
             region=cfg.region,
             nim_namespace=cfg.nim_namespace,
-            storage_class=storage.gp3_class_name,
+            storage_class=storage.gp3_storage_class,
+            volumes_released=storage.volumes_released,
             prometheus_retention=cfg.prometheus_retention,
             prometheus_volume_gb=cfg.prometheus_volume_gb,
             alert_ttft_p90_seconds=cfg.alert_ttft_p90_seconds,
             model_first_start_minutes=max(first_start_minutes(catalog.models[m.name].cache_gib) for m in cfg.models),
             alert_email=cfg.alert_email,
             eks_cluster_name=cluster.cluster_name,
-            # Prometheus' volume: on destroy the release goes before its EBS volume is waited for
-            depends_on=[storage.gp3_storage_class, storage.volumes_released],
         ),
         opts=aws_and_k8s,
     )
@@ -162,15 +161,14 @@ models = [
         NimModelArgs(
             model=model,
             entry=catalog.models[model.name],
-            namespace=cfg.nim_namespace,
-            storage_class=storage.efs_class_name,
+            namespace=nim_namespace,
+            storage_class=storage.efs_storage_class,
             autoscaling=monitoring is not None,
             service_monitor_labels=monitoring.monitor_labels if monitoring else None,
-            # GPU capacity, the cache and the metrics pipeline exist first; on destroy the models go first, so pods
-            # drain before the NodePool takes their nodes away, and their cache volumes' release is waited for before
-            # the EFS driver and file system are deleted.
-            depends_on=[nim_namespace, storage.efs_storage_class, storage.volumes_released, capacity.gpu_node_pool,
-                        capacity.device_plugin, *(monitoring.ready if monitoring else [])],
+            volumes_released=storage.volumes_released,
+            gpu_node_pool=capacity.gpu_node_pool,
+            device_plugin=capacity.device_plugin,
+            metrics_pipeline=monitoring.ready if monitoring else [],
         ),
         opts=k8s_only,
     )
@@ -183,8 +181,9 @@ webui = (
         f"{cfg.cluster_name}-open-webui",
         OpenWebUIArgs(
             model_urls=[m.url for m in models],
-            storage_class=storage.gp3_class_name,
-            depends_on=[storage.gp3_storage_class, storage.volumes_released, capacity.cpu_node_pool],
+            storage_class=storage.gp3_storage_class,
+            volumes_released=storage.volumes_released,
+            cpu_node_pool=capacity.cpu_node_pool,
         ),
         opts=k8s_only,
     )
@@ -194,7 +193,7 @@ webui = (
 genai_perf = (
     GenAiPerf(
         f"{cfg.cluster_name}-genai-perf",
-        GenAiPerfArgs(namespace=cfg.nim_namespace, depends_on=[nim_namespace, capacity.cpu_node_pool]),
+        GenAiPerfArgs(namespace=nim_namespace, cpu_node_pool=capacity.cpu_node_pool),
         opts=k8s_only,
     )
     if cfg.genai_perf

@@ -164,7 +164,8 @@ class KarpenterArgs:
     gpu_limit: int
     ami_alias: str
     gpu_root_volume_gb: int
-    depends_on: list[pulumi.Resource] = field(default_factory=list)  # the cluster's Pod Identity agent
+    # The cluster's Pod Identity agent: the controller's association waits for it, so Karpenter starts with credentials.
+    pod_identity_agent: aws.eks.Addon
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -256,7 +257,7 @@ class Karpenter(pulumi.ComponentResource):
         pod_identity = aws.eks.PodIdentityAssociation(
             f"{name}-controller", cluster_name=args.eks_cluster_name, namespace=versions.KARPENTER_NAMESPACE,
             service_account=SERVICE_ACCOUNT, role_arn=self.controller_role.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.pod_identity_agent]),
         )
 
         # --- controller: two replicas on the core node group, never on nodes it launched itself

@@ -21,6 +21,7 @@ import pulumi_random as random
 from parts import helm
 from planning import versions
 from components.alerts import Alerts, AlertsArgs, alertmanager_config
+from components.waiters import VolumesReleased
 from planning.config import WORKLOAD_PREFIX
 from planning.scheduling import GPU_NODE_SELECTOR, GPU_TOLERATION, NON_GPU_AFFINITY
 
@@ -118,13 +119,15 @@ class MonitoringArgs:
     cluster_name: str
     region: str
     nim_namespace: str
-    storage_class: str  # gp3, for Prometheus data
+    # gp3, for Prometheus' data: the release takes the class's name from it, and so waits for it.
+    storage_class: k8s.storage.v1.StorageClass
+    # Prometheus' volume is an EBS volume: on destroy the release goes first, then the waiter waits for the volume.
+    volumes_released: VolumesReleased
     prometheus_retention: str
     prometheus_volume_gb: int
     alert_ttft_p90_seconds: float
     # The longest first start of the configured models (NIM's startup window plus a GPU node and the image).
     model_first_start_minutes: int
-    depends_on: list[pulumi.Resource]  # block storage
     # Alert delivery: with an address, Alertmanager routes alerts to an SNS topic that emails it (components/alerts.py);
     # without, Alertmanager has no receiver. eks_cluster_name: the cluster's name as an Output of the cluster.
     alert_email: str | None = None
@@ -203,7 +206,7 @@ class Monitoring(pulumi.ComponentResource):
                     "retention": args.prometheus_retention,
                     "retentionSize": f"{retention_size_gb}GB",
                     "storageSpec": {"volumeClaimTemplate": {"spec": {
-                        "storageClassName": args.storage_class,  # encrypted gp3
+                        "storageClassName": args.storage_class.metadata.name,  # encrypted gp3
                         "accessModes": ["ReadWriteOnce"],
                         "resources": {"requests": {"storage": f"{args.prometheus_volume_gb}Gi"}},
                     }}},
@@ -238,7 +241,7 @@ class Monitoring(pulumi.ComponentResource):
                 "kubeProxy": {"enabled": False},
             },
             parent=self,
-            depends_on=[namespace, grafana_admin, *args.depends_on, *(self.alerts.ready if self.alerts else [])],
+            depends_on=[namespace, grafana_admin, args.volumes_released, *(self.alerts.ready if self.alerts else [])],
             timeout=900,  # Prometheus waits for its volume
         )
         after_stack = pulumi.ResourceOptions(parent=self, depends_on=[self.stack])

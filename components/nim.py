@@ -22,6 +22,7 @@ from planning.catalog import CatalogModel
 from planning.config import ModelRequest
 from planning.scheduling import GPU_TOLERATION, gpu_node_affinity
 from planning.workloads import NIM_UID
+from components.waiters import VolumesReleased
 
 PORT = 8000
 PORT_NAME = "http-openai"
@@ -96,13 +97,21 @@ def model_url(k8s_name: str, namespace: str) -> str:
 
 @dataclass
 class NimModelArgs:
+    """What a model runs with, and what every object of the model waits for: on `up` GPU capacity, the cache and the
+    metrics pipeline exist first; on `destroy` the model goes first, so its pods drain before the NodePool takes their
+    nodes away, and its cache volume's release is waited for before the EFS driver and file system are deleted."""
+
     model: ModelRequest
     entry: CatalogModel
-    namespace: str
-    storage_class: str
+    namespace: NimNamespace  # the namespace and its NGC secrets (image pull, API key)
+    storage_class: k8s.storage.v1.StorageClass  # EFS: the model cache's claim takes its name from it
     autoscaling: bool  # an HPA on num_requests_running (needs the monitoring stack's adapter)
     service_monitor_labels: dict[str, str] | None  # None: no ServiceMonitor (no Prometheus Operator)
-    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    volumes_released: VolumesReleased  # destroy: the cache's EFS access point is released before the driver goes
+    gpu_node_pool: k8s.apiextensions.CustomResource  # Karpenter's GPU NodePool
+    device_plugin: k8s.helm.v3.Release  # without it GPU nodes advertise no nvidia.com/gpu
+    # What ServiceMonitors and HPAs need first (Monitoring.ready: the Prometheus stack, the adapter); none without it.
+    metrics_pipeline: list[pulumi.Resource] = field(default_factory=list)
 
 
 class NimModel(pulumi.ComponentResource):
@@ -114,11 +123,13 @@ class NimModel(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NimModelArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nim-on-eks:index:NimModel", name, None, opts)
-        m, entry, ns = args.model, args.entry, args.namespace
+        m, entry, ns = args.model, args.entry, args.namespace.name
         app = m.k8s_name
         labels = {"app.kubernetes.io/name": "nim-llm", "app.kubernetes.io/instance": app,
                   "app.kubernetes.io/part-of": "nim-on-eks"}
-        child = pulumi.ResourceOptions(parent=self, depends_on=args.depends_on)
+        waits_for = [args.namespace, args.storage_class, args.volumes_released, args.gpu_node_pool, args.device_plugin,
+                     *args.metrics_pipeline]
+        child = pulumi.ResourceOptions(parent=self, depends_on=waits_for)
 
         # One ReadWriteMany cache per model, shared by all its replicas.
         self.cache = k8s.core.v1.PersistentVolumeClaim(
@@ -126,7 +137,7 @@ class NimModel(pulumi.ComponentResource):
             metadata={"name": f"{app}-cache", "namespace": ns, "labels": labels},
             spec={
                 "accessModes": ["ReadWriteMany"],
-                "storageClassName": args.storage_class,
+                "storageClassName": args.storage_class.metadata.name,
                 "resources": {"requests": {"storage": f"{entry.cache_gib}Gi"}},
             },
             # Bound asynchronously by the EFS provisioner; the StatefulSet waits for it anyway.
@@ -204,7 +215,7 @@ class NimModel(pulumi.ComponentResource):
                 "template": {"metadata": {"labels": labels}, "spec": pod_spec},
             },
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-                depends_on=[*args.depends_on, self.cache],
+                depends_on=[*waits_for, self.cache],
                 # a first start waits for a GPU node and downloads the model
                 custom_timeouts=pulumi.CustomTimeouts(create=f"{first_start_minutes(entry.cache_gib)}m",
                                                       update=f"{first_start_minutes(entry.cache_gib)}m"),
@@ -258,7 +269,7 @@ class NimModel(pulumi.ComponentResource):
                     },
                 },
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-                    depends_on=[*args.depends_on, self.statefulset])),
+                    depends_on=[*waits_for, self.statefulset])),
             )
         else:
             pulumi.log.warn(f"monitoring is off: {m.name} runs at min_replicas={m.min_replicas} with no autoscaling "

@@ -6,7 +6,7 @@ downloads once; every later replica, restart and node replacement reads the cach
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -50,7 +50,8 @@ class StorageArgs:
     oidc_provider_arn: pulumi.Input[str]
     oidc_issuer: pulumi.Input[str]
     kubeconfig: pulumi.Input[str]  # a secret; the volumes-released waiter lists PersistentVolumes with it on destroy
-    depends_on: list[pulumi.Resource] = field(default_factory=list)  # the Pod Identity agent
+    # The cluster's Pod Identity agent: both CSI add-ons wait for it (the EBS driver gets its credentials through it).
+    pod_identity_agent: aws.eks.Addon
     efs_backups: bool = False
     efs_ia_after_days: int = 0  # 0: never
 
@@ -128,7 +129,7 @@ class Storage(pulumi.ComponentResource):
         )
         self.efs_addon = addons.eks_addon(
             f"{name}-efs-csi", "aws-efs-csi-driver", cluster_name=args.eks_cluster_name, parent=self,
-            depends_on=[efs_attachment, *args.depends_on], service_account_role_arn=efs_role.arn,
+            depends_on=[efs_attachment, args.pod_identity_agent], service_account_role_arn=efs_role.arn,
         )
 
         # --- EBS CSI driver through Pod Identity (its add-on supports it), for Prometheus and Open WebUI volumes.
@@ -139,7 +140,7 @@ class Storage(pulumi.ComponentResource):
         )
         self.ebs_addon = addons.eks_addon(
             f"{name}-ebs-csi", "aws-ebs-csi-driver", cluster_name=args.eks_cluster_name, parent=self,
-            depends_on=[ebs_attachment, *args.depends_on],
+            depends_on=[ebs_attachment, args.pod_identity_agent],
             pod_identity_associations=[aws.eks.AddonPodIdentityAssociationArgs(
                 role_arn=ebs_role.arn, service_account="ebs-csi-controller-sa")],
         )
@@ -198,8 +199,6 @@ class Storage(pulumi.ComponentResource):
             ]),
         )
 
-        self.efs_class_name = EFS_STORAGE_CLASS
-        self.gp3_class_name = GP3_STORAGE_CLASS
         self.register_outputs({
             "file_system_id": self.file_system.id,
             "efs_storage_class": EFS_STORAGE_CLASS,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -11,7 +11,8 @@ import pulumi_random as random
 from planning import versions
 from planning.scheduling import CPU_NODE_AFFINITY
 from planning.workloads import OPEN_WEBUI_DATA_GB
-from components.nim import PULL_SECRET
+from components.nim import PULL_SECRET, NimNamespace
+from components.waiters import VolumesReleased
 
 NAMESPACE = "open-webui"
 
@@ -24,8 +25,11 @@ def openai_env(urls: list[str]) -> dict[str, str]:
 @dataclass
 class OpenWebUIArgs:
     model_urls: list[str]  # in-cluster /v1 URLs, in config order
-    storage_class: str  # gp3
-    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    # What every object of Open WebUI waits for, and on destroy goes before: gp3 (its data volume's claim takes the
+    # class's name), the volume waiter (its EBS volume is released first), the CPU NodePool it prefers.
+    storage_class: k8s.storage.v1.StorageClass
+    volumes_released: VolumesReleased
+    cpu_node_pool: k8s.apiextensions.CustomResource
 
 
 class OpenWebUI(pulumi.ComponentResource):
@@ -34,7 +38,8 @@ class OpenWebUI(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         labels = {"app.kubernetes.io/name": "open-webui", "app.kubernetes.io/part-of": "nim-on-eks"}
         namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=child)
-        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace, *args.depends_on])
+        waits_for = [args.storage_class, args.volumes_released, args.cpu_node_pool]
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace, *waits_for])
 
         # Signs Open WebUI's sessions; stable across restarts so users stay logged in.
         key = random.RandomPassword(f"{name}-secret-key", length=48, special=False, opts=child)
@@ -52,7 +57,7 @@ class OpenWebUI(pulumi.ComponentResource):
             # Pulumi must not wait for it to be Bound.
             metadata={"name": "open-webui-data", "namespace": NAMESPACE, "labels": labels,
                       "annotations": {"pulumi.com/skipAwait": "true"}},
-            spec={"accessModes": ["ReadWriteOnce"], "storageClassName": args.storage_class,
+            spec={"accessModes": ["ReadWriteOnce"], "storageClassName": args.storage_class.metadata.name,
                   "resources": {"requests": {"storage": f"{OPEN_WEBUI_DATA_GB}Gi"}}},
             opts=in_ns,
         )
@@ -96,7 +101,7 @@ class OpenWebUI(pulumi.ComponentResource):
                 }},
             },
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[
-                namespace, secret, data, *args.depends_on])),
+                namespace, secret, data, *waits_for])),
         )
         k8s.core.v1.Service(
             f"{name}-svc",
@@ -111,8 +116,9 @@ class OpenWebUI(pulumi.ComponentResource):
 
 @dataclass
 class GenAiPerfArgs:
-    namespace: str  # the NIM namespace, so `--url nim-llm-<model>:8000` resolves
-    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    # The NIM namespace, so `--url nim-llm-<model>:8000` resolves; the pod pulls with its NGC secret, so waits for it.
+    namespace: NimNamespace
+    cpu_node_pool: k8s.apiextensions.CustomResource  # Karpenter's CPU NodePool, which its affinity prefers
 
 
 class GenAiPerf(pulumi.ComponentResource):
@@ -123,7 +129,7 @@ class GenAiPerf(pulumi.ComponentResource):
         labels = {"app.kubernetes.io/name": "genai-perf", "app.kubernetes.io/part-of": "nim-on-eks"}
         k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata={"name": "genai-perf", "namespace": args.namespace, "labels": labels},
+            metadata={"name": "genai-perf", "namespace": args.namespace.name, "labels": labels},
             spec={
                 "replicas": 1,
                 "selector": {"matchLabels": labels},
@@ -140,7 +146,7 @@ class GenAiPerf(pulumi.ComponentResource):
                     "terminationGracePeriodSeconds": 5,
                 }},
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace, args.cpu_node_pool]),
         )
-        self.exec = f"kubectl -n {args.namespace} exec -it deploy/genai-perf -- bash"
+        self.exec = f"kubectl -n {args.namespace.name} exec -it deploy/genai-perf -- bash"
         self.register_outputs({"exec": self.exec})
