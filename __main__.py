@@ -2,7 +2,8 @@
 
 Composition only; it reads like the architecture diagram:
 config (and its cost) -> network -> cluster -> (capacity, storage, monitoring) -> one NimModel per model
--> Open WebUI, GenAI-Perf -> outputs.
+-> Open WebUI, GenAI-Perf -> outputs. Each component gets its providers once, in opts; what it waits for is named
+in its Args.
 """
 
 import pulumi

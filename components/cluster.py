@@ -1,4 +1,7 @@
-"""EKS control plane (pulumi-eks), the small core managed node group, Pod Identity agent, Kubernetes provider."""
+"""EKS control plane (pulumi-eks), the small core managed node group, Pod Identity agent, Kubernetes provider.
+
+The AWS provider comes from the component's opts (pulumi-eks gets it from there too, in its `providers`); the
+Kubernetes provider is made here, a child of the cluster, and every later component gets it through its opts."""
 
 from __future__ import annotations
 
