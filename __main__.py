@@ -29,7 +29,7 @@ cost = estimate(cfg)
 for warning in cost_warnings(cost, cfg):
     pulumi.log.warn(warning)
 # --- where alerts go (nowhere, without alert_email) -------------------------------------------------------
-if alerts_warning := receiver_warning(cfg.monitoring, cfg.alert_email):
+if alerts_warning := receiver_warning(cfg.monitoring, cfg.alerts.email):
     pulumi.log.warn(alerts_warning)
 
 aws_provider = aws.Provider(
@@ -40,7 +40,7 @@ zones = aws.get_availability_zones(
     filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
     opts=pulumi.InvokeOptions(provider=aws_provider),
 )
-azs = pick_azs(zones.names, zones.zone_ids, cfg.availability_zones)
+azs = pick_azs(zones.names, zones.zone_ids, cfg.network.availability_zones)
 account = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=aws_provider))
 partition = aws.get_partition(opts=pulumi.InvokeOptions(provider=aws_provider))
 
@@ -50,9 +50,9 @@ network = Network(
     NetworkArgs(
         cluster_name=cfg.cluster_name,
         region=cfg.region,
-        vpc_cidr=cfg.vpc_cidr,
+        vpc_cidr=cfg.network.vpc_cidr,
         azs=azs,
-        single_nat_gateway=cfg.single_nat_gateway,
+        single_nat_gateway=cfg.network.single_nat_gateway,
         provider=aws_provider,
     ),
 )
@@ -66,12 +66,12 @@ cluster = Cluster(
         vpc_id=network.vpc_id,
         private_subnet_ids=network.private_subnet_ids,
         public_subnet_ids=network.public_subnet_ids,
-        core_instance_type=cfg.core_instance_type,
-        core_node_count=cfg.core_node_count,
-        core_node_max=cfg.core_node_max,
-        core_disk_gb=cfg.core_disk_gb,
-        log_types=cfg.cluster_log_types,
-        log_retention_days=cfg.cluster_log_retention_days,
+        core_instance_type=cfg.core.instance_type,
+        core_node_count=cfg.core.node_count,
+        core_node_max=cfg.core.node_max,
+        core_disk_gb=cfg.core.disk_gb,
+        log_types=cfg.logs.types,
+        log_retention_days=cfg.logs.retention_days,
         aws_provider=aws_provider,
         partition=partition.partition,
         admin_arns=cfg.cluster_admins,
@@ -90,11 +90,11 @@ capacity = Karpenter(
         account_id=account.account_id,
         partition=partition.partition,
         cluster_security_group_id=cluster.cluster_security_group_id,
-        gpu_instance_families=cfg.gpu_instance_families,
-        gpu_capacity_types=cfg.gpu_capacity_types,
-        gpu_limit=cfg.gpu_limit,
-        ami_alias=cfg.ami_alias,
-        gpu_root_volume_gb=cfg.gpu_root_volume_gb,
+        gpu_instance_families=cfg.gpu.instance_families,
+        gpu_capacity_types=cfg.gpu.capacity_types,
+        gpu_limit=cfg.gpu.limit,
+        ami_alias=cfg.gpu.ami_alias,
+        gpu_root_volume_gb=cfg.gpu.root_volume_gb,
         aws_provider=aws_provider,
         k8s_provider=cluster.provider,
         depends_on=[cluster.pod_identity_agent],
@@ -110,7 +110,7 @@ storage = Storage(
         eks_cluster_name=cluster.cluster_name,
         partition=partition.partition,
         vpc_id=network.vpc_id,
-        vpc_cidr=cfg.vpc_cidr,
+        vpc_cidr=cfg.network.vpc_cidr,
         private_subnet_ids=network.private_subnet_ids,
         oidc_provider_arn=cluster.oidc_provider_arn,
         oidc_issuer=cluster.oidc_issuer,
@@ -118,8 +118,8 @@ storage = Storage(
         k8s_provider=cluster.provider,
         kubeconfig=cluster.kubeconfig,
         depends_on=[cluster.pod_identity_agent],
-        efs_backups=cfg.efs_backups,
-        efs_ia_after_days=cfg.efs_ia_after_days,
+        efs_backups=cfg.efs.backups,
+        efs_ia_after_days=cfg.efs.ia_after_days,
     ),
 )
 
@@ -132,11 +132,11 @@ monitoring = (
             region=cfg.region,
             nim_namespace=cfg.nim_namespace,
             storage_class=storage.gp3_class_name,
-            prometheus_retention=cfg.prometheus_retention,
-            prometheus_volume_gb=cfg.prometheus_volume_gb,
-            alert_ttft_p90_seconds=cfg.alert_ttft_p90_seconds,
+            prometheus_retention=cfg.prometheus.retention,
+            prometheus_volume_gb=cfg.prometheus.volume_gb,
+            alert_ttft_p90_seconds=cfg.alerts.ttft_p90_seconds,
             model_first_start_minutes=max(first_start_minutes(catalog.models[m.name].cache_gib) for m in cfg.models),
-            alert_email=cfg.alert_email,
+            alert_email=cfg.alerts.email,
             eks_cluster_name=cluster.cluster_name,
             aws_provider=aws_provider,
             k8s_provider=cluster.provider,
@@ -211,7 +211,7 @@ if monitoring:
 if monitoring and monitoring.alerts:
     pulumi.export("alerts_topic_arn", monitoring.alerts.topic_arn)
     pulumi.export("alerts_email_confirmation",
-                  f"AWS sent a confirmation email to {cfg.alert_email}: alerts are delivered only once it is accepted")
+                  f"AWS sent a confirmation email to {cfg.alerts.email}: alerts are delivered only once it is accepted")
 if webui:
     pulumi.export("open_webui_port_forward", webui.port_forward)
 if genai_perf:

@@ -16,9 +16,10 @@ import yaml
 
 from planning import versions
 from planning.catalog import CatalogModel
-from planning.config import ModelRequest, StackConfig
+from planning.config import StackConfig
 from planning.gpus import GPU_FAMILIES, FitError, fit_model
 from planning.instances import InstanceData, load_instances
+from planning.models import ModelRequest
 from components.webui import DATA_VOLUME_GB
 
 PRICES = Path(__file__).resolve().parent.parent / "data" / "prices.yaml"
@@ -102,24 +103,24 @@ def fixed_costs(cfg: StackConfig, data: InstanceData, prices: dict[str, Any], ex
         control_plane = {"item": "EKS control plane", "per_hour": prices["eks_control_plane_per_hour"],
                          "detail": f"Kubernetes {cfg.eks_version}, standard support"}
     items = [control_plane, control_plane_logs(cfg, prices)]
-    nats = 1 if cfg.single_nat_gateway else cfg.availability_zones
+    nats = 1 if cfg.network.single_nat_gateway else cfg.network.availability_zones
     items.append({"item": "NAT gateways", "per_hour": round(nats * prices["nat_gateway_per_hour"], 4),
                   "detail": f"{nats} x ${prices['nat_gateway_per_hour']}/h, plus $0.045 per GB processed"})
-    core = data.types.get(cfg.core_instance_type)
+    core = data.types.get(cfg.core.instance_type)
     if core is not None:
-        items.append({"item": "Core node group", "per_hour": round(cfg.core_node_count * core.on_demand, 4),
-                      "detail": f"{cfg.core_node_count} x {cfg.core_instance_type} on-demand (${core.on_demand}/h)"})
+        items.append({"item": "Core node group", "per_hour": round(cfg.core.node_count * core.on_demand, 4),
+                      "detail": f"{cfg.core.node_count} x {cfg.core.instance_type} on-demand (${core.on_demand}/h)"})
     else:
         items.append({"item": "Core node group", "per_hour": None,
-                      "detail": f"{cfg.core_node_count} x {cfg.core_instance_type}: not in the price table"})
-    items.append({"item": "Core node volumes", "per_hour": round(cfg.core_node_count * cfg.core_disk_gb * gp3, 4),
-                  "detail": f"{cfg.core_node_count} x {cfg.core_disk_gb} GiB gp3"})
+                      "detail": f"{cfg.core.node_count} x {cfg.core.instance_type}: not in the price table"})
+    items.append({"item": "Core node volumes", "per_hour": round(cfg.core.node_count * cfg.core.disk_gb * gp3, 4),
+                  "detail": f"{cfg.core.node_count} x {cfg.core.disk_gb} GiB gp3"})
     cache_gb = sum(cfg.catalog.models[m.name].cache_gib for m in cfg.models)
     items.append({"item": "EFS model cache", "per_hour": round(cache_gb * prices["efs_standard_per_gb_month"] / month, 4),
                   "detail": f"{cache_gb} GiB at most (caches filled) x ${prices['efs_standard_per_gb_month']}/GB-month"})
     if cfg.monitoring:
-        items.append({"item": "Prometheus volume", "per_hour": round(cfg.prometheus_volume_gb * gp3, 4),
-                      "detail": f"{cfg.prometheus_volume_gb} GiB gp3"})
+        items.append({"item": "Prometheus volume", "per_hour": round(cfg.prometheus.volume_gb * gp3, 4),
+                      "detail": f"{cfg.prometheus.volume_gb} GiB gp3"})
     if cfg.open_webui:
         items.append({"item": "Open WebUI volume", "per_hour": round(OPEN_WEBUI_VOLUME_GB * gp3, 4),
                       "detail": f"{OPEN_WEBUI_VOLUME_GB} GiB gp3"})
@@ -131,20 +132,20 @@ def control_plane_logs(cfg: StackConfig, prices: dict[str, Any]) -> dict[str, An
 
     Storage at steady state: the log group holds daily volume x retention days.
     """
-    if not cfg.cluster_log_types:
+    if not cfg.logs.types:
         return {"item": "Control-plane logs", "per_hour": 0.0, "detail": "off (cluster_log_types is []): no log group"}
-    per_day = sum(prices["eks_control_plane_log_gb_per_day"][t] for t in cfg.cluster_log_types)
-    kept = per_day * cfg.cluster_log_retention_days
+    per_day = sum(prices["eks_control_plane_log_gb_per_day"][t] for t in cfg.logs.types)
+    kept = per_day * cfg.logs.retention_days
     ingest, store = prices["cloudwatch_logs_ingestion_per_gb"], prices["cloudwatch_logs_storage_per_gb_month"]
     per_hour = per_day * ingest / 24 + kept * store / prices["hours_per_month"]
     return {"item": "Control-plane logs", "per_hour": round(per_hour, 4),
-            "detail": f"{', '.join(cfg.cluster_log_types)}: ~{per_day:g} GB/day ASSUMED x ${ingest:.2f}/GB ingested + "
-                      f"{kept:g} GB kept ({cfg.cluster_log_retention_days} days) x ${store:.2f}/GB-month"}
+            "detail": f"{', '.join(cfg.logs.types)}: ~{per_day:g} GB/day ASSUMED x ${ingest:.2f}/GB ingested + "
+                      f"{kept:g} GB kept ({cfg.logs.retention_days} days) x ${store:.2f}/GB-month"}
 
 
 def gpu_node_volume(cfg: StackConfig, prices: dict[str, Any]) -> float:
     """Each GPU node's root volume, per hour."""
-    return cfg.gpu_root_volume_gb * prices["ebs_gp3_per_gb_month"] / prices["hours_per_month"]
+    return cfg.gpu.root_volume_gb * prices["ebs_gp3_per_gb_month"] / prices["hours_per_month"]
 
 
 def cheaper_families(entry: CatalogModel, model: ModelRequest, data: InstanceData, current: float) -> list[str]:
@@ -201,8 +202,8 @@ def estimate(cfg: StackConfig, data: InstanceData | None = None, prices: dict[st
         "models": models,
         "total_per_hour": {"min": round(total_min, 2), "max": round(total_max, 2)},
         "total_per_month": {"min": round(total_min * month, 0), "max": round(total_max * month, 0)},
-        "gpu_limit": {"limit": cfg.gpu_limit, "gpus_at_max_replicas": gpus_at_max,
-                      "ok": gpus_at_max <= cfg.gpu_limit},
+        "gpu_limit": {"limit": cfg.gpu.limit, "gpus_at_max_replicas": gpus_at_max,
+                      "ok": gpus_at_max <= cfg.gpu.limit},
     }
     result["budget"] = budget_check(cfg, result, costs, data)
     return result

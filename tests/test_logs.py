@@ -100,12 +100,12 @@ def test_no_log_types_no_log_group():
 
 
 def test_log_types_forms():
-    assert parse().cluster_log_types == ("audit", "authenticator")
-    assert parse(cluster_log_types="scheduler, audit").cluster_log_types == ("audit", "scheduler")
-    assert parse(cluster_log_types='["api"]').cluster_log_types == ("api",)
-    assert parse(cluster_log_types=["audit"]).cluster_log_types == ("audit",)  # structured config
-    assert parse(cluster_log_types="[]").cluster_log_types == ()
-    assert parse(cluster_log_types="").cluster_log_types == ()
+    assert parse().logs.types == ("audit", "authenticator")
+    assert parse(cluster_log_types="scheduler, audit").logs.types == ("audit", "scheduler")
+    assert parse(cluster_log_types='["api"]').logs.types == ("api",)
+    assert parse(cluster_log_types=["audit"]).logs.types == ("audit",)  # structured config
+    assert parse(cluster_log_types="[]").logs.types == ()
+    assert parse(cluster_log_types="").logs.types == ()
 
 
 @pytest.mark.parametrize("value", ['["audit", "bogus"]', '["audit", "audit"]', '{"audit": true}', "Audit", "[1]"])
@@ -124,7 +124,7 @@ def test_bad_retention_names_the_key(value):
 def test_every_retention_cloudwatch_accepts_is_allowed():
     assert 0 not in LOG_RETENTION_DAYS
     for days in LOG_RETENTION_DAYS:
-        assert parse(cluster_log_retention_days=str(days)).cluster_log_retention_days == days
+        assert parse(cluster_log_retention_days=str(days)).logs.retention_days == days
 
 
 def test_a_bad_value_stops_the_program():
