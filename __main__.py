@@ -216,10 +216,8 @@ if webui:
     pulumi.export("open_webui_port_forward", webui.port_forward)
 if genai_perf:
     pulumi.export("genai_perf_exec", genai_perf.exec)
-pulumi.export("estimated_cost_per_hour", {
-    "min": cost["total_per_hour"]["min"], "max": cost["total_per_hour"]["max"], "prices_region": cost["prices_region"],
-})
-pulumi.export("cost_estimate", cost)
+pulumi.export("estimated_cost_per_hour", cost.per_hour_json())
+pulumi.export("cost_estimate", cost.as_json())
 pulumi.export("nim_models", {
     m.served_model_name: {"url": m.url, "port_forward": m.port_forward, "kubernetes_name": spec.k8s_name}
     for m, spec in zip(models, cfg.models)
