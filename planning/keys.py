@@ -183,15 +183,23 @@ def boolean(raw: Any) -> bool:
 
 
 def whole(lo: int, hi: int) -> Callable[[Any], int]:
-    def parse(raw: Any) -> int:
-        if isinstance(raw, bool):
-            raise Bad(f"allowed: a whole number from {lo} to {hi}")
+    return _ranged(int, lo, hi, f"a whole number from {lo} to {hi}")
+
+
+def number(lo: float, hi: float) -> Callable[[Any], float]:
+    return _ranged(float, lo, hi, f"a number from {lo:g} to {hi:g}")
+
+
+def _ranged(convert: Callable[[str], Any], lo: Any, hi: Any, what: str) -> Callable[[Any], Any]:
+    """A number `convert` reads (not a boolean) from `lo` to `hi`; `what` says what is allowed."""
+
+    def parse(raw: Any) -> Any:
         try:
-            value = int(str(raw).strip())
+            value = convert(str(raw).strip())
         except ValueError:
-            raise Bad(f"allowed: a whole number from {lo} to {hi}") from None
-        if not lo <= value <= hi:
-            raise Bad(f"allowed: a whole number from {lo} to {hi}")
+            value = None
+        if isinstance(raw, bool) or value is None or not lo <= value <= hi:
+            raise Bad(f"allowed: {what}")
         return value
 
     return parse
@@ -205,19 +213,6 @@ def whole_choice(options: tuple[int, ...]) -> Callable[[Any], int]:
             value = None
         if value not in options:
             raise Bad(f"allowed: one of {', '.join(map(str, options))}")
-        return value
-
-    return parse
-
-
-def number(lo: float, hi: float) -> Callable[[Any], float]:
-    def parse(raw: Any) -> float:
-        try:
-            value = float(str(raw).strip())
-        except ValueError:
-            raise Bad(f"allowed: a number from {lo:g} to {hi:g}") from None
-        if not lo <= value <= hi:
-            raise Bad(f"allowed: a number from {lo:g} to {hi:g}")
         return value
 
     return parse
