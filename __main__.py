@@ -30,7 +30,7 @@ cost = estimate(cfg)
 for warning in cost_warnings(cost, cfg):
     pulumi.log.warn(warning)
 # --- where alerts go (nowhere, without alert_email) -------------------------------------------------------
-if alerts_warning := receiver_warning(cfg.monitoring, cfg.alert_email):
+if alerts_warning := receiver_warning(cfg.monitoring, cfg.alerts.email):
     pulumi.log.warn(alerts_warning)
 
 aws_provider = aws.Provider(
@@ -43,7 +43,7 @@ zones = aws.get_availability_zones(
     filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
     opts=pulumi.InvokeOptions(provider=aws_provider),
 )
-azs = pick_azs(zones.names, zones.zone_ids, cfg.availability_zones)
+azs = pick_azs(zones.names, zones.zone_ids, cfg.network.availability_zones)
 account = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=aws_provider))
 partition = aws.get_partition(opts=pulumi.InvokeOptions(provider=aws_provider))
 
@@ -53,9 +53,9 @@ network = Network(
     NetworkArgs(
         cluster_name=cfg.cluster_name,
         region=cfg.region,
-        vpc_cidr=cfg.vpc_cidr,
+        vpc_cidr=cfg.network.vpc_cidr,
         azs=azs,
-        single_nat_gateway=cfg.single_nat_gateway,
+        single_nat_gateway=cfg.network.single_nat_gateway,
     ),
     opts=aws_only,
 )
@@ -69,12 +69,12 @@ cluster = Cluster(
         vpc_id=network.vpc_id,
         private_subnet_ids=network.private_subnet_ids,
         public_subnet_ids=network.public_subnet_ids,
-        core_instance_type=cfg.core_instance_type,
-        core_node_count=cfg.core_node_count,
-        core_node_max=cfg.core_node_max,
-        core_disk_gb=cfg.core_disk_gb,
-        log_types=cfg.cluster_log_types,
-        log_retention_days=cfg.cluster_log_retention_days,
+        core_instance_type=cfg.core.instance_type,
+        core_node_count=cfg.core.node_count,
+        core_node_max=cfg.core.node_max,
+        core_disk_gb=cfg.core.disk_gb,
+        log_types=cfg.logs.types,
+        log_retention_days=cfg.logs.retention_days,
         partition=partition.partition,
         admin_arns=cfg.cluster_admins,
         tags=cfg.aws_tags,
@@ -96,11 +96,11 @@ capacity = Karpenter(
         account_id=account.account_id,
         partition=partition.partition,
         cluster_security_group_id=cluster.cluster_security_group_id,
-        gpu_instance_families=cfg.gpu_instance_families,
-        gpu_capacity_types=cfg.gpu_capacity_types,
-        gpu_limit=cfg.gpu_limit,
-        ami_alias=cfg.ami_alias,
-        gpu_root_volume_gb=cfg.gpu_root_volume_gb,
+        gpu_instance_families=cfg.gpu.instance_families,
+        gpu_capacity_types=cfg.gpu.capacity_types,
+        gpu_limit=cfg.gpu.limit,
+        ami_alias=cfg.gpu.ami_alias,
+        gpu_root_volume_gb=cfg.gpu.root_volume_gb,
         pod_identity_agent=cluster.pod_identity_agent,
         tags=cfg.aws_tags,
     ),
@@ -115,14 +115,14 @@ storage = Storage(
         eks_cluster_name=cluster.cluster_name,
         partition=partition.partition,
         vpc_id=network.vpc_id,
-        vpc_cidr=cfg.vpc_cidr,
+        vpc_cidr=cfg.network.vpc_cidr,
         private_subnet_ids=network.private_subnet_ids,
         oidc_provider_arn=cluster.oidc_provider_arn,
         oidc_issuer=cluster.oidc_issuer,
         kubeconfig=cluster.kubeconfig,
         pod_identity_agent=cluster.pod_identity_agent,
-        efs_backups=cfg.efs_backups,
-        efs_ia_after_days=cfg.efs_ia_after_days,
+        efs_backups=cfg.efs.backups,
+        efs_ia_after_days=cfg.efs.ia_after_days,
     ),
     opts=aws_and_k8s,
 )
@@ -137,11 +137,11 @@ monitoring = (
             nim_namespace=cfg.nim_namespace,
             storage_class=storage.gp3_storage_class,
             volumes_released=storage.volumes_released,
-            prometheus_retention=cfg.prometheus_retention,
-            prometheus_volume_gb=cfg.prometheus_volume_gb,
-            alert_ttft_p90_seconds=cfg.alert_ttft_p90_seconds,
+            prometheus_retention=cfg.prometheus.retention,
+            prometheus_volume_gb=cfg.prometheus.volume_gb,
+            alert_ttft_p90_seconds=cfg.alerts.ttft_p90_seconds,
             model_first_start_minutes=max(first_start_minutes(catalog.models[m.name].cache_gib) for m in cfg.models),
-            alert_email=cfg.alert_email,
+            alert_email=cfg.alerts.email,
             eks_cluster_name=cluster.cluster_name,
         ),
         opts=aws_and_k8s,
@@ -214,15 +214,13 @@ if monitoring:
 if monitoring and monitoring.alerts:
     pulumi.export("alerts_topic_arn", monitoring.alerts.topic_arn)
     pulumi.export("alerts_email_confirmation",
-                  f"AWS sent a confirmation email to {cfg.alert_email}: alerts are delivered only once it is accepted")
+                  f"AWS sent a confirmation email to {cfg.alerts.email}: alerts are delivered only once it is accepted")
 if webui:
     pulumi.export("open_webui_port_forward", webui.port_forward)
 if genai_perf:
     pulumi.export("genai_perf_exec", genai_perf.exec)
-pulumi.export("estimated_cost_per_hour", {
-    "min": cost["total_per_hour"]["min"], "max": cost["total_per_hour"]["max"], "prices_region": cost["prices_region"],
-})
-pulumi.export("cost_estimate", cost)
+pulumi.export("estimated_cost_per_hour", cost.per_hour_json())
+pulumi.export("cost_estimate", cost.as_json())
 pulumi.export("nim_models", {
     m.served_model_name: {"url": m.url, "port_forward": m.port_forward, "kubernetes_name": spec.k8s_name}
     for m, spec in zip(models, cfg.models)

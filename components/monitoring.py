@@ -22,7 +22,7 @@ from parts import helm
 from planning import versions
 from components.alerts import Alerts, AlertsArgs, alertmanager_config
 from components.waiters import VolumesReleased
-from planning.config import WORKLOAD_PREFIX
+from planning.models import WORKLOAD_PREFIX
 from planning.scheduling import GPU_NODE_SELECTOR, GPU_TOLERATION, NON_GPU_AFFINITY
 
 NAMESPACE = "monitoring"

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from planning.catalog import CatalogModel
-from planning.config import ModelRequest
+from planning.models import ModelRequest
 from planning.scheduling import GPU_TOLERATION, gpu_node_affinity
 from planning.workloads import NIM_UID
 from components.waiters import VolumesReleased

@@ -1,4 +1,8 @@
-"""The model catalog (`models.yaml`): what each NIM needs, validated the same way as stack config."""
+"""The model catalog (`models.yaml`): what each NIM needs, validated the same way as stack config.
+
+Also the home of the image-tag pattern (TAG_RE): a catalog entry's `tag` and a model's `image_tag` override
+(planning/models.py) are both checked against it.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*")
 IMAGE_RE = re.compile(r"[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+")
+# An image tag (the OCI distribution spec's tag grammar), pinned: never `latest`.
 TAG_RE = re.compile(r"(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 

@@ -1,4 +1,5 @@
-"""GPU types as Karpenter labels them, and which EC2 families carry them.
+"""GPU types as Karpenter labels them, which EC2 families carry them, and GPU fitting: which GPU types and instance
+types of the allowed families can run one replica of a model (`fit_model`, with the FitError that says what would).
 
 Facts: Karpenter's instance-type reference (aws/karpenter-provider-aws @ 1d927085,
 website/content/en/docs/reference/instance-types.md): labels karpenter.k8s.aws/instance-gpu-name and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pulumi
 import pytest
@@ -10,7 +11,12 @@ import yaml
 
 from planning import versions
 from planning.catalog import CatalogError, load_catalog, parse_catalog
-from planning.config import KEYS, ConfigError, k8s_name_for, parse_config
+from planning.config import KEYS, ConfigError, StackConfig, parse_config
+from planning.gpus import GPU_FAMILIES
+from planning.instances import load_instances
+from planning.keys import Secret, build, group, key, keys_of, one_of, parse_keys, readme_table, value_of, whole
+from planning.models import CAPACITY_TYPES, FIELDS as MODEL_FIELDS, fit_models, k8s_name_for, parse_models
+from tools import readme_config
 from tests.conftest import ROOT, plan_for
 
 CATALOG = load_catalog()
@@ -44,8 +50,9 @@ def test_defaults():
     cfg = parse()
     assert cfg.cluster_name == "nim-on-eks-dev"
     assert cfg.eks_version == versions.DEFAULT_EKS_VERSION == "1.36"
-    assert (cfg.vpc_cidr, cfg.availability_zones, cfg.single_nat_gateway) == ("10.0.0.0/16", 3, True)
-    assert (cfg.core_instance_type, cfg.core_node_count, cfg.core_node_max) == ("m5.xlarge", 2, 4)
+    network = cfg.network
+    assert (network.vpc_cidr, network.availability_zones, network.single_nat_gateway) == ("10.0.0.0/16", 3, True)
+    assert (cfg.core.instance_type, cfg.core.node_count, cfg.core.node_max) == ("m5.xlarge", 2, 4)
     assert (cfg.monitoring, cfg.open_webui, cfg.genai_perf) == (True, True, False)
     [model] = cfg.models
     assert model.name == "meta/llama3-8b-instruct"
@@ -76,8 +83,8 @@ def test_bare_names_are_accepted():
 def test_overrides_and_tags():
     cfg = parse(cluster_name="team-a", eks_version="1.35", vpc_cidr="10.20.0.0/18", availability_zones="2",
                 single_nat_gateway="false", tags='{"team": "ml", "cost-center": 42}', monitoring="False")
-    assert (cfg.cluster_name, cfg.eks_version, cfg.vpc_cidr) == ("team-a", "1.35", "10.20.0.0/18")
-    assert (cfg.availability_zones, cfg.single_nat_gateway, cfg.monitoring) == (2, False, False)
+    assert (cfg.cluster_name, cfg.eks_version, cfg.network.vpc_cidr) == ("team-a", "1.35", "10.20.0.0/18")
+    assert (cfg.network.availability_zones, cfg.network.single_nat_gateway, cfg.monitoring) == (2, False, False)
     assert cfg.aws_tags == {"project": "nim-on-eks", "stack": "dev", "nim-on-eks/cluster": "team-a",
                             "team": "ml", "cost-center": "42"}
 
@@ -183,7 +190,7 @@ def test_name_too_long_for_kubernetes(length, ok):
     ],
 )
 def test_range_boundaries(key, allowed, refused):
-    value = getattr(parse(**{key: allowed}), key)
+    value = value_of(parse(**{key: allowed}), key)
     assert value == type(value)(allowed)
     assert any(p.startswith(f"{key}: '{refused}' is not valid") for p in problems(**{key: refused}))
 
@@ -191,7 +198,7 @@ def test_range_boundaries(key, allowed, refused):
 def test_equal_counts_are_allowed():
     cfg = parse(core_node_count="3", core_node_max="3",
                 nim_models='[{"name": "meta/llama3-8b-instruct", "min_replicas": 2, "max_replicas": 2}]')
-    assert (cfg.core_node_count, cfg.core_node_max) == (3, 3)
+    assert (cfg.core.node_count, cfg.core.node_max) == (3, 3)
     assert (cfg.models[0].min_replicas, cfg.models[0].max_replicas) == (2, 2)
     assert any("core_node_count: 4 is greater than core_node_max 3" in p
                for p in problems(core_node_count="4", core_node_max="3"))
@@ -238,10 +245,148 @@ def test_kubernetes_names(name, expected):
     assert k8s_name_for(name) == expected
 
 
-def test_every_key_is_documented_in_the_readme():
+# ------------------------------------------------------------------------------- one declaration per key
+
+
+def test_every_key_has_its_declared_row_in_the_readme():
+    """README's tables are generated from the declarations: a key declared without its row, or a changed default or
+    help text, fails here until `python -m tools.readme_config --write`."""
     readme = (ROOT / "README.md").read_text()
-    missing = [key for key in KEYS if f"`{key}`" not in readme]
-    assert not missing, f"README config table lacks {missing}"
+    rows = {line.split("|")[1].strip(" `") for line in readme.splitlines() if line.startswith("| `")}
+    missing = [name for name in [*KEYS, *MODEL_FIELDS] if name not in rows]
+    assert not missing, f"README.md lacks rows for {missing}: run python -m tools.readme_config --write"
+    assert readme_config.updated(readme) == readme, "README.md is out of date: python -m tools.readme_config --write"
+
+
+@pytest.mark.parametrize("name", [name for name, k in KEYS.items() if not k.required and k.default is not None])
+def test_an_unset_key_takes_its_declared_default(name):
+    assert value_of(parse(), name) == KEYS[name].default
+
+
+@dataclass(frozen=True)
+class Depth:
+    metres: int = key("demo_depth_m", whole(1, 3), 2, "How deep.")
+
+
+@dataclass(frozen=True)
+class Demo:
+    colour: str = key("demo_colour", one_of(("red", "blue")), "red", "Which colour.")
+    depth: Depth = group()
+    label: str  # not a key
+
+
+def test_one_declaration_gives_parsing_typed_access_messages_and_a_readme_row():
+    """What adding a key takes: one field, like `Demo.colour`."""
+    problems = []
+    demo = build(Demo, parse_keys(keys_of(Demo), {"demo_depth_m": "3"}, set(), "", problems), label="x")
+    assert (demo.colour, demo.depth.metres, demo.label, problems) == ("red", 3, "x", [])
+    assert value_of(demo, "demo_depth_m") == 3
+    parse_keys(keys_of(Demo), {"demo_colour": "green", "demo_depth_m": "9"}, set(), "", problems)
+    assert problems == ["demo_colour: 'green' is not valid; allowed: one of red, blue",
+                        "demo_depth_m: '9' is not valid; allowed: a whole number from 1 to 3"]
+    assert readme_table(Demo, "key").splitlines()[2:] == ["| `demo_colour` | `red` | Which colour. |",
+                                                          "| `demo_depth_m` | `2` | How deep. |"]
+
+
+def test_grouped_settings_hold_every_key_once():
+    cfg = parse()
+    assert len(list(keys_of(StackConfig))) == len(KEYS)  # no key name declared twice
+    assert (cfg.gpu.instance_families, cfg.gpu.capacity_types, cfg.gpu.limit, cfg.gpu.root_volume_gb) == (
+        ("g5", "g6", "g6e"), ("spot", "on-demand"), 16, 40)
+    assert cfg.gpu.ami_alias == versions.GPU_AMI_ALIAS
+    assert (cfg.logs.types, cfg.logs.retention_days) == (("audit", "authenticator"), 30)
+    assert (cfg.efs.backups, cfg.efs.ia_after_days, cfg.core.disk_gb) == (False, 0, 100)
+    assert (cfg.prometheus.retention, cfg.prometheus.volume_gb) == ("15d", 50)
+    assert (cfg.alerts.ttft_p90_seconds, cfg.alerts.email) == (3.0, None)
+    assert cfg.ngc_api_key == Secret("nvapi-test") and "nvapi" not in repr(cfg)
+
+
+def test_a_secret_is_kept_exactly_as_given():
+    """The NGC key goes into the pull secret as `pulumi config` holds it: no blanks dropped, nothing shown."""
+    assert parse(ngc_api_key=" nvapi-test\n").ngc_api_key.value == " nvapi-test\n"
+    assert repr(Secret("nvapi-test")) == "Secret('[secret]')"
+
+
+# ---------------------------------------------------------------------------- models: parse, then fit
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("meta/llama3-8b-instruct", [("meta/llama3-8b-instruct", None, 1, 5, ("spot", "on-demand"))]),
+        ("meta/llama3-8b-instruct, meta/llama-3.2-1b-instruct",
+         [("meta/llama3-8b-instruct", None, 1, 5, ("spot", "on-demand")),
+          ("meta/llama-3.2-1b-instruct", None, 1, 5, ("spot", "on-demand"))]),
+        ('{"name": "meta/llama3-8b-instruct", "gpus": "2", "min_replicas": 3, "max_replicas": 3}',
+         [("meta/llama3-8b-instruct", 2, 3, 3, ("spot", "on-demand"))]),
+        ([{"name": "meta/llama3-8b-instruct", "capacity_types": ["on-demand"]}],
+         [("meta/llama3-8b-instruct", None, 1, 5, ("on-demand",))]),
+    ],
+)
+def test_parse_models_on_their_own(raw, expected):
+    """Parsing needs the catalog and gpu_capacity_types, not GPU fitting: `gpus` stays unset until fitted."""
+    specs, found = parse_models(raw, CATALOG, CAPACITY_TYPES)
+    assert found == []
+    assert [(s.name, s.gpus, s.min_replicas, s.max_replicas, s.capacity_types) for s in specs.values()] == expected
+    assert list(specs) == [f"nim_models[{i}]" for i in range(len(expected))]
+    assert all(s.image_tag == CATALOG.models[s.name].tag and s.k8s_name.startswith("nim-llm-") for s in specs.values())
+
+
+@pytest.mark.parametrize(
+    "raw, capacity_types, expected",
+    [
+        ("[]", CAPACITY_TYPES, ["nim_models: '[]' is not a non-empty list"]),
+        ('[{"name": "meta/llama3-8b-instruct", "capacity_types": ["spot"]}]', ("on-demand",),
+         ["nim_models[0].capacity_types: '[\"spot\"]' is not allowed by gpu_capacity_types '[\"on-demand\"]'"]),
+        ('["x/y", {"name": "meta/llama3-8b-instruct", "gpus": 0, "colour": 1}]', CAPACITY_TYPES,
+         ["nim_models[0].name: 'x/y' is not in the model catalog",
+          "nim_models[1].colour: unknown key; allowed: name, gpus,",
+          "nim_models[1].gpus: '0' is not valid; allowed: a whole number from 1 to 16"]),
+    ],
+)
+def test_parse_models_problems(raw, capacity_types, expected):
+    specs, found = parse_models(raw, CATALOG, capacity_types)
+    assert specs == {} and len(found) == len(expected), found
+    assert all(e in p for e, p in zip(expected, found)), found
+
+
+GPU_INSTANCES = load_instances().in_families(GPU_FAMILIES)
+
+
+@pytest.mark.parametrize(
+    "entry, families, expected",
+    [
+        ({"name": "meta/llama3-8b-instruct"}, ("g5", "g6", "g6e"), (1, ("a10g", "l4", "l40s"), "g6.2xlarge")),
+        ({"name": "meta/llama-3.1-70b-instruct", "gpus": 4}, ("g6e", "p5"), (4, ("l40s", "h100"), "g6e.12xlarge")),
+        ({"name": "mistralai/mixtral-8x7b-instruct-v01"}, ("p5", "p5en"), (2, ("h100", "h200"), "p5.48xlarge")),
+        ({"name": "meta/llama-3.1-70b-instruct", "gpus": 4}, ("g5", "g6"),
+         "nim_models[0]: meta/llama-3.1-70b-instruct fits no instance with 4 GPUs in gpu_instance_families (g5, g6, "
+         "at most 8 GPUs per node)"),
+        ({"name": "meta/llama3-8b-instruct", "gpus": 9}, ("g5", "g6", "g6e"),
+         "nim_models[0]: meta/llama3-8b-instruct asks for 9 GPUs per replica, more than any instance"),
+    ],
+)
+def test_fit_models(entry, families, expected):
+    specs, found = parse_models([entry], CATALOG, CAPACITY_TYPES)
+    assert found == []
+    models, problems = fit_models(specs, CATALOG, families, GPU_INSTANCES)
+    if isinstance(expected, str):
+        assert models == () and len(problems) == 1 and problems[0].startswith(expected), problems
+        return
+    [model] = models
+    assert (model.gpus, model.gpu_types, model.instance_types[0]) == expected and problems == []
+    spec = specs["nim_models[0]"]
+    assert (model.name, model.k8s_name, model.image_tag, model.env) == (spec.name, spec.k8s_name, spec.image_tag,
+                                                                        spec.env)
+
+
+def test_a_fitting_problem_names_the_entry_where_it_is_listed():
+    """Entries that did not parse are not fitted; the others keep their place in the list in messages."""
+    specs, found = parse_models('["x/y", {"name": "meta/llama-3.1-70b-instruct", "gpus": 4}]', CATALOG,
+                                CAPACITY_TYPES)
+    assert list(specs) == ["nim_models[1]"] and found[0].startswith("nim_models[0].name: 'x/y'")
+    _, problems = fit_models(specs, CATALOG, ("g5", "g6"), GPU_INSTANCES)
+    assert [p.split(" fits ")[0] for p in problems] == ["nim_models[1]: meta/llama-3.1-70b-instruct"]
 
 
 # ---------------------------------------------------------------------------------------------- catalog

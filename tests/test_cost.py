@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from planning.cost import estimate, load_prices
+from planning.cost import CostEstimate, GpuLimitCheck, estimate, load_prices
 from planning.gpus import DAEMONSET_CPU_M, DAEMONSET_MEMORY_MIB, FitError, fit_model, fits
 from planning.instances import InstanceType, load_instances
 from tests.conftest import plan_for
@@ -34,52 +34,50 @@ def cost_for(**overrides):
     ],
 )
 def test_cheapest_fitting_instance(models, families, expected):
-    [m] = cost_for(nim_models=models, gpu_instance_families=families)["models"]
-    assert m["instance_type"] == expected
+    [m] = cost_for(nim_models=models, gpu_instance_families=families).models
+    assert m.instance_type == expected
     chosen = DATA.types[expected]
-    assert m["on_demand_per_hour"] == chosen.on_demand
+    assert m.on_demand_per_hour == chosen.on_demand
     # nothing cheaper in the allowed families fits
     fits = parse(nim_models=models, gpu_instance_families=families).models[0].instance_types
     assert all(DATA.types[n].on_demand >= chosen.on_demand for n in fits)
 
 
 def test_known_prices_and_spot_estimate():
-    [m] = cost_for(gpu_instance_families='["g5"]')["models"]
-    assert m["on_demand_per_hour"] == 1.212  # g5.2xlarge, us-east-1
+    [m] = cost_for(gpu_instance_families='["g5"]').models
+    assert m.on_demand_per_hour == 1.212  # g5.2xlarge, us-east-1
     low, high = load_prices()["spot_discount_percent"]["g5"]
-    assert m["spot_discount_percent"] == [low, high]
-    assert m["spot_estimate_per_hour"] == pytest.approx(1.212 * (1 - low / 100), abs=1e-4)
-    assert m["priced_as"] == "spot"
-    [od] = cost_for(nim_models='[{"name": "meta/llama3-8b-instruct", "capacity_types": ["on-demand"]}]')["models"]
-    assert od["spot_estimate_per_hour"] is None and od["priced_as"] == "on-demand"
+    assert m.spot_discount_percent == (low, high)
+    assert m.spot_estimate_per_hour == pytest.approx(1.212 * (1 - low / 100), abs=1e-4)
+    assert m.priced_as == "spot"
+    [od] = cost_for(nim_models='[{"name": "meta/llama3-8b-instruct", "capacity_types": ["on-demand"]}]').models
+    assert od.spot_estimate_per_hour is None and od.priced_as == "on-demand"
 
 
 def test_totals_add_up():
     cost = cost_for(nim_models='["meta/llama3-8b-instruct", {"name": "meta/llama-3.2-1b-instruct", "min_replicas": 2, '
                                '"max_replicas": 3}]', single_nat_gateway="false")
-    fixed = sum(i["per_hour"] for i in cost["fixed"])
-    assert cost["fixed_per_hour"] == pytest.approx(fixed, abs=1e-3)
-    assert cost["total_per_hour"]["min"] == pytest.approx(fixed + sum(m["per_hour"]["min"] for m in cost["models"]),
-                                                          abs=0.01)
-    assert cost["total_per_hour"]["max"] == pytest.approx(fixed + sum(m["per_hour"]["max"] for m in cost["models"]),
-                                                          abs=0.01)
-    assert cost["total_per_month"]["max"] == pytest.approx(cost["total_per_hour"]["max"] * 730, abs=5)
-    items = {i["item"]: i for i in cost["fixed"]}
-    assert items["EKS control plane"]["per_hour"] == 0.10
-    assert items["NAT gateways"]["per_hour"] == pytest.approx(3 * 0.045)
-    assert items["Core node group"]["per_hour"] == pytest.approx(2 * DATA.types["m5.xlarge"].on_demand)
-    small = cost["models"][1]
-    per_replica = small["spot_estimate_per_hour"]
+    fixed = sum(i.per_hour for i in cost.fixed)
+    assert cost.fixed_per_hour == pytest.approx(fixed, abs=1e-3)
+    assert cost.total_per_hour.min == pytest.approx(fixed + sum(m.per_hour.min for m in cost.models), abs=0.01)
+    assert cost.total_per_hour.max == pytest.approx(fixed + sum(m.per_hour.max for m in cost.models), abs=0.01)
+    assert cost.total_per_month.max == pytest.approx(cost.total_per_hour.max * 730, abs=5)
+    items = {i.item: i for i in cost.fixed}
+    assert items["EKS control plane"].per_hour == 0.10
+    assert items["NAT gateways"].per_hour == pytest.approx(3 * 0.045)
+    assert items["Core node group"].per_hour == pytest.approx(2 * DATA.types["m5.xlarge"].on_demand)
+    small = cost.models[1]
+    per_replica = small.spot_estimate_per_hour
     volume = 40 * 0.08 / 730  # the default GPU root volume (OS only; images on local NVMe)
-    assert small["per_hour"]["min"] == pytest.approx(2 * (per_replica + volume), abs=1e-3)
-    assert small["per_hour"]["max"] == pytest.approx(3 * (per_replica + volume), abs=1e-3)
+    assert small.per_hour.min == pytest.approx(2 * (per_replica + volume), abs=1e-3)
+    assert small.per_hour.max == pytest.approx(3 * (per_replica + volume), abs=1e-3)
 
 
 def test_fixed_items_follow_the_config():
     prices = load_prices()
     gp3_hour = prices["ebs_gp3_per_gb_month"] / prices["hours_per_month"]
     cost = cost_for(core_node_count="3", core_disk_gb="200", core_node_max="5", prometheus_volume_gb="80")
-    items = {i["item"]: i["per_hour"] for i in cost["fixed"]}
+    items = {i.item: i.per_hour for i in cost.fixed}
     assert items["Core node group"] == pytest.approx(3 * DATA.types["m5.xlarge"].on_demand)
     assert items["Core node volumes"] == pytest.approx(3 * 200 * gp3_hour, abs=1e-4)  # every node has its own
     assert items["Prometheus volume"] == pytest.approx(80 * gp3_hour, abs=1e-4)
@@ -94,17 +92,17 @@ def test_gpu_limit_counts_the_gpus_of_whole_nodes():
     website/content/en/v1.14/concepts/nodepools.md, spec.limits): Llama 3.1 8B on 2 x L4 gets a g6.12xlarge with 4."""
     models = '[{"name": "meta/llama-3.1-8b-instruct", "max_replicas": 2}]'
     cost = cost_for(nim_models=models, gpu_instance_families='["g5","g6"]', gpu_limit="7")
-    [m] = cost["models"]
-    assert (m["gpus_per_replica"], m["instance_type"], m["gpus_per_node"]) == (2, "g6.12xlarge", 4)
-    assert cost["gpu_limit"] == {"limit": 7, "gpus_at_max_replicas": 8, "ok": False}
-    assert cost_for(nim_models=models, gpu_instance_families='["g5","g6"]', gpu_limit="8")["gpu_limit"]["ok"] is True
+    [m] = cost.models
+    assert (m.gpus_per_replica, m.instance_type, m.gpus_per_node) == (2, "g6.12xlarge", 4)
+    assert cost.gpu_limit == GpuLimitCheck(limit=7, gpus_at_max_replicas=8, ok=False)
+    assert cost_for(nim_models=models, gpu_instance_families='["g5","g6"]', gpu_limit="8").gpu_limit.ok is True
 
 
 def test_budget_boundary():
-    top = cost_for()["total_per_hour"]["max"]
-    assert cost_for(hourly_budget=str(top))["budget"]["ok"] is True  # exactly the budget is within it
-    below = cost_for(hourly_budget=f"{top - 0.01:.2f}")["budget"]
-    assert below["ok"] is False and "$0.01 over hourly_budget" in below["message"]
+    top = cost_for().total_per_hour.max
+    assert cost_for(hourly_budget=str(top)).budget.ok is True  # exactly the budget is within it
+    below = cost_for(hourly_budget=f"{top - 0.01:.2f}").budget
+    assert below.ok is False and "$0.01 over hourly_budget" in below.message
 
 
 def instance(name, family, gpu_type, gpus, alloc_cpu_m, alloc_memory_mib, price):
@@ -146,13 +144,13 @@ def test_asking_for_as_many_gpus_as_the_biggest_node_has():
 
 
 def test_monitoring_and_webui_volumes_only_when_on():
-    items = {i["item"] for i in cost_for(monitoring="false", open_webui="false")["fixed"]}
+    items = {i.item for i in cost_for(monitoring="false", open_webui="false").fixed}
     assert "Prometheus volume" not in items and "Open WebUI volume" not in items
 
 
 def test_unknown_core_type_is_said():
-    item = [i for i in cost_for(core_instance_type="z9.mega")["fixed"] if i["item"] == "Core node group"][0]
-    assert item["per_hour"] is None and "not in the price table" in item["detail"]
+    item = [i for i in cost_for(core_instance_type="z9.mega").fixed if i.item == "Core node group"][0]
+    assert item.per_hour is None and "not in the price table" in item.detail
 
 
 def test_budget_check_fires_and_says_what_would_fit(capsys):
@@ -171,10 +169,10 @@ def test_budget_check_fires_and_says_what_would_fit(capsys):
 def test_budget_suggests_a_cheaper_family():
     cost = cost_for(nim_models='[{"name": "meta/llama3-8b-instruct", "max_replicas": 2}]',
                     gpu_instance_families='["p5"]', hourly_budget="5")
-    assert not cost["budget"]["ok"]
-    assert "a cheaper family would hold it: g4dn" not in cost["budget"]["message"]  # 8B fp16 does not fit a T4
-    assert "a cheaper family would hold it: g5, g6, g6e" in cost["budget"]["message"]
-    assert "p4d" not in cost["budget"]["message"]  # fits, but p4d.24xlarge costs more than p5.4xlarge
+    assert not cost.budget.ok
+    assert "a cheaper family would hold it: g4dn" not in cost.budget.message  # 8B fp16 does not fit a T4
+    assert "a cheaper family would hold it: g5, g6, g6e" in cost.budget.message
+    assert "p4d" not in cost.budget.message  # fits, but p4d.24xlarge costs more than p5.4xlarge
 
 
 def test_gpu_limit_that_cannot_hold_max_replicas_is_reported(capsys):
@@ -204,9 +202,43 @@ def test_plan_prints_and_writes_the_cost(tmp_path, capsys):
 def test_stack_output(dev_plan):
     """The outputs are the estimate of the stack's own config (Pulumi.dev.yaml: one 8B model, defaults otherwise)."""
     expected = cost_for()
-    assert dev_plan.outputs["estimated_cost_per_hour"] == {**expected["total_per_hour"], "prices_region": "us-east-1"}
-    assert dev_plan.outputs["cost_estimate"]["total_per_hour"] == expected["total_per_hour"]
-    assert dev_plan.outputs["cost_estimate"]["models"] == expected["models"]
+    assert dev_plan.outputs["estimated_cost_per_hour"] == {"min": expected.total_per_hour.min,
+                                                           "max": expected.total_per_hour.max,
+                                                           "prices_region": "us-east-1"}
+    exported = CostEstimate.from_json(dev_plan.outputs["cost_estimate"])
+    assert exported.total_per_hour == expected.total_per_hour
+    assert exported.models == expected.models
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, {"hourly_budget": "2", "gpu_limit": "3"}, {"hourly_budget": "100"},
+    {"eks_version": "1.33", "core_instance_type": "z9.mega", "monitoring": "false",
+     "nim_models": '[{"name": "meta/llama3-8b-instruct", "capacity_types": ["on-demand"]}]'},
+])
+def test_the_exported_json_reads_back_as_the_estimate(overrides):
+    """The plan renders the stack's `cost_estimate` output: read back, it is the estimate the stack computed."""
+    cost = cost_for(**overrides)
+    exported = json.loads(json.dumps(cost.as_json()))  # as the engine stores it
+    assert CostEstimate.from_json(exported) == cost
+    assert CostEstimate.from_json(exported).render() == cost.render()
+
+
+def test_the_exported_json_keeps_its_shape():
+    """Stacks already up export `cost_estimate` and `estimated_cost_per_hour`: same keys, same order, same types."""
+    doc = cost_for(hourly_budget="2").as_json()
+    assert list(doc) == ["region", "prices_region", "prices_date", "note", "eks_extended_support", "fixed",
+                         "fixed_per_hour", "models", "total_per_hour", "total_per_month", "gpu_limit", "budget"]
+    assert list(doc["fixed"][0]) == ["item", "per_hour", "detail"]
+    assert list(doc["models"][0]) == [
+        "name", "instance_type", "gpus_per_replica", "gpus_per_node", "capacity_types", "on_demand_per_hour",
+        "spot_estimate_per_hour", "spot_discount_percent", "priced_as", "min_replicas", "max_replicas", "per_hour"]
+    assert isinstance(doc["models"][0]["capacity_types"], list)
+    assert isinstance(doc["models"][0]["spot_discount_percent"], list)
+    assert list(doc["models"][0]["per_hour"]) == list(doc["total_per_hour"]) == ["min", "max"]
+    assert list(doc["gpu_limit"]) == ["limit", "gpus_at_max_replicas", "ok"]
+    assert list(doc["budget"]) == ["hourly_budget", "ok", "message"]
+    assert cost_for().as_json()["budget"] is None
+    assert list(cost_for().per_hour_json()) == ["min", "max", "prices_region"]
 
 
 def test_bad_budget():
@@ -221,10 +253,10 @@ def test_bad_budget():
 def test_control_plane_price_follows_eks_support(version, today, extended):
     from datetime import date
     cost = estimate(parse(eks_version=version), today=date.fromisoformat(today))
-    plane = cost["fixed"][0]
-    assert plane["item"] == "EKS control plane"
-    assert plane["per_hour"] == (0.60 if extended else 0.10)
-    assert ("EXTENDED support" in plane["detail"]) is extended
+    plane = cost.control_plane
+    assert plane.item == "EKS control plane" and plane is cost.fixed[0]
+    assert plane.per_hour == (0.60 if extended else 0.10)
+    assert ("EXTENDED support" in plane.detail) is extended
 
 
 def test_extended_support_is_warned_about():

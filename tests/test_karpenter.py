@@ -489,6 +489,6 @@ def test_every_gpu_type_has_the_local_nvme_the_node_pool_requires():
 
 def test_gpu_root_volume_boundaries():
     from tests.test_config import parse
-    assert parse(gpu_root_volume_gb="20").gpu_root_volume_gb == 20  # the AMI's root snapshot: the least EC2 accepts
-    assert parse(gpu_root_volume_gb="4000").gpu_root_volume_gb == 4000
+    assert parse(gpu_root_volume_gb="20").gpu.root_volume_gb == 20  # the AMI's root snapshot: the least EC2 accepts
+    assert parse(gpu_root_volume_gb="4000").gpu.root_volume_gb == 4000
     assert problems(gpu_root_volume_gb="4001")

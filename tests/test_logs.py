@@ -17,7 +17,7 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 
 
 def log_line(**overrides):
-    [item] = [i for i in estimate(parse(**overrides))["fixed"] if i["item"] == "Control-plane logs"]
+    [item] = [i for i in estimate(parse(**overrides)).fixed if i.item == "Control-plane logs"]
     return item
 
 
@@ -30,30 +30,30 @@ def test_default_cost_line_is_ingestion_plus_steady_state_storage():
     expected = (per_day * prices["cloudwatch_logs_ingestion_per_gb"] / 24
                 + per_day * 30 * prices["cloudwatch_logs_storage_per_gb_month"] / prices["hours_per_month"])
     line = log_line()
-    assert line["per_hour"] == pytest.approx(expected, abs=1e-4)
-    assert line["per_hour"] > 0
-    assert "audit, authenticator" in line["detail"] and "ASSUMED" in line["detail"] and "(30 days)" in line["detail"]
+    assert line.per_hour == pytest.approx(expected, abs=1e-4)
+    assert line.per_hour > 0
+    assert "audit, authenticator" in line.detail and "ASSUMED" in line.detail and "(30 days)" in line.detail
 
 
 def test_cost_line_follows_the_log_types_both_ways():
-    fewer = log_line(cluster_log_types='["authenticator"]')["per_hour"]
-    default = log_line()["per_hour"]
-    every = log_line(cluster_log_types=",".join(CLUSTER_LOG_TYPES))["per_hour"]
+    fewer = log_line(cluster_log_types='["authenticator"]').per_hour
+    default = log_line().per_hour
+    every = log_line(cluster_log_types=",".join(CLUSTER_LOG_TYPES)).per_hour
     assert 0 < fewer < default < every
 
 
 def test_cost_line_follows_the_retention_both_ways():
-    shorter = log_line(cluster_log_retention_days="7")["per_hour"]
-    default = log_line()["per_hour"]
-    longer = log_line(cluster_log_retention_days="365")["per_hour"]
+    shorter = log_line(cluster_log_retention_days="7").per_hour
+    default = log_line().per_hour
+    longer = log_line(cluster_log_retention_days="365").per_hour
     assert shorter < default < longer
-    assert "(365 days)" in log_line(cluster_log_retention_days="365")["detail"]
+    assert "(365 days)" in log_line(cluster_log_retention_days="365").detail
 
 
 def test_no_log_types_cost_nothing():
     line = log_line(cluster_log_types="[]")
-    assert line["per_hour"] == 0 and "off" in line["detail"]
-    assert log_line(cluster_log_types="[]", cluster_log_retention_days="3653")["per_hour"] == 0
+    assert line.per_hour == 0 and "off" in line.detail
+    assert log_line(cluster_log_types="[]", cluster_log_retention_days="3653").per_hour == 0
 
 
 def test_the_plan_prints_the_line(capsys):
@@ -100,12 +100,12 @@ def test_no_log_types_no_log_group():
 
 
 def test_log_types_forms():
-    assert parse().cluster_log_types == ("audit", "authenticator")
-    assert parse(cluster_log_types="scheduler, audit").cluster_log_types == ("audit", "scheduler")
-    assert parse(cluster_log_types='["api"]').cluster_log_types == ("api",)
-    assert parse(cluster_log_types=["audit"]).cluster_log_types == ("audit",)  # structured config
-    assert parse(cluster_log_types="[]").cluster_log_types == ()
-    assert parse(cluster_log_types="").cluster_log_types == ()
+    assert parse().logs.types == ("audit", "authenticator")
+    assert parse(cluster_log_types="scheduler, audit").logs.types == ("audit", "scheduler")
+    assert parse(cluster_log_types='["api"]').logs.types == ("api",)
+    assert parse(cluster_log_types=["audit"]).logs.types == ("audit",)  # structured config
+    assert parse(cluster_log_types="[]").logs.types == ()
+    assert parse(cluster_log_types="").logs.types == ()
 
 
 @pytest.mark.parametrize("value", ['["audit", "bogus"]', '["audit", "audit"]', '{"audit": true}', "Audit", "[1]"])
@@ -124,7 +124,7 @@ def test_bad_retention_names_the_key(value):
 def test_every_retention_cloudwatch_accepts_is_allowed():
     assert 0 not in LOG_RETENTION_DAYS
     for days in LOG_RETENTION_DAYS:
-        assert parse(cluster_log_retention_days=str(days)).cluster_log_retention_days == days
+        assert parse(cluster_log_retention_days=str(days)).logs.retention_days == days
 
 
 def test_a_bad_value_stops_the_program():

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-from planning.cost import render as render_cost
+from planning.cost import CostEstimate
 from tools import checks, mockrun, opaque
 
 # Extra sections (cost, ...) register here: each takes the Plan and returns
@@ -28,11 +28,11 @@ SECTIONS: list[tuple[str, Section]] = []
 
 def cost_section(plan: mockrun.Plan):
     """The stack's own cost estimate (exported as `cost_estimate`), as a table; over budget fails the plan."""
-    cost = plan.outputs.get("cost_estimate")
-    if not isinstance(cost, dict):
+    exported = plan.outputs.get("cost_estimate")
+    if not isinstance(exported, dict):
         return None
-    budget = cost.get("budget")
-    return "Estimated cost", render_cost(cost), cost, bool(budget and not budget["ok"])
+    cost = CostEstimate.from_json(exported)
+    return "Estimated cost", cost.render(), exported, cost.over_budget
 
 
 def checks_section(plan: mockrun.Plan):
