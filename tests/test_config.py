@@ -4,40 +4,13 @@ from __future__ import annotations
 
 import json
 
-import pulumi
 import pytest
 import yaml
 
 from planning import versions
-from planning.catalog import CatalogError, load_catalog, parse_catalog
+from planning.catalog import CatalogError, parse_catalog
 from planning.config import KEYS, ConfigError, k8s_name_for, parse_config
-from tests.conftest import ROOT, plan_for
-
-CATALOG = load_catalog()
-BASE = {
-    "aws:region": "us-west-2",
-    "nim-on-eks:ngc_api_key": "nvapi-test",
-    "nim-on-eks:nim_models": '["meta/llama3-8b-instruct"]',
-}
-SECRETS = {"nim-on-eks:ngc_api_key"}
-
-
-def parse(**overrides: str):
-    raw = dict(BASE)
-    for key, value in overrides.items():
-        full = key if ":" in key else f"nim-on-eks:{key}"
-        if value is None:
-            raw.pop(full, None)
-        else:
-            raw[full] = value
-    return parse_config(raw, SECRETS, "nim-on-eks", "dev", CATALOG)
-
-
-def problems(**overrides: str) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse(**overrides)
-    assert isinstance(info.value, pulumi.RunError)
-    return info.value.problems
+from tests.conftest import BASE, CATALOG, ROOT, SECRETS, parse, plan_for, problems
 
 
 def test_defaults():

@@ -9,8 +9,7 @@ import json
 
 import pytest
 
-from tests.conftest import plan_for
-from tests.test_config import problems
+from tests.conftest import parse, plan_for, problems
 from tools import opaque
 
 
@@ -84,7 +83,6 @@ def test_partitions_not_built_for_are_refused_before_anything_is_created(region,
 
 @pytest.mark.parametrize("region", ["us-gov-west-1", "us-gov-east-1", "us-west-2", "eu-central-1"])
 def test_supported_partitions_pass(region):
-    from tests.test_config import parse
     assert parse(**{"aws:region": region}).region == region
 
 

@@ -7,11 +7,9 @@ import json
 import pytest
 
 from components.karpenter import controller_policies
-from tests.conftest import plan_for
+from tests.conftest import P5, parse, plan_for, problems
 from tools import opaque
-from tests.test_config import problems
 
-P5 = ('gpu_instance_families=["p4de","p5"]', 'gpu_capacity_types=["on-demand"]', "gpu_limit=32")
 NAME = "nim-on-eks-dev-karpenter"
 
 
@@ -488,7 +486,6 @@ def test_every_gpu_type_has_the_local_nvme_the_node_pool_requires():
 
 
 def test_gpu_root_volume_boundaries():
-    from tests.test_config import parse
     assert parse(gpu_root_volume_gb="20").gpu_root_volume_gb == 20  # the AMI's root snapshot: the least EC2 accepts
     assert parse(gpu_root_volume_gb="4000").gpu_root_volume_gb == 4000
     assert problems(gpu_root_volume_gb="4001")
