@@ -80,13 +80,36 @@ def problems(**overrides: str) -> list[str]:
     return info.value.problems
 
 
-# ------------------------------------------------------------------------------------- Kubernetes objects
+# ----------------------------------------------------------------------------------- resource selection
+# By the component a resource belongs to (mockrun.Plan.within), by what it is attached to, or, for a Kubernetes
+# object or a Helm release, by the name it has in the cluster; not by substrings of Pulumi names.
+
+CLUSTER = "nim-on-eks:index:Cluster"
+KARPENTER = "nim-on-eks:index:Karpenter"
+STORAGE = "nim-on-eks:index:Storage"
+MONITORING = "nim-on-eks:index:Monitoring"
+ALERTS = "nim-on-eks:index:Alerts"
+NIM_MODEL = "nim-on-eks:index:NimModel"
+OPEN_WEBUI = "nim-on-eks:index:OpenWebUI"
+GENAI_PERF = "nim-on-eks:index:GenAiPerf"
 
 
 def obj(plan: mockrun.Plan, type_: str, name: str) -> mockrun.Resource:
     """The one Kubernetes object of `type_` whose metadata.name is `name`."""
     [found] = [r for r in plan.of_type(type_) if r.inputs["metadata"]["name"] == name]
     return found
+
+
+def release(plan: mockrun.Plan, name: str) -> mockrun.Resource:
+    """The one Helm release named `name` in the cluster."""
+    [found] = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == name]
+    return found
+
+
+def attached_to(plan: mockrun.Plan, role: mockrun.Resource) -> list[mockrun.Resource]:
+    """The managed-policy attachments of an IAM role."""
+    return [a for a in plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+            if a.inputs["role"] == role.outputs["name"]]
 
 
 # CI (env CI=true) runs beside ../shared: there a missing prerequisite is a failure, never a silent skip.

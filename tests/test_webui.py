@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from components.webui import openai_env
-from tests.conftest import THREE_MODELS, plan_for
+from tests.conftest import GENAI_PERF, OPEN_WEBUI, THREE_MODELS, plan_for
 
 NAME = "nim-on-eks-dev-open-webui"
 
@@ -58,9 +58,9 @@ def test_openai_env():
 
 
 def test_switches(dev_plan):
-    assert not [r for r in dev_plan.resources if "genai-perf" in r.name]  # off by default
+    assert not dev_plan.of_type(GENAI_PERF)  # off by default
     plan = plan_for("open_webui=false")
-    assert not [r for r in plan.resources if r.name.startswith(NAME)]
+    assert not plan.of_type(OPEN_WEBUI)
     assert "open_webui_port_forward" not in plan.outputs
 
 
