@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from client.bench import SEPARATOR, load_prompts, parser, percentile, run
-from tests.fake_openai import FakeServer
+from tools.fake_openai import FakeServer
 
 # Latency against a server with known delays is measured in wall-clock time: `make test` runs these on their own,
 # after the parallel run, so a core busy rendering charts never stretches a measured delay.

@@ -2,7 +2,7 @@
 
     python -m tools.client_overhead
 
-The server (tests/fake_openai.py) streams tokens with no delay, so everything measured is the cost of the
+The server (tools/fake_openai.py) streams tokens with no delay, so everything measured is the cost of the
 client plus the local server and loopback: an upper bound on what the client adds to real measurements.
 """
 
@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from client.bench import parser, run
-from tests.fake_openai import FakeServer
+from tools.fake_openai import FakeServer
 
 
 def measure(requests: int = 20, tokens: int = 500) -> dict[str, float]:
