@@ -3,9 +3,10 @@
 The first token leaves `ttft` seconds after the request arrives, then one token every `itl` seconds. A model
 named "broken" answers HTTP 500; prompts containing "FAIL" get HTTP 400. It records the most requests in flight.
 
-The benchmark client's stand-in for NIM: tests/test_client.py checks the client against it and
-tools/client_overhead.py measures the client with it. It lives in tools/, beside the other harness the tests and the
-commands share (mockrun), rather than in client/: the client ships to users, this never does.
+The benchmark client's stand-in for NIM: tests/test_client.py checks the client against it, and
+tools/client_overhead.py and tools/bench.py (`make bench`) measure the client with it. It lives in tools/, beside
+the other harness the tests and the commands share (mockrun), rather than in client/: the client ships to users,
+this never does.
 """
 
 from __future__ import annotations
