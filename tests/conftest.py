@@ -138,4 +138,16 @@ def pytest_runtest_setup(item):
             unavailable(mark.kwargs.get("reason") or f"{mark.args[0]} is absent")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI any skip fails, however it was asked for (a `skipif`, a `pytest.skip` in a test or fixture): a test
+    that needs something CI lacks must never pass unnoticed there."""
+    report = (yield).get_result()
+    if CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"{reason} (CI=true: a test that would skip fails)"
+
+
 needs_reference = needs_dir(conformance.REFERENCE, conformance.SKIP_REASON)

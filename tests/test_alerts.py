@@ -11,12 +11,12 @@ import pytest
 
 from components import alerts, monitoring
 from tests import conformance
-from tests.conftest import ALERTS, needs_reference, plan_for, release
+from tests.conftest import ALERTS, needs_dir, needs_reference, plan_for, release
 
 EMAIL = "ops@example.com"
 NAME = "nim-on-eks-dev-monitoring-alerts"
 CHART = Path(__file__).resolve().parent.parent.parent / "shared" / "charts" / "kube-prometheus-stack-88.5.3"
-needs_chart = pytest.mark.skipif(not CHART.is_dir(), reason=f"{CHART} is absent (the pinned chart beside the clone)")
+needs_chart = needs_dir(CHART, f"{CHART} is absent (the pinned chart beside the clone)")
 
 SNS_TYPES = ("aws:sns/topic:Topic", "aws:sns/topicSubscription:TopicSubscription", "aws:sns/topicPolicy:TopicPolicy")
 
@@ -170,13 +170,17 @@ def test_silent_alerts_go_to_a_null_receiver(plan, alert):
     assert set(receivers[route["receiver"]]) == {"name"}  # no *_configs: notifies nobody
 
 
+def test_info_alerts_are_inhibited(plan):
+    config = stack_release(plan).inputs["values"]["alertmanager"]["config"]
+    assert {"target_matchers": ["alertname = InfoInhibitor"]} in config["inhibit_rules"]
+
+
+@needs_reference
 def test_chart_inhibit_rules_are_kept(plan):
     config = stack_release(plan).inputs["values"]["alertmanager"]["config"]
-    chart = conformance.chart_values("kube-prometheus-stack-88.5.3") if conformance.REFERENCE.is_dir() else None
-    if chart:
-        assert config["inhibit_rules"] == chart["alertmanager"]["config"]["inhibit_rules"]
-        assert config["templates"] == chart["alertmanager"]["config"]["templates"]
-    assert {"target_matchers": ["alertname = InfoInhibitor"]} in config["inhibit_rules"]
+    chart = conformance.chart_values("kube-prometheus-stack-88.5.3")
+    assert config["inhibit_rules"] == chart["alertmanager"]["config"]["inhibit_rules"]
+    assert config["templates"] == chart["alertmanager"]["config"]["templates"]
 
 
 def test_alertmanager_config_uses_only_documented_fields(plan):
