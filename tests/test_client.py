@@ -52,12 +52,12 @@ def test_counts_chunks_when_the_server_reports_no_usage(tmp_path):
 
 
 def test_concurrency_is_honoured(tmp_path):
-    # each request stays 0.3 s in the server: time enough for the others to arrive, even on a busy machine
-    with FakeServer(ttft=0.3, itl=0.005, tokens=3) as server:
+    # the server answers only once `hold` requests are in flight (or after 10 s): no race with a busy machine
+    with FakeServer(ttft=0.05, itl=0.005, tokens=3, hold=3) as server:
         code, _, _ = run_client(tmp_path, "-u", server.url, "--iterations", "9", "--concurrency", "3")
         assert code == 0
         assert server.max_in_flight == 3 and server.requests == 9
-    with FakeServer(ttft=0.3, itl=0.005, tokens=3) as server:
+    with FakeServer(ttft=0.05, itl=0.005, tokens=3, hold=6) as server:
         run_client(tmp_path, "-u", server.url, "--iterations", "6")  # default: all at once
         assert server.max_in_flight == 6
 
