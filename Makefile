@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install plan plan-json baseline test helm clean
+.PHONY: install plan plan-json baseline test bench helm clean
 
 # (the grep drops pip's notes about local package folders some machines configure; pip's errors still fail)
 $(STAMP): requirements.txt requirements-dev.txt
@@ -30,8 +30,11 @@ baseline: $(STAMP)
 	$(BIN)/python -m tools.baseline write
 
 test: $(STAMP) helm
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not timing"
-	$(BIN)/python -m pytest -q -m timing
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+## Speed figures no test asserts on (wall-clock time): the offline plan, the benchmark client's own overhead
+bench: $(STAMP)
+	$(BIN)/python -m tools.bench $(ARGS)
 
 ## helm for tests/test_helm_render.py: v3.8+ (or v4) from PATH, else .tools/helm (git-ignored)
 helm: $(STAMP)

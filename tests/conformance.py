@@ -5,6 +5,9 @@
    (CEL) rules; Helm values: every key path must exist in the chart's own values.yaml at the pinned version, except
    below documented free-form maps.
 3. IAM policy documents: parliament, no unknown actions or malformed statements.
+
+A support library, not a test module (pytest collects nothing here): the gates themselves are
+tests/test_conformance.py, test_cel_rules.py and test_helm_render.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""Shared fixtures: the real program run under Pulumi mocks (tools/mockrun.py) with the real stack files."""
+"""What the tests share: the real program run under Pulumi mocks (tools/mockrun.py) with the real stack files, the
+stack configs more than one test module plans, config parsing, resource selection, and the prerequisite markers.
+
+pytest finds the fixtures here by name (`dev_plan`); plain helpers and constants are imported from `tests.conftest`
+(tests/ is a package, so that name is unambiguous: pytest's advice for importing from a conftest.py). Test modules
+never import from each other. tests/conformance.py and tests/helm_render.py are support libraries, not tests.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import pulumi  # noqa: E402
+
+from planning.catalog import load_catalog  # noqa: E402
+from planning.config import ConfigError, parse_config  # noqa: E402
 from tests import conformance  # noqa: E402
 from tools import mockrun  # noqa: E402
+from tools.baseline import THREE_MODELS  # noqa: E402,F401 - the second reference stack, shared with the baseline
 
 
 @functools.lru_cache(maxsize=None)
@@ -32,6 +43,73 @@ def dev_plan() -> mockrun.Plan:
     plan = plan_for()
     assert plan.error is None, plan.error
     return plan
+
+
+# Stack configs more than one module plans (THREE_MODELS, above, is the other): the big GPUs, on demand only.
+P5 = ('gpu_instance_families=["p4de","p5"]', 'gpu_capacity_types=["on-demand"]', "gpu_limit=32")
+
+
+# ------------------------------------------------------------------------------------------- stack config
+
+CATALOG = load_catalog()
+BASE = {
+    "aws:region": "us-west-2",
+    "nim-on-eks:ngc_api_key": "nvapi-test",
+    "nim-on-eks:nim_models": '["meta/llama3-8b-instruct"]',
+}
+SECRETS = {"nim-on-eks:ngc_api_key"}
+
+
+def parse(**overrides: str):
+    """The typed config of BASE with `key=value` overrides (a value of None removes the key)."""
+    raw = dict(BASE)
+    for key, value in overrides.items():
+        full = key if ":" in key else f"nim-on-eks:{key}"
+        if value is None:
+            raw.pop(full, None)
+        else:
+            raw[full] = value
+    return parse_config(raw, SECRETS, "nim-on-eks", "dev", CATALOG)
+
+
+def problems(**overrides: str) -> list[str]:
+    """The problems the config refuses, as it names them to the user."""
+    with pytest.raises(ConfigError) as info:
+        parse(**overrides)
+    assert isinstance(info.value, pulumi.RunError)
+    return info.value.problems
+
+
+# ----------------------------------------------------------------------------------- resource selection
+# By the component a resource belongs to (mockrun.Plan.within), by what it is attached to, or, for a Kubernetes
+# object or a Helm release, by the name it has in the cluster; not by substrings of Pulumi names.
+
+CLUSTER = "nim-on-eks:index:Cluster"
+KARPENTER = "nim-on-eks:index:Karpenter"
+STORAGE = "nim-on-eks:index:Storage"
+MONITORING = "nim-on-eks:index:Monitoring"
+ALERTS = "nim-on-eks:index:Alerts"
+NIM_MODEL = "nim-on-eks:index:NimModel"
+OPEN_WEBUI = "nim-on-eks:index:OpenWebUI"
+GENAI_PERF = "nim-on-eks:index:GenAiPerf"
+
+
+def obj(plan: mockrun.Plan, type_: str, name: str) -> mockrun.Resource:
+    """The one Kubernetes object of `type_` whose metadata.name is `name`."""
+    [found] = [r for r in plan.of_type(type_) if r.inputs["metadata"]["name"] == name]
+    return found
+
+
+def release(plan: mockrun.Plan, name: str) -> mockrun.Resource:
+    """The one Helm release named `name` in the cluster."""
+    [found] = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == name]
+    return found
+
+
+def attached_to(plan: mockrun.Plan, role: mockrun.Resource) -> list[mockrun.Resource]:
+    """The managed-policy attachments of an IAM role."""
+    return [a for a in plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+            if a.inputs["role"] == role.outputs["name"]]
 
 
 # CI (env CI=true) runs beside ../shared: there a missing prerequisite is a failure, never a silent skip.
@@ -58,6 +136,18 @@ def pytest_runtest_setup(item):
     for mark in item.iter_markers("needs_dir"):
         if not Path(mark.args[0]).is_dir():
             unavailable(mark.kwargs.get("reason") or f"{mark.args[0]} is absent")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI any skip fails, however it was asked for (a `skipif`, a `pytest.skip` in a test or fixture): a test
+    that needs something CI lacks must never pass unnoticed there."""
+    report = (yield).get_result()
+    if CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"{reason} (CI=true: a test that would skip fails)"
 
 
 needs_reference = needs_dir(conformance.REFERENCE, conformance.SKIP_REASON)

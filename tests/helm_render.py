@@ -1,9 +1,9 @@
 """Real Helm rendering of the plan's releases: `helm template` against the pinned charts in ../shared/charts.
 
-Pure helpers, no pytest: which helm to run, the chart folder of a release, the values a release passes (with the
-values that are unknown under mocks replaced by realistic strings), a render (cached on disk) -> manifests, and the
-schema gate for what a render produced. `python -m tests.helm_render` prints the helm it would use (exit 1: none;
-the Makefile then installs .tools/helm).
+A support library for tests/test_helm_render.py, not a test module. Pure helpers, no pytest: which helm to run,
+the chart folder of a release, the values a release passes (with the values that are unknown under mocks replaced
+by realistic strings), a render (cached on disk) -> manifests, and the schema gate for what a render produced.
+`python -m tests.helm_render` prints the helm it would use (exit 1: none; the Makefile then installs .tools/helm).
 """
 
 from __future__ import annotations

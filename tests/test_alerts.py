@@ -11,12 +11,12 @@ import pytest
 
 from components import alerts, monitoring
 from tests import conformance
-from tests.conftest import needs_reference, plan_for
+from tests.conftest import ALERTS, needs_dir, needs_reference, plan_for, release
 
 EMAIL = "ops@example.com"
 NAME = "nim-on-eks-dev-monitoring-alerts"
 CHART = Path(__file__).resolve().parent.parent.parent / "shared" / "charts" / "kube-prometheus-stack-88.5.3"
-needs_chart = pytest.mark.skipif(not CHART.is_dir(), reason=f"{CHART} is absent (the pinned chart beside the clone)")
+needs_chart = needs_dir(CHART, f"{CHART} is absent (the pinned chart beside the clone)")
 
 SNS_TYPES = ("aws:sns/topic:Topic", "aws:sns/topicSubscription:TopicSubscription", "aws:sns/topicPolicy:TopicPolicy")
 
@@ -40,8 +40,7 @@ def plan():
 
 
 def stack_release(p):
-    [r] = [r for r in p.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "kube-prometheus-stack"]
-    return r
+    return release(p, "kube-prometheus-stack")
 
 
 def association(p):
@@ -171,13 +170,17 @@ def test_silent_alerts_go_to_a_null_receiver(plan, alert):
     assert set(receivers[route["receiver"]]) == {"name"}  # no *_configs: notifies nobody
 
 
+def test_info_alerts_are_inhibited(plan):
+    config = stack_release(plan).inputs["values"]["alertmanager"]["config"]
+    assert {"target_matchers": ["alertname = InfoInhibitor"]} in config["inhibit_rules"]
+
+
+@needs_reference
 def test_chart_inhibit_rules_are_kept(plan):
     config = stack_release(plan).inputs["values"]["alertmanager"]["config"]
-    chart = conformance.chart_values("kube-prometheus-stack-88.5.3") if conformance.REFERENCE.is_dir() else None
-    if chart:
-        assert config["inhibit_rules"] == chart["alertmanager"]["config"]["inhibit_rules"]
-        assert config["templates"] == chart["alertmanager"]["config"]["templates"]
-    assert {"target_matchers": ["alertname = InfoInhibitor"]} in config["inhibit_rules"]
+    chart = conformance.chart_values("kube-prometheus-stack-88.5.3")
+    assert config["inhibit_rules"] == chart["alertmanager"]["config"]["inhibit_rules"]
+    assert config["templates"] == chart["alertmanager"]["config"]["templates"]
 
 
 def test_alertmanager_config_uses_only_documented_fields(plan):
@@ -199,9 +202,8 @@ def test_arns_come_from_resources_in_the_regions_partition():
     assert p.error is None, p.error
     topic_arn, role_arn = p.outputs["alerts_topic_arn"], association(p).inputs["roleArn"]
     found = set()
-    for r in p.resources:
-        if r.name.startswith(NAME) or r is stack_release(p):
-            found |= set(re.findall(r"arn:[a-z-]+:[^\"\\\s,]+", json.dumps(r.inputs)))
+    for r in [*p.within(ALERTS), stack_release(p)]:
+        found |= set(re.findall(r"arn:[a-z-]+:[^\"\\\s,]+", json.dumps(r.inputs)))
     assert found == {topic_arn, role_arn}
     source = Path(alerts.__file__).read_text() + Path(monitoring.__file__).read_text()
     assert "arn:aws:" not in source
@@ -223,7 +225,7 @@ def test_alert_plan_passes_the_conformance_gates(plan):
 
 
 def test_no_alert_email_no_sns_and_a_warning(dev_plan):
-    assert not [r for r in dev_plan.resources if r.type in SNS_TYPES or r.name.startswith(NAME)]
+    assert not [r for r in dev_plan.resources if r.type in SNS_TYPES] and not dev_plan.of_type(ALERTS)
     assert "config" not in stack_release(dev_plan).inputs["values"]["alertmanager"]
     assert "alerts_topic_arn" not in dev_plan.outputs
     [warning] = [w for w in dev_plan.warnings if "receiver" in w]
@@ -255,10 +257,8 @@ def test_alertmanager_rolls_when_its_pod_identity_association_appears():
     """Pod Identity credentials reach pods created after the association: the pod template names it, so adding
     alert_email to a running stack re-creates Alertmanager instead of only hot-reloading its config."""
     plan = plan_for("alert_email=ops@example.com")
-    association = plan.one("aws:eks/podIdentityAssociation:PodIdentityAssociation",
-                           next(r.name for r in plan.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
-                                if r.inputs["serviceAccount"].endswith("alertmanager")))
-    [stack] = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "kube-prometheus-stack"]
+    [association] = plan.within(ALERTS, type_="aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    stack = stack_release(plan)
     annotations = stack.inputs["values"]["alertmanager"]["alertmanagerSpec"]["podMetadata"]["annotations"]
     assert annotations == {"nim-on-eks/pod-identity-association": association.outputs["associationId"]}
     assert association.urn in stack.dependencies

@@ -12,13 +12,13 @@ from typing import Any, Iterator
 import pytest
 
 from tests import conformance
-from tests.conftest import needs_reference, plan_for
+from tests.conftest import P5, needs_reference, plan_for
 
 # Plans whose custom resources must pass every rule (the Karpenter settings are what shape the NodePools).
 PLANS = {
     "dev": (),
     "p5-on-demand": ('gpu_instance_families=["p5"]', 'gpu_capacity_types=["on-demand"]'),
-    "p4de-p5-limit-32": ('gpu_instance_families=["p4de","p5"]', 'gpu_capacity_types=["on-demand"]', "gpu_limit=32"),
+    "p4de-p5-limit-32": P5,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import plan_for
+from tests.conftest import attached_to, plan_for
 from tools import opaque
 
 
@@ -57,8 +57,7 @@ def test_core_node_group(dev_plan):
     assert options["httpPutResponseHopLimit"] in (1, 2)
     # created after the cluster and the role's policies; on destroy removed before them
     role = dev_plan.one("aws:iam/role:Role", "nim-on-eks-dev-core-node-role")
-    attachments = [a for a in dev_plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-                   if a.name.startswith("nim-on-eks-dev-core-node-")]
+    attachments = attached_to(dev_plan, role)
     assert {a.inputs["policyArn"].rsplit("/", 1)[1] for a in attachments} == {
         "AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryPullOnly",
         "AmazonSSMManagedInstanceCore"}

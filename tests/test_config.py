@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import pulumi
 import pytest
 import yaml
 
@@ -17,33 +16,7 @@ from planning.instances import load_instances
 from planning.keys import Secret, build, group, key, keys_of, one_of, parse_keys, readme_table, value_of, whole
 from planning.models import CAPACITY_TYPES, FIELDS as MODEL_FIELDS, fit_models, k8s_name_for, parse_models
 from tools import readme_config
-from tests.conftest import ROOT, plan_for
-
-CATALOG = load_catalog()
-BASE = {
-    "aws:region": "us-west-2",
-    "nim-on-eks:ngc_api_key": "nvapi-test",
-    "nim-on-eks:nim_models": '["meta/llama3-8b-instruct"]',
-}
-SECRETS = {"nim-on-eks:ngc_api_key"}
-
-
-def parse(**overrides: str):
-    raw = dict(BASE)
-    for key, value in overrides.items():
-        full = key if ":" in key else f"nim-on-eks:{key}"
-        if value is None:
-            raw.pop(full, None)
-        else:
-            raw[full] = value
-    return parse_config(raw, SECRETS, "nim-on-eks", "dev", CATALOG)
-
-
-def problems(**overrides: str) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse(**overrides)
-    assert isinstance(info.value, pulumi.RunError)
-    return info.value.problems
+from tests.conftest import BASE, CATALOG, ROOT, SECRETS, parse, plan_for, problems
 
 
 def test_defaults():

@@ -8,15 +8,14 @@ from __future__ import annotations
 import pytest
 
 from tests import conformance
-from tests.conftest import needs_reference, plan_for
-from tests.test_nim import THREE
+from tests.conftest import P5, THREE_MODELS, needs_reference, plan_for
 
 # Configurations whose plans must pass every gate (later components add theirs).
 CONFIGS = {
     "dev": (),
     "multi-nat-2az": ("single_nat_gateway=false", "availability_zones=2", "eks_version=1.33"),
-    "p5-on-demand": ('gpu_instance_families=["p4de","p5"]', 'gpu_capacity_types=["on-demand"]', "gpu_limit=32"),
-    "three-models": (*THREE, "genai_perf=true"),
+    "p5-on-demand": P5,
+    "three-models": (*THREE_MODELS, "genai_perf=true"),
     "monitoring-off": ("monitoring=false", "open_webui=false"),
 }
 

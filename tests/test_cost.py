@@ -9,8 +9,7 @@ import pytest
 from planning.cost import CostEstimate, GpuLimitCheck, estimate, load_prices
 from planning.gpus import DAEMONSET_CPU_M, DAEMONSET_MEMORY_MIB, FitError, fit_model, fits
 from planning.instances import InstanceType, load_instances
-from tests.conftest import plan_for
-from tests.test_config import parse
+from tests.conftest import parse, plan_for, problems
 from tools import plan as plan_cli
 
 DATA = load_instances()
@@ -242,7 +241,6 @@ def test_the_exported_json_keeps_its_shape():
 
 
 def test_bad_budget():
-    from tests.test_config import problems
     assert any("hourly_budget: '-1' is not valid" in p for p in problems(hourly_budget="-1"))
 
 

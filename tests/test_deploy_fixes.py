@@ -9,15 +9,14 @@ import json
 
 import pytest
 
-from tests.conftest import plan_for
-from tests.test_config import problems
+from tests.conftest import OPEN_WEBUI, parse, plan_for, problems
 from tools import opaque
 
 
 def test_open_webui_takes_the_model_list_from_the_stack_on_every_start(dev_plan):
     """OPENAI_API_BASE_URLS is PersistentConfig in open-webui: with persistence on (its default, any value but
     "true" turns it off) the database copy from the first start would win over a changed nim_models."""
-    [deployment] = [r for r in dev_plan.of_type("kubernetes:apps/v1:Deployment") if r.name.endswith("open-webui-deployment")]
+    [deployment] = dev_plan.within(OPEN_WEBUI, type_="kubernetes:apps/v1:Deployment")
     env = {e["name"]: e.get("value") for e in deployment.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ENABLE_PERSISTENT_CONFIG"].lower() != "true"
     assert "OPENAI_API_BASE_URLS" in env and "OPENAI_API_KEYS" in env
@@ -26,7 +25,7 @@ def test_open_webui_takes_the_model_list_from_the_stack_on_every_start(dev_plan)
 def test_a_changed_model_list_rolls_open_webui():
     """The URLs are in the pod template, so a new model list is a new ReplicaSet (and a restart that reads it)."""
     def env(plan):
-        [d] = [r for r in plan.of_type("kubernetes:apps/v1:Deployment") if r.name.endswith("open-webui-deployment")]
+        [d] = plan.within(OPEN_WEBUI, type_="kubernetes:apps/v1:Deployment")
         return {e["name"]: e.get("value") for e in d.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
 
     two = plan_for('nim_models=["meta/llama3-8b-instruct", "meta/llama-3.2-1b-instruct"]')
@@ -84,7 +83,6 @@ def test_partitions_not_built_for_are_refused_before_anything_is_created(region,
 
 @pytest.mark.parametrize("region", ["us-gov-west-1", "us-gov-east-1", "us-west-2", "eu-central-1"])
 def test_supported_partitions_pass(region):
-    from tests.test_config import parse
     assert parse(**{"aws:region": region}).region == region
 
 

@@ -7,17 +7,15 @@ import json
 import pytest
 
 from components.karpenter import controller_policies
-from tests.conftest import plan_for
+from tests.conftest import KARPENTER, P5, attached_to, parse, plan_for, problems
 from tools import opaque
-from tests.test_config import problems
 
-P5 = ('gpu_instance_families=["p4de","p5"]', 'gpu_capacity_types=["on-demand"]', "gpu_limit=32")
 NAME = "nim-on-eks-dev-karpenter"
 
 
 def docs(plan, type_="aws:iam/policy:Policy"):
-    return {r.name.removeprefix(NAME + "-controller-"): json.loads(r.inputs["policy"]) for r in plan.of_type(type_)
-            if r.name.startswith(NAME)}
+    return {r.name.removeprefix(NAME + "-controller-"): json.loads(r.inputs["policy"])
+            for r in plan.within(KARPENTER, type_=type_)}
 
 
 def test_controller_release(dev_plan):
@@ -199,8 +197,8 @@ def test_controller_policies_are_karpenters_own(dev_plan):
     # the documents are built from the node role and the queue: IAM changes wait for both to exist
     node_role = dev_plan.one("aws:iam/role:Role", f"{NAME}-node-role")
     queue_resource = dev_plan.one("aws:sqs/queue:Queue")
-    policies = {r.name.removeprefix(NAME + "-controller-"): r for r in dev_plan.of_type("aws:iam/policy:Policy")
-                if r.name.startswith(NAME)}
+    policies = {r.name.removeprefix(NAME + "-controller-"): r
+                for r in dev_plan.within(KARPENTER, type_="aws:iam/policy:Policy")}
     assert node_role.urn in policies["iam-integration"].dependencies
     assert queue_resource.urn in policies["interruption"].dependencies
 
@@ -233,8 +231,7 @@ def test_node_role_and_access_entry(dev_plan):
     role = dev_plan.one("aws:iam/role:Role", f"{NAME}-node-role")
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": ["ec2.amazonaws.com"]}
-    attached = {a.inputs["policyArn"].rsplit("/", 1)[-1] for a in dev_plan.of_type(
-        "aws:iam/rolePolicyAttachment:RolePolicyAttachment") if a.name.startswith(f"{NAME}-node-")}
+    attached = {a.inputs["policyArn"].rsplit("/", 1)[-1] for a in attached_to(dev_plan, role)}
     assert attached == {"AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryPullOnly",
                         "AmazonSSMManagedInstanceCore"}
     entry = dev_plan.one("aws:eks/accessEntry:AccessEntry")
@@ -444,8 +441,7 @@ def test_order_of_creation_and_destruction(dev_plan):
                   dev_plan.one("aws:eks/accessEntry:AccessEntry"),
                   dev_plan.one("aws:eks/nodeGroup:NodeGroup"),
                   dev_plan.one("eks:index:Cluster"),
-                  *[a for a in dev_plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-                    if a.name.startswith(NAME)]]:
+                  *dev_plan.within(KARPENTER, type_="aws:iam/rolePolicyAttachment:RolePolicyAttachment")]:
         assert dev_plan.depends_on(release, other), other.name
     # ... and the cluster before the VPC's subnets, so nothing Karpenter launched holds the VPC
     for subnet in dev_plan.of_type("aws:ec2/subnet:Subnet"):
@@ -488,7 +484,6 @@ def test_every_gpu_type_has_the_local_nvme_the_node_pool_requires():
 
 
 def test_gpu_root_volume_boundaries():
-    from tests.test_config import parse
     assert parse(gpu_root_volume_gb="20").gpu.root_volume_gb == 20  # the AMI's root snapshot: the least EC2 accepts
     assert parse(gpu_root_volume_gb="4000").gpu.root_volume_gb == 4000
     assert problems(gpu_root_volume_gb="4001")

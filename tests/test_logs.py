@@ -10,8 +10,7 @@ import pytest
 
 from planning.config import CLUSTER_LOG_TYPES, LOG_RETENTION_DAYS
 from planning.cost import estimate, load_prices
-from tests.conftest import ROOT, plan_for
-from tests.test_config import parse, problems
+from tests.conftest import ROOT, parse, plan_for, problems
 
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 

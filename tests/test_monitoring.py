@@ -9,7 +9,7 @@ import pytest
 
 from components.monitoring import DASHBOARD, adapter_rules, prometheus_url
 from tests import conformance
-from tests.conftest import needs_reference, plan_for
+from tests.conftest import MONITORING, needs_reference, plan_for, release
 
 NAME = "nim-on-eks-dev-monitoring"
 # Metrics NIM for LLMs exports (NVIDIA NIM docs, FACTS.md), and the few others the dashboard and rules read.
@@ -44,11 +44,6 @@ def test_metric_names():
     assert metric_names('histogram_quantile(0.9, sum by (le, service) (rate(ttft_bucket{a="b"}[5m])))') == {"ttft_bucket"}
     assert metric_names("avg by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL)") == {"DCGM_FI_DEV_GPU_UTIL"}
     assert metric_names("rate(e2e_request_latency_seconds_count[1m]) > 0.9") == {"e2e_request_latency_seconds"}
-
-
-def release(plan, chart):
-    [r] = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == chart]
-    return r
 
 
 def test_kube_prometheus_stack(dev_plan):
@@ -318,7 +313,7 @@ def test_alert_rules_match_the_prometheusrule_crd(dev_plan):
 
 def test_disabling_monitoring_removes_all_of_it():
     plan = plan_for("monitoring=false")
-    assert not [r for r in plan.resources if r.name.startswith(NAME)]
+    assert not plan.of_type(MONITORING)
     assert plan.of_type("kubernetes:helm.sh/v3:Release") and all(
         r.inputs["chart"] not in ("kube-prometheus-stack", "prometheus-adapter", "dcgm-exporter")
         for r in plan.of_type("kubernetes:helm.sh/v3:Release"))

@@ -7,26 +7,11 @@ import json
 
 import pytest
 
-from planning.catalog import load_catalog
 from planning.gpus import GPU_TYPES
 from components.nim import docker_config, startup_minutes
-from tests.conftest import plan_for
-from tests.test_config import problems
+from tests.conftest import CATALOG, THREE_MODELS, obj, parse, plan_for, problems
 
-CATALOG = load_catalog()
-THREE = (
-    'gpu_instance_families=["g5","g6","g6e","p4de","p5"]',
-    "gpu_limit=32",
-    'nim_models=[{"name": "meta/llama-3.1-8b-instruct", "gpus": 1},'
-    ' {"name": "meta/llama-3.1-70b-instruct", "gpus": 4, "max_replicas": 2},'
-    ' {"name": "meta/llama-3.2-1b-instruct", "capacity_types": ["on-demand"], "env": {"NIM_MAX_MODEL_LEN": "4096"}}]',
-)
 DEV = "nim-llm-llama3-8b-instruct"
-
-
-def obj(plan, type_, name):
-    [found] = [r for r in plan.of_type(type_) if r.inputs["metadata"]["name"] == name]
-    return found
 
 
 def sts(plan, name=DEV):
@@ -61,7 +46,8 @@ def test_ngc_key_never_appears_in_clear(tmp_path):
     key = "nvapi-THIS-MUST-NOT-LEAK-0123456789"
     from tools import plan as plan_cli
     target = tmp_path / "plan.json"
-    assert plan_cli.main(["--set", f"ngc_api_key={key}", "--set", THREE[2], "--set", THREE[0], "--set", THREE[1],
+    assert plan_cli.main(["--set", f"ngc_api_key={key}", "--set", THREE_MODELS[2], "--set", THREE_MODELS[0],
+                          "--set", THREE_MODELS[1],
                           "--json", str(target)]) == 0
     text = target.read_text()
     assert key not in text and base64.b64encode(key.encode()).decode()[:20] not in text
@@ -230,7 +216,7 @@ def test_dev_affinity_matches_the_catalog(dev_plan):
 
 
 def test_three_models():
-    plan = plan_for(*THREE)
+    plan = plan_for(*THREE_MODELS)
     assert plan.error is None, plan.error
     families = {"g5", "g6", "g6e", "p4de", "p5"}
     cases = [("meta/llama-3.1-8b-instruct", "nim-llm-llama-3-1-8b-instruct", 1),
@@ -294,7 +280,6 @@ def test_monitoring_off_runs_min_replicas_without_hpa():
 )
 def test_models_that_cannot_run_fail_before_anything_is_created(overrides, expected):
     if expected is None:  # the 70B fits 4 x L40S on g6e
-        from tests.test_config import parse
         assert parse(**overrides).models[0].gpu_types == ("l40s",)
         return
     found = problems(**overrides)

@@ -6,8 +6,7 @@ import re
 
 from planning import versions
 from planning.catalog import load_catalog
-from tests.conftest import plan_for
-from tests.test_nim import THREE
+from tests.conftest import THREE_MODELS, plan_for
 
 PINNED_CHARTS = {(c.name, c.version) for c in vars(versions).values() if isinstance(c, versions.ChartPin)}
 PINNED_IMAGES = {v for k, v in vars(versions).items() if k.endswith("_IMAGE")} | {
@@ -24,7 +23,7 @@ def images(plan) -> list[str]:
 
 
 def test_every_image_is_pinned_in_one_place():
-    plan = plan_for(*THREE, "genai_perf=true")
+    plan = plan_for(*THREE_MODELS, "genai_perf=true")
     found = images(plan)
     assert len(found) == 5  # three models, Open WebUI, GenAI-Perf
     for image in found:

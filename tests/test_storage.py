@@ -7,8 +7,7 @@ import json
 import pytest
 
 from components.storage import ia_transition
-from tests.conftest import plan_for
-from tests.test_config import problems
+from tests.conftest import plan_for, problems
 
 NAME = "nim-on-eks-dev-storage"
 

@@ -10,9 +10,9 @@ import copy
 
 import pytest
 
-from tests.conftest import plan_for
+from tests.conftest import KARPENTER, NIM_MODEL, STORAGE, obj, plan_for, release
 from tools import checks, opaque, plan as plan_cli
-from tools.mockrun import Plan, Resource
+from tools.mockrun import Plan
 
 PLANS = [
     (),
@@ -34,11 +34,6 @@ def test_real_plans_pass_every_check(overrides):
 def planted(plan: Plan) -> Plan:
     """A copy of the plan to plant a defect in."""
     return copy.deepcopy(plan)
-
-
-def named(plan: Plan, type_: str, suffix: str) -> Resource:
-    [r] = [r for r in plan.of_type(type_) if r.name.endswith(suffix)]
-    return r
 
 
 # ------------------------------------------------------------------------------------------- opaque mocks
@@ -89,8 +84,9 @@ def test_the_eks_cluster_output_is_a_reference_that_orders_its_users(dev_plan):
 def test_references_catch_a_retyped_cluster_name(dev_plan):
     """Issue 11 defect 2: the Karpenter node access entry got the cluster name as a plain string."""
     plan = planted(dev_plan)
-    entry = named(plan, "aws:eks/accessEntry:AccessEntry", "karpenter-node")
-    role = named(plan, "aws:iam/role:Role", "karpenter-node-role")
+    [entry] = plan.within(KARPENTER, type_="aws:eks/accessEntry:AccessEntry")
+    [role] = [r for r in plan.within(KARPENTER, type_="aws:iam/role:Role")
+              if r.outputs["arn"] == entry.inputs["principalArn"]]  # the role whose nodes the entry admits
     entry.dependencies = [role.urn]  # the role ARN is still an Output; the cluster name is re-typed
     [problem] = checks.reference_problems(plan)
     assert problem.startswith("aws:eks/accessEntry:AccessEntry nim-on-eks-dev-karpenter-node: clusterName names "
@@ -99,7 +95,7 @@ def test_references_catch_a_retyped_cluster_name(dev_plan):
 
 def test_references_catch_a_namespace_secret_and_storage_class_nobody_waits_for(dev_plan):
     plan = planted(dev_plan)
-    sts = named(plan, "kubernetes:apps/v1:StatefulSet", "-sts")
+    [sts] = plan.within(NIM_MODEL, type_="kubernetes:apps/v1:StatefulSet")
     sts.dependencies = []
     sts.provider = ""
     found = "\n".join(checks.reference_problems(plan))
@@ -111,8 +107,8 @@ def test_references_catch_a_namespace_secret_and_storage_class_nobody_waits_for(
 
 def test_references_in_helm_values(dev_plan):
     plan = planted(dev_plan)
-    release = named(plan, "kubernetes:helm.sh/v3:Release", "kube-prometheus-stack")
-    release.dependencies = []
+    stack = release(plan, "kube-prometheus-stack")
+    stack.dependencies = []
     found = "\n".join(checks.reference_problems(plan))
     assert "storageClassName names StorageClass gp3" in found
     assert "existingSecret names Secret monitoring/grafana-admin" in found
@@ -145,7 +141,7 @@ def test_reachability_catches_karpenter_nodes_on_pulumi_eks_group(dev_plan):
 
 def test_reachability_catches_efs_closed_to_the_nodes(dev_plan):
     plan = planted(dev_plan)
-    efs_sg = named(plan, "aws:ec2/securityGroup:SecurityGroup", "storage-efs")
+    [efs_sg] = plan.within(STORAGE, type_="aws:ec2/securityGroup:SecurityGroup")
     efs_sg.inputs["ingress"][0]["fromPort"] = efs_sg.inputs["ingress"][0]["toPort"] = 2048
     found = checks.reachability_problems(plan)
     assert len([p for p in found if p.startswith("nodes mount the EFS model cache: tcp/2049")]) == 3 * 3  # 3 pools, 3 AZs
@@ -206,8 +202,8 @@ def test_destroy_catches_the_network_going_before_the_controllers(dev_plan):
 
 def test_destroy_catches_a_node_class_that_does_not_wait_for_the_controller(dev_plan):
     plan = planted(dev_plan)
-    node_class = named(plan, "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass", "gpu-class")
-    controller = named(plan, "kubernetes:helm.sh/v3:Release", "karpenter-controller")
+    node_class = obj(plan, "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass", "gpu")
+    controller = release(plan, "karpenter")
     node_class.dependencies = [d for d in node_class.dependencies if d != controller.urn]
     node_class.provider = ""
     found = checks.destroy_problems(plan)

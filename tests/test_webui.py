@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from components.webui import openai_env
-from tests.conftest import plan_for
-from tests.test_nim import THREE
+from tests.conftest import GENAI_PERF, OPEN_WEBUI, THREE_MODELS, plan_for
 
 NAME = "nim-on-eks-dev-open-webui"
 
@@ -45,7 +44,7 @@ def test_open_webui(dev_plan):
 
 
 def test_every_model_in_config_order():
-    plan = plan_for(*THREE)
+    plan = plan_for(*THREE_MODELS)
     [c] = deployment(plan, f"{NAME}-deployment")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in c["env"]}
     urls = env["OPENAI_API_BASE_URLS"].split(";")
@@ -59,9 +58,9 @@ def test_openai_env():
 
 
 def test_switches(dev_plan):
-    assert not [r for r in dev_plan.resources if "genai-perf" in r.name]  # off by default
+    assert not dev_plan.of_type(GENAI_PERF)  # off by default
     plan = plan_for("open_webui=false")
-    assert not [r for r in plan.resources if r.name.startswith(NAME)]
+    assert not plan.of_type(OPEN_WEBUI)
     assert "open_webui_port_forward" not in plan.outputs
 
 

@@ -2,8 +2,9 @@
 
     python -m tools.client_overhead
 
-The server (tests/fake_openai.py) streams tokens with no delay, so everything measured is the cost of the
+The server (tools/fake_openai.py) streams tokens with no delay, so everything measured is the cost of the
 client plus the local server and loopback: an upper bound on what the client adds to real measurements.
+`make bench` (tools/bench.py) prints these figures with the others.
 """
 
 from __future__ import annotations
@@ -13,19 +14,30 @@ import io
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from client.bench import parser, run
-from tests.fake_openai import FakeServer
+from tools.fake_openai import FakeServer
+
+
+def client_summary(server: FakeServer, requests: int, concurrency: int = 1,
+                   max_tokens: int | None = None) -> dict[str, Any]:
+    """The benchmark client's JSON summary (`--json`) of `requests` requests to `server`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = Path(tmp) / "s.json"
+        argv = ["-u", server.url, "--iterations", str(requests), "--concurrency", str(concurrency),
+                "--results-file", str(Path(tmp) / "r.txt"), "--json", str(summary)]
+        if max_tokens:
+            argv += ["--max-tokens", str(max_tokens)]
+        out = io.StringIO()
+        if asyncio.run(run(parser().parse_args(argv), out, io.StringIO())) != 0:
+            raise RuntimeError(f"the client failed against {server.url}:\n{out.getvalue()}")
+        return json.loads(summary.read_text())
 
 
 def measure(requests: int = 20, tokens: int = 500) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp, FakeServer(ttft=0.0, itl=0.0, tokens=tokens) as server:
-        summary = Path(tmp) / "s.json"
-        args = parser().parse_args(["-u", server.url, "--iterations", str(requests), "--concurrency", "1",
-                                    "--max-tokens", str(tokens), "--results-file", str(Path(tmp) / "r.txt"),
-                                    "--json", str(summary)])
-        assert asyncio.run(run(args, io.StringIO(), io.StringIO())) == 0
-        s = json.loads(summary.read_text())
+    with FakeServer(ttft=0.0, itl=0.0, tokens=tokens) as server:
+        s = client_summary(server, requests, max_tokens=tokens)
     return {"per_request_ms": s["ttft_s"]["p50"] * 1000, "per_chunk_us": s["itl_s"]["p50"] * 1e6}
 
 

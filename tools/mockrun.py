@@ -101,6 +101,37 @@ class Plan:
             raise LookupError(f"expected one {type_} named {name!r}, found {len(found)} among {names}")
         return found[0]
 
+    def children(self, resource: Resource, recursive: bool = True) -> list[Resource]:
+        """The resources whose parent is `resource` (recursive: and their children, down the `parent` links), in
+        registration order. What an opaque component creates inside (tools/opaque.py) counts as its children."""
+        return self._below([resource], recursive)
+
+    def within(self, component_type: str, name: str | None = None, type_: str | None = None) -> list[Resource]:
+        """The resources inside the components of `component_type` (only the one named `name`, when given), at any
+        depth, of `type_` when given, in registration order: "the IAM roles of the Karpenter component" is
+        `within("nim-on-eks:index:Karpenter", type_="aws:iam/role:Role")`. No such component is a LookupError, so
+        a mistyped component never reads as "it has nothing inside"; ask `of_type` whether a component exists."""
+        components = [c for c in self.of_type(component_type) if name is None or c.name == name]
+        if not components:
+            present = sorted({c.name for c in self.of_type(component_type)}) or sorted(
+                {r.type for r in self.resources if not r.custom})
+            raise LookupError(f"no {component_type} named {name!r} in the plan; there are {present}"
+                              if name is not None else f"no {component_type} in the plan; components: {present}")
+        return [r for r in self._below(components, recursive=True) if type_ is None or r.type == type_]
+
+    def _below(self, parents: list[Resource], recursive: bool) -> list[Resource]:
+        below: dict[str, list[str]] = {}
+        for r in self.resources:
+            below.setdefault(r.parent, []).append(r.urn)
+        found: set[str] = set()
+        stack = [urn for p in parents for urn in below.get(p.urn, [])]
+        while stack:
+            urn = stack.pop()
+            found.add(urn)
+            if recursive:
+                stack.extend(below.get(urn, []))
+        return [r for r in self.resources if r.urn in found]
+
     def depends_on(self, resource: Resource, other: Resource) -> bool:
         """True when `resource` is created after (and deleted before) `other`, directly or transitively.
 

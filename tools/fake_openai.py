@@ -1,7 +1,14 @@
 """A small OpenAI-compatible streaming server on 127.0.0.1 that emits tokens with known delays.
 
 The first token leaves `ttft` seconds after the request arrives, then one token every `itl` seconds. A model
-named "broken" answers HTTP 500; prompts containing "FAIL" get HTTP 400. It records the most requests in flight.
+named "broken" answers HTTP 500; prompts containing "FAIL" get HTTP 400. It records the most requests in flight;
+with `hold=N` a request waits (up to `HOLD_TIMEOUT_S`) until N are in flight before it answers, so a client that
+keeps N requests open shows N however slow the machine, and one that does not shows fewer.
+
+The benchmark client's stand-in for NIM: tests/test_client.py checks the client against it, and
+tools/client_overhead.py and tools/bench.py (`make bench`) measure the client with it. It lives in tools/, beside
+the other harness the tests and the commands share (mockrun), rather than in client/: the client ships to users,
+this never does.
 """
 
 from __future__ import annotations
@@ -14,12 +21,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeServer:
-    def __init__(self, ttft: float = 0.2, itl: float = 0.02, tokens: int = 10, usage: bool = True):
-        self.ttft, self.itl, self.tokens, self.usage = ttft, itl, tokens, usage
+    HOLD_TIMEOUT_S = 10.0
+
+    def __init__(self, ttft: float = 0.2, itl: float = 0.02, tokens: int = 10, usage: bool = True, hold: int = 0):
+        self.ttft, self.itl, self.tokens, self.usage, self.hold = ttft, itl, tokens, usage, hold
         self.in_flight = 0
         self.max_in_flight = 0
         self.requests = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -78,6 +87,8 @@ class FakeServer:
                     server.requests += 1
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    server._lock.notify_all()
+                    server._lock.wait_for(lambda: server.in_flight >= server.hold, timeout=server.HOLD_TIMEOUT_S)
                 try:
                     self._stream(body, chat)
                 finally:
