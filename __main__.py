@@ -36,8 +36,14 @@ if alerts_warning := receiver_warning(cfg.monitoring, cfg.alerts.email):
 aws_provider = aws.Provider(
     "aws", region=cfg.region, default_tags=aws.ProviderDefaultTagsArgs(tags=cfg.aws_tags)
 )
-# Providers are given once, to each component; every resource inside takes the one of its package from its parent.
-aws_only = pulumi.ResourceOptions(providers=[aws_provider])
+
+
+def providers(*given: pulumi.ProviderResource) -> pulumi.ResourceOptions:
+    """A component's providers, given once: every resource inside takes the one of its package from its parent.
+    A fresh options object per component, since the SDK writes the resolved providers back into it."""
+    return pulumi.ResourceOptions(providers=list(given))
+
+
 zones = aws.get_availability_zones(
     state="available",
     filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
@@ -53,11 +59,10 @@ network = Network(
     NetworkArgs(
         cluster_name=cfg.cluster_name,
         region=cfg.region,
-        vpc_cidr=cfg.network.vpc_cidr,
+        settings=cfg.network,
         azs=azs,
-        single_nat_gateway=cfg.network.single_nat_gateway,
     ),
-    opts=aws_only,
+    opts=providers(aws_provider),
 )
 
 # --- cluster ---------------------------------------------------------------------------------------------
@@ -69,22 +74,16 @@ cluster = Cluster(
         vpc_id=network.vpc_id,
         private_subnet_ids=network.private_subnet_ids,
         public_subnet_ids=network.public_subnet_ids,
-        core_instance_type=cfg.core.instance_type,
-        core_node_count=cfg.core.node_count,
-        core_node_max=cfg.core.node_max,
-        core_disk_gb=cfg.core.disk_gb,
-        log_types=cfg.logs.types,
-        log_retention_days=cfg.logs.retention_days,
+        core=cfg.core,
+        logs=cfg.logs,
         partition=partition.partition,
         admin_arns=cfg.cluster_admins,
         tags=cfg.aws_tags,
         network_egress=network.egress,
     ),
-    opts=aws_only,  # the cluster makes the Kubernetes provider itself
+    opts=providers(aws_provider),  # the cluster makes the Kubernetes provider itself
 )
 # Every component after the cluster: AWS resources through the AWS provider, Kubernetes objects into this cluster.
-aws_and_k8s = pulumi.ResourceOptions(providers=[aws_provider, cluster.provider])
-k8s_only = pulumi.ResourceOptions(providers=[cluster.provider])
 
 # --- GPU capacity: Karpenter launches (spot-first) GPU nodes for the models ----------------------------------
 capacity = Karpenter(
@@ -96,15 +95,11 @@ capacity = Karpenter(
         account_id=account.account_id,
         partition=partition.partition,
         cluster_security_group_id=cluster.cluster_security_group_id,
-        gpu_instance_families=cfg.gpu.instance_families,
-        gpu_capacity_types=cfg.gpu.capacity_types,
-        gpu_limit=cfg.gpu.limit,
-        ami_alias=cfg.gpu.ami_alias,
-        gpu_root_volume_gb=cfg.gpu.root_volume_gb,
+        gpu=cfg.gpu,
         pod_identity_agent=cluster.pod_identity_agent,
         tags=cfg.aws_tags,
     ),
-    opts=aws_and_k8s,
+    opts=providers(aws_provider, cluster.provider),
 )
 
 # --- storage: the EFS model cache every replica shares, and gp3 block storage --------------------------------
@@ -121,10 +116,9 @@ storage = Storage(
         oidc_issuer=cluster.oidc_issuer,
         kubeconfig=cluster.kubeconfig,
         pod_identity_agent=cluster.pod_identity_agent,
-        efs_backups=cfg.efs.backups,
-        efs_ia_after_days=cfg.efs.ia_after_days,
+        efs=cfg.efs,
     ),
-    opts=aws_and_k8s,
+    opts=providers(aws_provider, cluster.provider),
 )
 
 # --- monitoring: Prometheus, Grafana, the NIM dashboard, GPU metrics, and the HPA's metric -----------------
@@ -137,14 +131,12 @@ monitoring = (
             nim_namespace=cfg.nim_namespace,
             storage_class=storage.gp3_storage_class,
             volumes_released=storage.volumes_released,
-            prometheus_retention=cfg.prometheus.retention,
-            prometheus_volume_gb=cfg.prometheus.volume_gb,
-            alert_ttft_p90_seconds=cfg.alerts.ttft_p90_seconds,
+            prometheus=cfg.prometheus,
+            alerts=cfg.alerts,
             model_first_start_minutes=max(first_start_minutes(catalog.models[m.name].cache_gib) for m in cfg.models),
-            alert_email=cfg.alerts.email,
             eks_cluster_name=cluster.cluster_name,
         ),
-        opts=aws_and_k8s,
+        opts=providers(aws_provider, cluster.provider),
     )
     if cfg.monitoring
     else None
@@ -154,7 +146,7 @@ monitoring = (
 nim_namespace = NimNamespace(
     f"{cfg.cluster_name}-nim",
     NimNamespaceArgs(namespace=cfg.nim_namespace, ngc_api_key=ngc_api_key),
-    opts=k8s_only,
+    opts=providers(cluster.provider),
 )
 models = [
     NimModel(
@@ -171,7 +163,7 @@ models = [
             device_plugin=capacity.device_plugin,
             metrics_pipeline=monitoring.ready if monitoring else [],
         ),
-        opts=k8s_only,
+        opts=providers(cluster.provider),
     )
     for model in cfg.models
 ]
@@ -186,7 +178,7 @@ webui = (
             volumes_released=storage.volumes_released,
             cpu_node_pool=capacity.cpu_node_pool,
         ),
-        opts=k8s_only,
+        opts=providers(cluster.provider),
     )
     if cfg.open_webui
     else None
@@ -195,7 +187,7 @@ genai_perf = (
     GenAiPerf(
         f"{cfg.cluster_name}-genai-perf",
         GenAiPerfArgs(namespace=nim_namespace, cpu_node_pool=capacity.cpu_node_pool),
-        opts=k8s_only,
+        opts=providers(cluster.provider),
     )
     if cfg.genai_perf
     else None

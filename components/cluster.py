@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 
 from parts import addons
 from planning import iam, versions
+from planning.config import CoreSettings, LogSettings
 from planning.scheduling import CORE_NODE_LABEL
 
 
@@ -29,12 +30,8 @@ class ClusterArgs:
     vpc_id: pulumi.Input[str]
     private_subnet_ids: list[pulumi.Input[str]]
     public_subnet_ids: list[pulumi.Input[str]]
-    core_instance_type: str
-    core_node_count: int
-    core_node_max: int
-    core_disk_gb: int
-    log_types: tuple[str, ...]  # control-plane log types; () sends none and creates no log group
-    log_retention_days: int
+    core: CoreSettings  # the core node group
+    logs: LogSettings  # control-plane log types (none: no log group) and how long they are kept
     partition: str  # aws, aws-us-gov: every ARN the component writes itself
     admin_arns: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
@@ -79,11 +76,11 @@ class Cluster(pulumi.ComponentResource):
             aws.cloudwatch.LogGroup(
                 f"{name}-control-plane-logs",
                 name=control_plane_log_group(args.cluster_name),
-                retention_in_days=args.log_retention_days,
+                retention_in_days=args.logs.retention_days,
                 tags=args.tags,
                 opts=child,
             )
-            if args.log_types
+            if args.logs.types
             else None
         )
 
@@ -114,7 +111,7 @@ class Cluster(pulumi.ComponentResource):
             skip_default_node_group=True,
             # pulumi-eks can only manage CoreDNS with its default node group; we manage it below, after ours.
             coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
-            enabled_cluster_log_types=list(args.log_types) or None,
+            enabled_cluster_log_types=list(args.logs.types) or None,
             encryption_config_key_arn=self.secrets_key.arn,
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self,
@@ -159,7 +156,7 @@ class Cluster(pulumi.ComponentResource):
                 aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                     device_name="/dev/xvda",
                     ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                        volume_size=args.core_disk_gb, volume_type="gp3", encrypted="true", delete_on_termination="true"
+                        volume_size=args.core.disk_gb, volume_type="gp3", encrypted="true", delete_on_termination="true"
                     ),
                 )
             ],
@@ -182,9 +179,9 @@ class Cluster(pulumi.ComponentResource):
             subnet_ids=args.private_subnet_ids,
             ami_type=versions.CORE_AMI_TYPE,
             capacity_type="ON_DEMAND",
-            instance_types=[args.core_instance_type],
+            instance_types=[args.core.instance_type],
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
-                desired_size=args.core_node_count, min_size=args.core_node_count, max_size=args.core_node_max
+                desired_size=args.core.node_count, min_size=args.core.node_count, max_size=args.core.node_max
             ),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
             launch_template=aws.eks.NodeGroupLaunchTemplateArgs(

@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 
 from parts import helm
 from planning import iam, versions
+from planning.config import GpuSettings
 from planning.scheduling import (CORE_NODE_LABEL, CPU_NODE_LABELS, CRITICAL_ADDONS_TOLERATION, GPU_NODE_LABELS,
                                  GPU_NODE_SELECTOR, GPU_TAINT, GPU_TOLERATION)
 
@@ -159,11 +160,7 @@ class KarpenterArgs:
     account_id: str
     partition: str
     cluster_security_group_id: pulumi.Input[str]  # the EKS-created group of the control plane and core nodes
-    gpu_instance_families: tuple[str, ...]
-    gpu_capacity_types: tuple[str, ...]
-    gpu_limit: int
-    ami_alias: str
-    gpu_root_volume_gb: int
+    gpu: GpuSettings  # what the GPU NodePool may launch; its AMI alias is the CPU NodePool's too
     # The cluster's Pod Identity agent: the controller's association waits for it, so Karpenter starts with credentials.
     pod_identity_agent: aws.eks.Addon
     tags: dict[str, str] = field(default_factory=dict)
@@ -290,7 +287,7 @@ class Karpenter(pulumi.ComponentResource):
                 kind="EC2NodeClass",
                 metadata={"name": key},
                 spec={
-                    "amiSelectorTerms": [{"alias": args.ami_alias}],
+                    "amiSelectorTerms": [{"alias": args.gpu.ami_alias}],
                     "role": self.node_role.name,
                     "subnetSelectorTerms": discovery,
                     "securityGroupSelectorTerms": discovery,
@@ -311,7 +308,7 @@ class Karpenter(pulumi.ComponentResource):
         # Local NVMe (every GPU type allowed has it: MIN_LOCAL_NVME_GB) holds images, containerd and the kubelet (the
         # AMI's setup-local-disks bind-mounts them onto the RAID0 array): fast, already paid for, and it leaves the
         # root volume only the OS (the AL2023 AMI's 20 GiB snapshot) and system logs.
-        self.gpu_node_class = node_class("gpu", args.gpu_root_volume_gb, instanceStorePolicy="RAID0")
+        self.gpu_node_class = node_class("gpu", args.gpu.root_volume_gb, instanceStorePolicy="RAID0")
         self.cpu_node_class = node_class("cpu", 50)
 
         def node_pool(key: str, node_class: k8s.apiextensions.CustomResource, labels: dict[str, str],
@@ -345,10 +342,10 @@ class Karpenter(pulumi.ComponentResource):
 
         self.gpu_node_pool = node_pool(
             "gpu", self.gpu_node_class, GPU_NODE_LABELS,
-            gpu_requirements(args.gpu_instance_families, args.gpu_capacity_types),
+            gpu_requirements(args.gpu.instance_families, args.gpu.capacity_types),
             # Only empty GPU nodes are consolidated: a serving model is never evicted just to repack it.
             {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "5m", "budgets": [{"nodes": "1"}]},
-            {"nvidia.com/gpu": str(args.gpu_limit)},
+            {"nvidia.com/gpu": str(args.gpu.limit)},
             taints=[GPU_TAINT],
             # A drain blocked by a PodDisruptionBudget ends after this: nodes never stay forever.
             terminationGracePeriod="2h",

@@ -22,6 +22,7 @@ from parts import helm
 from planning import versions
 from components.alerts import Alerts, AlertsArgs, alertmanager_config
 from components.waiters import VolumesReleased
+from planning.config import AlertSettings, PrometheusSettings
 from planning.models import WORKLOAD_PREFIX
 from planning.scheduling import GPU_NODE_SELECTOR, GPU_TOLERATION, NON_GPU_AFFINITY
 
@@ -123,14 +124,13 @@ class MonitoringArgs:
     storage_class: k8s.storage.v1.StorageClass
     # Prometheus' volume is an EBS volume: on destroy the release goes first, then the waiter waits for the volume.
     volumes_released: VolumesReleased
-    prometheus_retention: str
-    prometheus_volume_gb: int
-    alert_ttft_p90_seconds: float
+    prometheus: PrometheusSettings  # retention, volume size
+    # The alert rules' threshold, and where alerts go: with an address, Alertmanager routes alerts to an SNS topic
+    # that emails it (components/alerts.py); without, Alertmanager has no receiver.
+    alerts: AlertSettings
     # The longest first start of the configured models (NIM's startup window plus a GPU node and the image).
     model_first_start_minutes: int
-    # Alert delivery: with an address, Alertmanager routes alerts to an SNS topic that emails it (components/alerts.py);
-    # without, Alertmanager has no receiver. eks_cluster_name: the cluster's name as an Output of the cluster.
-    alert_email: str | None = None
+    # the cluster's name as an Output of the cluster (the alerts' Pod Identity association waits for it)
     eks_cluster_name: pulumi.Input[str] | None = None
 
 
@@ -169,13 +169,13 @@ class Monitoring(pulumi.ComponentResource):
 
         # --- alert delivery: SNS topic and Alertmanager's identity, before Alertmanager starts
         self.alerts = None
-        if args.alert_email:
+        if args.alerts.email:
             if args.eks_cluster_name is None:
                 raise ValueError("MonitoringArgs.eks_cluster_name is required with alert_email")
             self.alerts = Alerts(
                 f"{name}-alerts",
                 AlertsArgs(cluster_name=args.cluster_name, eks_cluster_name=args.eks_cluster_name,
-                           email=args.alert_email, namespace=NAMESPACE,
+                           email=args.alerts.email, namespace=NAMESPACE,
                            service_account=ALERTMANAGER_SERVICE_ACCOUNT),
                 opts=child,
             )
@@ -190,7 +190,7 @@ class Monitoring(pulumi.ComponentResource):
             pod_metadata = {}
 
         # --- kube-prometheus-stack
-        retention_size_gb = int(args.prometheus_volume_gb * 0.85)  # stop before the volume fills
+        retention_size_gb = int(args.prometheus.volume_gb * 0.85)  # stop before the volume fills
         self.stack = helm.release(
             f"{name}-kube-prometheus-stack", versions.KUBE_PROMETHEUS_STACK, name=RELEASE, namespace=NAMESPACE,
             values={
@@ -203,12 +203,12 @@ class Monitoring(pulumi.ComponentResource):
                     "scrapeConfigSelectorNilUsesHelmValues": False,
                     "scrapeInterval": "30s",
                     "evaluationInterval": "30s",
-                    "retention": args.prometheus_retention,
+                    "retention": args.prometheus.retention,
                     "retentionSize": f"{retention_size_gb}GB",
                     "storageSpec": {"volumeClaimTemplate": {"spec": {
                         "storageClassName": args.storage_class.metadata.name,  # encrypted gp3
                         "accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": f"{args.prometheus_volume_gb}Gi"}},
+                        "resources": {"requests": {"storage": f"{args.prometheus.volume_gb}Gi"}},
                     }}},
                     "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
                     "affinity": NON_GPU_AFFINITY,
@@ -283,7 +283,7 @@ class Monitoring(pulumi.ComponentResource):
             api_version="monitoring.coreos.com/v1",
             kind="PrometheusRule",
             metadata={"name": "nim-alerts", "namespace": NAMESPACE, "labels": MONITOR_LABELS},
-            spec={"groups": alert_rules(args.nim_namespace, args.alert_ttft_p90_seconds,
+            spec={"groups": alert_rules(args.nim_namespace, args.alerts.ttft_p90_seconds,
                                         args.model_first_start_minutes)},
             opts=after_stack,
         )

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from planning.config import NetworkSettings
+
 # Zones where EKS cannot place a control plane (EKS user guide, "VPC and subnet requirements").
 EKS_UNSUPPORTED_ZONE_IDS = ("use1-az3", "usw1-az2", "cac1-az3")
 
@@ -51,9 +53,8 @@ def pick_azs(available: list[str], zone_ids: list[str], count: int) -> list[str]
 class NetworkArgs:
     cluster_name: str
     region: str
-    vpc_cidr: str
+    settings: NetworkSettings  # vpc_cidr, single_nat_gateway (the zone count became `azs`)
     azs: list[str]
-    single_nat_gateway: bool
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -73,7 +74,7 @@ class Network(pulumi.ComponentResource):
 
         self.vpc = aws.ec2.Vpc(
             f"{name}-vpc",
-            cidr_block=args.vpc_cidr,
+            cidr_block=args.settings.vpc_cidr,
             enable_dns_hostnames=True,  # EKS nodes and EFS mount targets resolve by DNS
             enable_dns_support=True,
             tags=tags(f"{args.cluster_name}-vpc"),
@@ -91,7 +92,7 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
 
-        self.subnet_plan = plan_subnets(args.vpc_cidr, args.azs)
+        self.subnet_plan = plan_subnets(args.settings.vpc_cidr, args.azs)
         self.public_subnets: list[aws.ec2.Subnet] = []
         self.private_subnets: list[aws.ec2.Subnet] = []
         nat_gateways: list[aws.ec2.NatGateway] = []
@@ -113,7 +114,7 @@ class Network(pulumi.ComponentResource):
             ))
             self.public_subnets.append(public)
 
-            if i == 0 or not args.single_nat_gateway:
+            if i == 0 or not args.settings.single_nat_gateway:
                 eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", tags=tags(f"{args.cluster_name}-nat-{plan.az}"), opts=child)
                 nat_gateways.append(
                     aws.ec2.NatGateway(

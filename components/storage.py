@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 
 from parts import addons
 from planning import iam
+from planning.config import EfsSettings
 from planning.workloads import NIM_UID
 from components.waiters import EBS_CSI_DRIVER, EFS_CSI_DRIVER, VolumesReleased
 
@@ -52,8 +53,7 @@ class StorageArgs:
     kubeconfig: pulumi.Input[str]  # a secret; the volumes-released waiter lists PersistentVolumes with it on destroy
     # The cluster's Pod Identity agent: both CSI add-ons wait for it (the EBS driver gets its credentials through it).
     pod_identity_agent: aws.eks.Addon
-    efs_backups: bool = False
-    efs_ia_after_days: int = 0  # 0: never
+    efs: EfsSettings  # backups, Infrequent Access transition
 
 
 class Storage(pulumi.ComponentResource):
@@ -79,8 +79,8 @@ class Storage(pulumi.ComponentResource):
             # No transition to Infrequent Access by default: IA reads cost per GB and are slower, the opposite of
             # what a cache read on every cold start wants.
             lifecycle_policies=(
-                [aws.efs.FileSystemLifecyclePolicyArgs(transition_to_ia=ia_transition(args.efs_ia_after_days))]
-                if args.efs_ia_after_days else []
+                [aws.efs.FileSystemLifecyclePolicyArgs(transition_to_ia=ia_transition(args.efs.ia_after_days))]
+                if args.efs.ia_after_days else []
             ),
             tags={"Name": f"{args.cluster_name}-model-cache"},
             opts=child,
@@ -89,7 +89,7 @@ class Storage(pulumi.ComponentResource):
             f"{name}-efs",
             file_system_id=self.file_system.id,
             # The cache can always be downloaded again; backups would only add cost.
-            backup_policy=aws.efs.BackupPolicyBackupPolicyArgs(status="ENABLED" if args.efs_backups else "DISABLED"),
+            backup_policy=aws.efs.BackupPolicyBackupPolicyArgs(status="ENABLED" if args.efs.backups else "DISABLED"),
             opts=child,
         )
         aws.efs.FileSystemPolicy(
