@@ -1,4 +1,4 @@
-"""Every chart, image, add-on and AMI alias is pinned, in one visible place (components/versions.py, models.yaml)."""
+"""Every chart, image, add-on and AMI alias is pinned, in one visible place (planning/versions.py, models.yaml)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_every_image_is_pinned_in_one_place():
     for image in found:
         assert re.fullmatch(r"[^:]+:[A-Za-z0-9_][A-Za-z0-9_.-]*", image), image
         assert not image.endswith((":latest", ":main")), image
-        assert image in PINNED_IMAGES, f"{image} is not pinned in components/versions.py or models.yaml"
+        assert image in PINNED_IMAGES, f"{image} is not pinned in planning/versions.py or models.yaml"
 
 
 def test_every_chart_is_pinned_in_one_place(dev_plan):
