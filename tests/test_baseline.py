@@ -25,12 +25,14 @@ import pulumi_random as random
 class Box(pulumi.ComponentResource):
     def __init__(self, name, opts=None):
         super().__init__({type!r}, name, None, opts)
-        self.pet = random.RandomPet(f"{{name}}-pet", length={length}, opts=pulumi.ResourceOptions(parent=self))
+        self.pet = random.RandomPet(f"{{name}}-pet", length={length},
+                                    opts=pulumi.ResourceOptions(parent=self{pet_opts}))
         self.register_outputs({{}})
 
 
 box = Box({name!r}, opts=pulumi.ResourceOptions(aliases={aliases}))
-random.RandomPet("user", prefix=box.pet.id)
+random.RandomPet("user", prefix=box.pet.id, separator=pulumi.Output.secret({secret!r}))
+pulumi.export("greeting", {greeting!r})
 """
 
 
@@ -42,7 +44,8 @@ def _plan(tmp_path, **values):
     return plan
 
 
-OLD = {"type": "t:index:Box", "name": "box", "aliases": "[]", "length": 2}
+OLD = {"type": "t:index:Box", "name": "box", "aliases": "[]", "length": 2, "pet_opts": "", "secret": "-",
+       "greeting": "hello"}
 
 
 def test_a_rename_with_an_alias_changes_nothing(tmp_path):
@@ -68,3 +71,17 @@ def test_a_changed_input_is_reported(tmp_path):
     problems = baseline.compare(recorded, _plan(tmp_path, **{**OLD, "length": 3}))
     assert problems == [f"{next(u for u in recorded if u.endswith('::box-pet'))}: inputs: .length: 2 -> 3"]
     assert not baseline.compare(recorded, _plan(tmp_path, **{**OLD, "length": 3}), strict=False)
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"pet_opts": ", protect=True"}, "box-pet: options: .protect added (true)"),
+    ({"pet_opts": ", ignore_changes=['length']"}, "box-pet: options: .ignore_changes added ([\"length\"])"),
+    ({"pet_opts": ", custom_timeouts=pulumi.CustomTimeouts(create='5m')"}, "box-pet: options: .custom_timeouts added"),
+    ({"secret": "+"}, "user: secrets: .separator: "),  # the value is never shown, only that it changed
+    ({"greeting": "bye"}, 'stack outputs: .greeting: "hello" -> "bye"'),
+])
+def test_options_secrets_and_outputs_are_compared(tmp_path, change, expected):
+    recorded = baseline.record(_plan(tmp_path, **OLD))
+    problems = baseline.compare(recorded, _plan(tmp_path, **{**OLD, **change}))
+    assert len(problems) == 1 and expected in problems[0], problems
+    assert '"+"' not in problems[0] and '"-"' not in problems[0]

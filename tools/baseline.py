@@ -7,12 +7,13 @@ Pulumi knows a resource by its URN (stack, project, parent types, type, name). C
 another parent or renames it or its type makes `pulumi up` delete the old one and create a new one (a cluster, a
 file system full of cached models) unless the resource lists its old URN in `aliases`. The record in
 `tests/baseline/<name>.json` holds, per URN, what each registered resource is: type, parent, provider,
-dependencies and inputs (secrets masked). `compare` maps every resource of a new plan to a recorded URN, by its
-own URN or one of its aliases (tools/mockrun.py records aliases as the SDK resolves them), and reports:
+dependencies, resource options (protect, ignore_changes, custom_timeouts, ...), inputs (secrets masked, each
+secret's value as a short hash), and the stack outputs. `compare` maps every resource of a new plan to a recorded
+URN, by its own URN or one of its aliases (tools/mockrun.py records aliases as the SDK resolves them), and reports:
 - a recorded URN that nothing maps to: `pulumi up` would delete that resource;
 - a resource that maps to no recorded URN: it would be created;
-- with `strict`, any difference in parent, provider, dependencies or inputs, with URNs read through the
-  mapping, so a renamed parent does not show up as a change of all its children.
+- with `strict`, any difference in parent, provider, dependencies, options, inputs, secret values or stack
+  outputs, with URNs read through the mapping, so a renamed parent does not show up as a change of its children.
 
 What pulumi-eks creates inside (tools/opaque.py) is left out: it follows from the inputs of `eks:index:Cluster`.
 """
@@ -20,6 +21,7 @@ What pulumi-eks creates inside (tools/opaque.py) is left out: it follows from th
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -46,19 +48,40 @@ STACKS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 # compared per resource; the type is part of the URN, which the mapping checks (an alias may change it)
-FIELDS = ("custom", "parent", "provider", "providers", "dependencies", "inputs")
+FIELDS = ("custom", "parent", "provider", "providers", "dependencies", "options", "inputs", "secrets")
+OUTPUTS = "__stack_outputs__"  # the record's key for the stack outputs (not a URN)
 
 
 def record(plan: mockrun.Plan) -> dict[str, dict[str, Any]]:
-    """URN -> what the resource is, for every resource the program registers."""
-    return {
+    """URN -> what the resource is, for every resource the program registers; and the stack outputs."""
+    found: dict[str, dict[str, Any]] = {
         r.urn: {
             "type": r.type, "custom": r.custom, "parent": r.parent, "provider": _provider_urn(r.provider),
             "providers": {k: _provider_urn(v) for k, v in sorted(r.providers.items())},
-            "dependencies": r.dependencies, "inputs": r.inputs,
+            "dependencies": r.dependencies, "options": r.options, "inputs": r.inputs,
+            "secrets": secret_fingerprints(r.inputs, r.revealed),
         }
         for r in sorted(plan.resources, key=lambda r: r.urn) if not r.implied
     }
+    found[OUTPUTS] = plan.outputs
+    return found
+
+
+def secret_fingerprints(inputs: Any, revealed: Any, path: str = "") -> dict[str, str]:
+    """Path -> a short hash of each secret's value (the record never holds a secret, but sees it change), and of a
+    dynamic resource's serialized provider (`__provider`, left out of the inputs)."""
+    found: dict[str, str] = {}
+    if inputs == mockrun.SECRET:
+        found[path or "."] = hashlib.sha256(json.dumps(revealed, sort_keys=True).encode()).hexdigest()[:16]
+    elif isinstance(inputs, dict) and isinstance(revealed, dict):
+        for key in inputs:
+            found.update(secret_fingerprints(inputs[key], revealed.get(key), f"{path}.{key}" if path else key))
+        if not path and "__provider" in revealed:
+            found["__provider"] = hashlib.sha256(str(revealed["__provider"]).encode()).hexdigest()[:16]
+    elif isinstance(inputs, list) and isinstance(revealed, list):
+        for i, (a, b) in enumerate(zip(inputs, revealed)):
+            found.update(secret_fingerprints(a, b, f"{path}[{i}]"))
+    return found
 
 
 def _provider_urn(ref: str) -> str:
@@ -69,6 +92,8 @@ def _provider_urn(ref: str) -> str:
 def compare(recorded: dict[str, dict[str, Any]], plan: mockrun.Plan, strict: bool = True) -> list[str]:
     """What `pulumi up` of `plan` would do to a stack up with `recorded`, beyond updating nothing."""
     problems: list[str] = []
+    outputs = recorded.get(OUTPUTS)
+    recorded = {urn: entry for urn, entry in recorded.items() if urn != OUTPUTS}
     mapping: dict[str, str] = {}  # URN now -> recorded URN
     for r in plan.resources:
         if r.implied:
@@ -107,6 +132,8 @@ def compare(recorded: dict[str, dict[str, Any]], plan: mockrun.Plan, strict: boo
             return [translate(v) for v in value]
         return value
 
+    if outputs is not None and plan.outputs != outputs:
+        problems.append(f"stack outputs: {_first_difference(outputs, plan.outputs)}")
     now = record(plan)
     for urn, old in sorted(mapping.items()):
         entry = translate(now[urn])
@@ -159,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "write":
             DIR.mkdir(parents=True, exist_ok=True)
             path_of(name).write_text(json.dumps(record(plan), indent=1, sort_keys=True) + "\n")
-            print(f"wrote {path_of(name)} ({len(record(plan))} resources)")
+            print(f"wrote {path_of(name)} ({len(record(plan)) - 1} resources and the stack outputs)")
             continue
         problems = compare(load(name), plan)
         print(f"{name}: {'same as recorded' if not problems else f'{len(problems)} differences'}")

@@ -64,6 +64,8 @@ class Resource:
     # A remote component's providers by package (pulumi-eks gets the AWS provider this way); custom resources
     # name theirs in `provider`.
     providers: dict[str, str] = field(default_factory=dict)
+    # Resource options that change what the engine does (protect, ignoreChanges, customTimeouts, ...), those set.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +78,7 @@ class Resource:
             "inputs": self.inputs,
             **({"aliases": self.aliases} if self.aliases else {}),
             **({"providers": self.providers} if self.providers else {}),
+            **({"options": self.options} if self.options else {}),
             **({"implied": True, "created_by": self.created_by} if self.implied else {}),
         }
 
@@ -340,6 +343,16 @@ class RecordingMonitor(pmocks.MockMonitor):
         features = [f for f in info.supportedFeatures if f != resource_pb2.RESOURCE_MONITOR_FEATURE_ALIAS_SPECS]
         return resource_pb2.DeploymentInfo(supportedFeatures=features)
 
+    @staticmethod
+    def _identity(urn: str, aliases: list[str]) -> tuple[str, str] | None:
+        """(type, name) a renamed resource was created with: that of its first alias with another name. Aliases that
+        keep the name (the SDK adds some for a type's old tokens) change no id."""
+        name = urn.rsplit("::", 1)[1]
+        for alias in aliases:
+            if alias.rsplit("::", 1)[1] != name:
+                return alias.split("::")[2].split("$")[-1], alias.rsplit("::", 1)[1]
+        return None
+
     def _aliases(self, request) -> list[str]:
         """The URNs the resource may have had: its own aliases, and for each alias of its parent the same child
         under that alias, its name re-prefixed when it starts with the parent's name (the engine's
@@ -362,7 +375,7 @@ class RecordingMonitor(pmocks.MockMonitor):
         aliases = self._aliases(request) if request.type != "pulumi:pulumi:Stack" else []
         # A resource found under an alias keeps what it was created with: its mock id and generated names come
         # from its first alias' name and type, as the real ones come from the stack's state.
-        self.mocks.identity.value = (aliases[0].split("::")[2].split("$")[-1], aliases[0].rsplit("::", 1)[1]) \
+        self.mocks.identity.value = self._identity(self.make_urn(request.parent, request.type, request.name), aliases) \
             if aliases else None
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
@@ -387,6 +400,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                 revealed=_ints(revealed),
                 aliases=aliases,
                 providers=dict(request.providers) if request.remote else {},
+                options=_options(request),
             )
             self.records.append(record)
             if request.type == opaque.EKS_CLUSTER:
@@ -411,6 +425,25 @@ class RecordingMonitor(pmocks.MockMonitor):
         for output, child in opaque.resource_outputs(implied).items():
             child_urn = urns[child]
             response.object[output] = {_SIG: _RESOURCE_SIG, "urn": child_urn, "id": self.resources[child_urn].id}
+
+
+def _options(request) -> dict[str, Any]:
+    """The resource options of a registration that differ from the defaults, by their ResourceOptions names."""
+    timeouts = {k: v for k, v in (("create", request.customTimeouts.create), ("update", request.customTimeouts.update),
+                                  ("delete", request.customTimeouts.delete)) if v}
+    found = {
+        "protect": request.protect,
+        "retain_on_delete": request.retainOnDelete,
+        "delete_before_replace": request.deleteBeforeReplace if request.deleteBeforeReplaceDefined else None,
+        "deleted_with": request.deletedWith,
+        "ignore_changes": sorted(request.ignoreChanges),
+        "replace_on_changes": sorted(request.replaceOnChanges),
+        "additional_secret_outputs": sorted(request.additionalSecretOutputs),
+        "custom_timeouts": timeouts,
+        "version": request.version,
+        "import": request.importId,
+    }
+    return {k: v for k, v in found.items() if v not in (None, False, "", [], {})}
 
 
 # ------------------------------------------------------------------------------------------ stack config
