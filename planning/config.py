@@ -404,6 +404,8 @@ def _raw_runtime_config() -> tuple[dict[str, Any], set[str]]:
     from pulumi.runtime import config as rc
 
     raw: dict[str, Any] = {}
+    # The SDK offers no call that lists every key (needed to name unknown ones): read the two places it reads
+    # itself, the engine's environment and `runtime.config.CONFIG` (what set_all_config fills, e.g. under mocks).
     secrets = {k.replace(":config:", ":") for k in rc.get_config_secret_keys_env()}
     for source in (rc.get_config_env(), rc.CONFIG.get()):
         for key_name, value in source.items():
