@@ -64,6 +64,8 @@ class Resource:
     # A remote component's providers by package (pulumi-eks gets the AWS provider this way); custom resources
     # name theirs in `provider`.
     providers: dict[str, str] = field(default_factory=dict)
+    # ResourceOptions.custom_timeouts as the engine gets them ({"create": "34m", ...}); not part of the plan JSON.
+    timeouts: dict[str, str] = field(default_factory=dict, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -387,6 +389,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                 revealed=_ints(revealed),
                 aliases=aliases,
                 providers=dict(request.providers) if request.remote else {},
+                timeouts={k: v for k, v in json_format.MessageToDict(request.customTimeouts).items() if v},
             )
             self.records.append(record)
             if request.type == opaque.EKS_CLUSTER:
