@@ -22,10 +22,10 @@ Where the facts come from:
   tensorrt_llm-A100-fp16-tp2-latency, -tp1-throughput, vllm-fp16-tp2, vllm-fp16-tp1, in that order), so more GPUs
   used ranks first. Without LoRA, NIM only looks at profiles without it ("Running NIM without LoRA. Only looking
   for compatible profiles that do not support LoRA.", NIM 1.2.1 log).
-- `download-to-cache --profile <id or name>` downloads one profile into NIM_CACHE_PATH without a GPU
-  (NVIDIA/nim-deploy @ 3c6bcbd0, kserve/scripts/download-profile.yaml by name,
-  cloud-service-providers/aws/sagemaker/s3_nim_sagemaker/README.md by id; the operator's Job passes
-  `--profiles <ids>` and requests no GPU).
+- `download-to-cache --profiles <ids>` downloads the given profiles into NIM_CACHE_PATH without a GPU: the NIM
+  Operator's caching Job runs exactly that, requesting no GPU, for every NGC NIM it caches, NIM 1.0 images included
+  (nimcache_controller.go; its caching guide caches llama3-8b-instruct:1.0.0). One id per call here, so each
+  completed profile gets its marker.
 """
 
 from __future__ import annotations
@@ -233,12 +233,12 @@ def precache(cache: Path, profiles: list[str], download: Any = None, log: Any = 
 
 def _download(profile: str) -> None:
     try:
-        subprocess.run(["download-to-cache", "--profile", profile], check=True)
+        subprocess.run(["download-to-cache", "--profiles", profile], check=True)
     except FileNotFoundError:
         raise SystemExit("download-to-cache is not in this image: it cannot pre-cache; set precache to false for "
                          "this model") from None
     except subprocess.CalledProcessError as err:
-        raise SystemExit(f"download-to-cache --profile {profile} failed (exit {err.returncode}); its output is "
+        raise SystemExit(f"download-to-cache --profiles {profile} failed (exit {err.returncode}); its output is "
                          "above") from None
 
 

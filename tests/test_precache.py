@@ -211,7 +211,7 @@ def test_main_selects_from_the_manifest_and_downloads_once(tmp_path, monkeypatch
     env = {"NIM_CACHE_PATH": str(tmp_path / "cache"), "NIM_ON_EKS_GPU_TYPES": '["h100", "l4"]',
            "NIM_ON_EKS_GPUS": "1", "NIM_ON_EKS_LORA": "false"}
     assert np_.main(env) == 0
-    assert calls(tmp_path) == ["--profile tensorrt_llm-h100-fp8-tp1-throughput", "--profile vllm-bf16-tp1"]
+    assert calls(tmp_path) == ["--profiles tensorrt_llm-h100-fp8-tp1-throughput", "--profiles vllm-bf16-tp1"]
     assert "h100 x 1: tensorrt_llm-h100-fp8-tp1-throughput" in capsys.readouterr().out
     assert np_.main(env) == 0  # a second run (the Job replaced with unchanged profiles) downloads nothing
     assert len(calls(tmp_path)) == 2
@@ -234,7 +234,7 @@ def test_the_container_command_runs_the_program_with_nims_python(tmp_path):
            "NIM_MODEL_PROFILE": "tensorrt_llm-l40s-bf16-tp2-throughput"}
     run = subprocess.run([*container["command"], *container["args"]], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert calls(tmp_path) == ["--profile tensorrt_llm-l40s-bf16-tp2-throughput"]
+    assert calls(tmp_path) == ["--profiles tensorrt_llm-l40s-bf16-tp2-throughput"]
     assert (tmp_path / "cache" / np_.MARKER_DIR / "tensorrt_llm-l40s-bf16-tp2-throughput").exists()
 
 
