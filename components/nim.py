@@ -233,7 +233,8 @@ class NimModel(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
                 depends_on=[*waits_for, self.cache, *([self.precache] if self.precache else [])],
-                # a first start waits for a GPU node and downloads the model
+                # a first start waits for a GPU node and loads the model; it downloads it too when it is not
+                # pre-cached, so the window stays sized for a download
                 custom_timeouts=pulumi.CustomTimeouts(create=f"{first_start_minutes(entry.cache_gib)}m",
                                                       update=f"{first_start_minutes(entry.cache_gib)}m"),
             )),
