@@ -160,6 +160,7 @@ models = [
             service_monitor_labels=monitoring.monitor_labels if monitoring else None,
             volumes_released=storage.volumes_released,
             gpu_node_pool=capacity.gpu_node_pool,
+            cpu_node_pool=capacity.cpu_node_pool,
             device_plugin=capacity.device_plugin,
             metrics_pipeline=monitoring.ready if monitoring else [],
         ),

@@ -1,10 +1,10 @@
 """NIM: the namespace with its NGC secrets (once), and one NimModel per configured model.
 
 A NimModel is native Kubernetes objects (NVIDIA's nim-llm chart sits behind an NGC login, so its values cannot be
-checked here; typed objects are validated against the Kubernetes schemas): a shared model-cache volume, a
-StatefulSet `nim-llm-<model>`, its Services, an HPA on NIM's own load metric, a ServiceMonitor and a
-PodDisruptionBudget. NIM's interface (env, ports, health and metrics endpoints, uid 1000) is from NVIDIA's NIM for
-LLMs documentation and the NIM Operator's defaults (FACTS.md).
+checked here; typed objects are validated against the Kubernetes schemas): a shared model-cache volume, the Job that
+fills it on a CPU node (components/precache.py), a StatefulSet `nim-llm-<model>`, its Services, an HPA on NIM's own
+load metric, a ServiceMonitor and a PodDisruptionBudget. NIM's interface (env, ports, health and metrics endpoints,
+uid 1000) is from NVIDIA's NIM for LLMs documentation and the NIM Operator's defaults (FACTS.md).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from planning.catalog import CatalogModel
 from planning.models import ModelRequest
 from planning.scheduling import GPU_TOLERATION, gpu_node_affinity
 from planning.workloads import NIM_UID
+from components.precache import precache_job, precache_off_reason
 from components.waiters import VolumesReleased
 
 PORT = 8000
@@ -109,13 +110,14 @@ class NimModelArgs:
     service_monitor_labels: dict[str, str] | None  # None: no ServiceMonitor (no Prometheus Operator)
     volumes_released: VolumesReleased  # destroy: the cache's EFS access point is released before the driver goes
     gpu_node_pool: k8s.apiextensions.CustomResource  # Karpenter's GPU NodePool
+    cpu_node_pool: k8s.apiextensions.CustomResource  # Karpenter's CPU NodePool: where the pre-cache Job runs
     device_plugin: k8s.helm.v3.Release  # without it GPU nodes advertise no nvidia.com/gpu
     # What ServiceMonitors and HPAs need first (Monitoring.ready: the Prometheus stack, the adapter); none without it.
     metrics_pipeline: list[pulumi.Resource] = field(default_factory=list)
 
 
 class NimModel(pulumi.ComponentResource):
-    """One NIM server for one model: cache volume, StatefulSet, Services, HPA, ServiceMonitor, PDB."""
+    """One NIM server for one model: cache volume, pre-cache Job, StatefulSet, Services, HPA, ServiceMonitor, PDB."""
 
     url: str
     served_model_name: str
@@ -144,6 +146,21 @@ class NimModel(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
                 custom_timeouts=pulumi.CustomTimeouts(create="10m"))),
         )
+
+        # Never pay a GPU to download: a Job on a CPU node fills the cache, and the StatefulSet waits for it. It needs
+        # what every consumer of the cache needs (the namespace and its secrets, the claim, the volumes-released
+        # waiter), and the CPU pool.
+        self.precache = None
+        if reason := precache_off_reason(m, entry):
+            pulumi.log.warn(f"{m.name} is not pre-cached ({reason}): its first replica downloads the weights on its "
+                            "GPU node, which is paid meanwhile", resource=self)
+        else:
+            self.precache = precache_job(
+                f"{name}-precache", m, entry, namespace=ns, claim=f"{app}-cache", cache_path=CACHE_PATH,
+                pull_secret=PULL_SECRET, api_key_secret=API_KEY_SECRET,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                    args.namespace, args.storage_class, args.volumes_released, args.cpu_node_pool, self.cache]),
+            )
 
         env = [
             {"name": "NGC_API_KEY", "valueFrom": {"secretKeyRef": {"name": API_KEY_SECRET, "key": "NGC_API_KEY"}}},
@@ -215,8 +232,9 @@ class NimModel(pulumi.ComponentResource):
                 "template": {"metadata": {"labels": labels}, "spec": pod_spec},
             },
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-                depends_on=[*waits_for, self.cache],
-                # a first start waits for a GPU node and downloads the model
+                depends_on=[*waits_for, self.cache, *([self.precache] if self.precache else [])],
+                # a first start waits for a GPU node and loads the model; it downloads it too when it is not
+                # pre-cached, so the window stays sized for a download
                 custom_timeouts=pulumi.CustomTimeouts(create=f"{first_start_minutes(entry.cache_gib)}m",
                                                       update=f"{first_start_minutes(entry.cache_gib)}m"),
             )),

@@ -31,6 +31,10 @@ class CatalogModel:
     memory_gib: int  # host memory request
     cpu: int  # vCPU request
     metrics_path: str  # Prometheus endpoint of this NIM release
+    # Whether a Job on a CPU node can download the weights before the first GPU replica starts (components/
+    # precache.py); when not, `precache_reason` says why, and the first replica downloads on its GPU node.
+    precache: bool = True
+    precache_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ FIELDS: dict[str, type | tuple[type, ...]] = {
     "cpu": int,
     "metrics_path": str,
 }
+# Optional fields: `precache: false` needs a `precache_reason`.
+OPTIONAL: dict[str, type] = {"precache": bool, "precache_reason": str}
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*")
 IMAGE_RE = re.compile(r"[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+")
 # An image tag (the OCI distribution spec's tag grammar), pinned: never `latest`.
@@ -80,8 +86,12 @@ def parse_catalog(data: Any, path: str = "models.yaml") -> Catalog:
             continue
         bad = False
         for key in entry:
-            if key not in FIELDS:
-                problems.append(f"{where}.{key}: unknown field; allowed: {', '.join(FIELDS)}")
+            if key not in FIELDS and key not in OPTIONAL:
+                problems.append(f"{where}.{key}: unknown field; allowed: {', '.join([*FIELDS, *OPTIONAL])}")
+                bad = True
+        for key, kind in OPTIONAL.items():
+            if key in entry and not isinstance(entry[key], kind):
+                problems.append(f"{where}.{key}: {entry[key]!r} has the wrong type")
                 bad = True
         for key, kind in FIELDS.items():
             value = entry.get(key)
@@ -112,7 +122,14 @@ def parse_catalog(data: Any, path: str = "models.yaml") -> Catalog:
                 problems.append(f"{where}.min_gpus.{gpu}: unknown GPU type; allowed: {', '.join(GPU_TYPES)}")
             elif not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 8:
                 problems.append(f"{where}.min_gpus.{gpu}: {count!r} must be a whole number from 1 to 8")
-        models[name] = CatalogModel(name=name, **{k: entry[k] for k in FIELDS})
+        precache, reason = entry.get("precache", True), str(entry.get("precache_reason", "")).strip()
+        if not precache and not reason:
+            problems.append(f"{where}.precache_reason: missing; `precache: false` must say why the weights cannot "
+                            "be downloaded before the first GPU replica starts")
+        if precache and reason:
+            problems.append(f"{where}.precache_reason: given, but precache is not false")
+        models[name] = CatalogModel(name=name, **{k: entry[k] for k in FIELDS}, precache=precache,
+                                    precache_reason=reason)
 
     if problems:
         raise CatalogError(path, problems)

@@ -18,8 +18,8 @@ from typing import Any
 from planning.catalog import TAG_RE, Catalog
 from planning.gpus import FitError, fit_model
 from planning.instances import InstanceType
-from planning.keys import Bad, build, distinct_list, key, keys_of, matching, parse_keys, readme_table, show, \
-    suggest, unknown_keys, whole
+from planning.keys import Bad, boolean, build, distinct_list, key, keys_of, matching, parse_keys, readme_table, \
+    show, suggest, unknown_keys, whole
 
 # A StatefulSet's pods carry the label controller-revision-hash=<name>-<10 chars>, which must fit in 63
 # characters, so a StatefulSet name may have at most 52.
@@ -68,6 +68,10 @@ class ModelSpec:
     env: tuple[tuple[str, str], ...] = key(  # extra container environment
         "env", env, (), "Extra NIM environment, e.g. `NIM_MAX_MODEL_LEN`, `NIM_MODEL_PROFILE`, "
         "`NIM_TENSOR_PARALLEL_SIZE`.", shown_default="`{}`")
+    precache: bool = key(  # download the weights with a Job on a CPU node before the first GPU replica starts
+        "precache", boolean, True,
+        "Download the weights into the cache with a Job on a CPU node before the first GPU replica starts; "
+        "`false`: the first replica downloads them on its GPU node.")
     k8s_name: str  # nim-llm-<short name>, the StatefulSet and Service name
 
 

@@ -61,3 +61,11 @@ def gpu_node_affinity(gpu_types: tuple[str, ...], gpus: int, capacity_types: tup
             {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(capacity_types)},
         ]})
     return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}
+
+
+# Karpenter's CPU pool, x86_64 nodes only: for images built for amd64 alone, or whose arm64 build is unconfirmed.
+CPU_POOL_AMD64_AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+    {"matchExpressions": [
+        {"key": POOL_LABEL, "operator": "In", "values": [CPU_NODE_LABELS[POOL_LABEL]]},
+        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+    ]}]}}}

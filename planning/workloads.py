@@ -1,8 +1,57 @@
 """Facts about the workloads that more than one part of the program must agree on: NIM's uid (the NIM pods run as
-it, the EFS access points of the model cache map every client to it) and the size of Open WebUI's data volume (the
-component requests it, the cost estimate prices it). Plain data; scheduling facts live in planning/scheduling.py."""
+it, the EFS access points of the model cache map every client to it), the size of Open WebUI's data volume (the
+component requests it, the cost estimate prices it), and what runs on Karpenter's CPU pool (the component requests
+it, the cost estimate sizes the pool from it). Plain data; scheduling facts live in planning/scheduling.py."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 # NIM containers run as uid/gid 1000 (NVIDIA NIM for LLMs docs; FACTS.md); the EFS access points map clients to it.
 NIM_UID = 1000
 # Open WebUI's volume: accounts, chats, settings and its embedding model (gp3, GiB).
 OPEN_WEBUI_DATA_GB = 10
+
+
+@dataclass(frozen=True)
+class PoolWorkload:
+    """A pod on Karpenter's CPU pool: its requests, how many, and the config switch it depends on (None: always)."""
+
+    name: str
+    cpu_m: int
+    memory_mib: int
+    replicas: int = 1
+    when: str | None = None
+
+
+# The pre-cache Job of a model (components/precache.py): one pod per model, only until its cache is filled, then
+# none. download-to-cache streams from NGC to EFS: network and disk bound, so one vCPU; 2 GiB leaves room for the
+# NIM tooling (Python) and hashing. These sizes are our estimate (the NIM Operator's caching Job takes whatever its
+# NIMCache asks, its samples ask nothing: k8s-nim-operator @ f63f74d7, config/samples). The memory limit stops a
+# runaway download from starving its node's neighbours.
+PRECACHE_JOB = PoolWorkload(name="nim-precache", cpu_m=1000, memory_mib=2048, when="per model with precache")
+PRECACHE_MEMORY_LIMIT_MIB = 4096
+# Workloads that come and go (Jobs): the pool needs room for them while they run, not while the stack idles.
+CPU_POOL_JOBS: dict[str, PoolWorkload] = {PRECACHE_JOB.name: PRECACHE_JOB}
+
+# How fast a model's weights come from NGC into EFS: an ESTIMATE, no published figure. NGC publishes no download
+# rate; the EFS side is not the limit (Elastic throughput, 1,500 MiB/s per client through the EFS CSI driver:
+# docs.aws.amazon.com/efs/latest/ug/performance.html). 50 MiB/s (~420 Mbit/s) is deliberately low, as the timeouts
+# built from it must not cut a slow but healthy download short.
+PRECACHE_DOWNLOAD_MIB_S = 50
+# A CPU node launch and the NIM image pull before the download starts, the same allowance a first GPU start gets
+# (components/nim.py). NIM image sizes are not published; an uncached 9.5 GB image took ~6 minutes to pull on an EKS
+# node (aws-ia/terraform-aws-eks-blueprints, patterns/ml-container-cache): an estimate.
+PRECACHE_START_MINUTES = 20
+
+
+def precache_download_minutes(cache_gib: float, rate_mib_s: float = PRECACHE_DOWNLOAD_MIB_S) -> float:
+    """Estimated minutes to download a model's cache (the catalog's cache size, GiB) at `rate_mib_s`."""
+    return cache_gib * 1024 / rate_mib_s / 60
+
+
+def precache_timeout_minutes(cache_gib: float) -> int:
+    """How long `pulumi up` waits for a model's pre-cache Job (and how long the Job may run): a CPU node and the
+    image, then the download at the estimated rate."""
+    return PRECACHE_START_MINUTES + math.ceil(precache_download_minutes(cache_gib))

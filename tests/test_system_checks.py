@@ -221,6 +221,32 @@ def test_destroy_catches_volumes_nobody_waits_for(dev_plan):
     assert any(p.startswith("the efs.csi.aws.com driver deletes the volumes of PersistentVolumeClaim") for p in found)
 
 
+def test_destroy_deletes_the_cache_job_and_its_volume_before_the_file_system(dev_plan):
+    """Issue 13: the pre-cache Job's pods mount the model's EFS cache; the Job, then the claim, then the waiter go
+    before the EFS driver, mount targets and file system."""
+    waves = checks.destroy_waves(dev_plan)
+    position = {r.urn: i for i, wave in enumerate(waves) for r in wave}
+    job = obj(dev_plan, "kubernetes:batch/v1:Job", "nim-llm-llama3-8b-instruct-precache")
+    claim = obj(dev_plan, "kubernetes:core/v1:PersistentVolumeClaim", "nim-llm-llama3-8b-instruct-cache")
+    [waiter] = [r for r in dev_plan.resources if r.name.endswith(checks.WAITER_SUFFIX)]
+    efs = [dev_plan.one("aws:efs/fileSystem:FileSystem"), *dev_plan.of_type("aws:efs/mountTarget:MountTarget"),
+           *(a for a in dev_plan.of_type("aws:eks/addon:Addon") if a.inputs.get("addonName") == "aws-efs-csi-driver")]
+    assert position[job.urn] < position[claim.urn] < position[waiter.urn] < min(position[r.urn] for r in efs)
+
+
+def test_destroy_catches_a_cache_job_that_outlives_the_volume_wait(dev_plan):
+    """Planted: the Job waits for nothing but its provider, so destroy may delete the waiter (and then the EFS
+    driver and file system) while the Job's pods still hold the cache."""
+    plan = planted(dev_plan)
+    job = obj(plan, "kubernetes:batch/v1:Job", "nim-llm-llama3-8b-instruct-precache")
+    job.dependencies = []
+    found = checks.destroy_problems(plan)
+    assert any(p.startswith("the pods of Job nim-on-eks-dev-nim-llm-llama3-8b-instruct-precache release claim "
+                            "nim/nim-llm-llama3-8b-instruct-cache") and
+               "nim-on-eks-dev-storage-volumes-released waits for it but can be deleted before" in p
+               for p in found), found
+
+
 # ----------------------------------------------------------------------------------------- offline plan
 
 
@@ -229,9 +255,11 @@ def test_the_plan_prints_the_checks_and_the_destroy_order(capsys):
     out = capsys.readouterr().out
     assert "references    OK" in out and "reachability  OK" in out and "destroy       OK" in out
     order = out[out.index("Destroy order"):]
-    # the waiter names every deletion it waits for: both Open WebUI's and Prometheus's EBS volumes, the EFS cache
+    # the waiter names every deletion it waits for: both Open WebUI's and Prometheus's EBS volumes, the EFS cache, and
+    # the workloads whose pods mount a claim (Open WebUI, the model's StatefulSet and its pre-cache Job)
     waits = [line for line in order.splitlines() if "storage-volumes-released is deleted only once done" in line]
-    assert len(waits) == 3 and sum("ebs.csi.aws.com" in w for w in waits) == 2, waits
+    assert len(waits) == 6 and sum("ebs.csi.aws.com" in w for w in waits) == 3, waits
+    assert sum("release claim nim/nim-llm-llama3-8b-instruct-cache" in w for w in waits) == 2, waits
     assert order.index("NodePool nim-on-eks-dev-karpenter-gpu-pool") < order.index(
         "EC2NodeClass nim-on-eks-dev-karpenter-gpu-class") < order.index("Release nim-on-eks-dev-karpenter-controller")
 

@@ -153,6 +153,10 @@ def _first_difference(old: Any, new: Any, path: str = "") -> str:
                 return f"{path}.{key} added ({json.dumps(new[key])[:200]})"
             if old[key] != new[key]:
                 return _first_difference(old[key], new[key], f"{path}.{key}")
+    if isinstance(old, list) and isinstance(new, list) and all(isinstance(v, str) for v in old + new) \
+            and len(old) != len(new):
+        added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+        return f"{path or '.'}: added {added}, removed {removed}"
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         for i, (a, b) in enumerate(zip(old, new)):
             if a != b:

@@ -398,6 +398,30 @@ def _volume_classes(r: Resource, default: str | None) -> set[str]:
     return set()
 
 
+def _claim_classes(plan: Plan, default: str | None) -> dict[tuple[str, str], str]:
+    """(namespace, name) of every PersistentVolumeClaim in the plan -> its StorageClass."""
+    return {(pvc.inputs["metadata"].get("namespace", "default"), pvc.inputs["metadata"]["name"]):
+            (pvc.inputs.get("spec") or {}).get("storageClassName") or default or ""
+            for pvc in plan.of_type("kubernetes:core/v1:PersistentVolumeClaim")}
+
+
+def _pod_spec(r: Resource) -> dict[str, Any]:
+    """The pod spec of a workload (a Pod, or the template of a Deployment, StatefulSet, DaemonSet, Job, CronJob)."""
+    kind, spec = _k8s_kind(r), r.inputs.get("spec") or {}
+    if kind == "Pod":
+        return spec
+    if kind == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    return ((spec.get("template") or {}).get("spec") or {}) if kind else {}
+
+
+def _mounted_claims(r: Resource) -> list[tuple[str, str]]:
+    """(namespace, claim) of every PersistentVolumeClaim a workload's pods mount."""
+    ns = (r.inputs.get("metadata") or {}).get("namespace", "default")
+    return [(ns, v["persistentVolumeClaim"]["claimName"]) for v in _pod_spec(r).get("volumes") or []
+            if (v.get("persistentVolumeClaim") or {}).get("claimName")]
+
+
 def egress_path(plan: Plan) -> list[Resource]:
     """What pods in private subnets need to reach AWS APIs (EC2, EFS, ELB) and registries: NAT gateways, the route
     tables that send 0.0.0.0/0 to them or to the internet gateway, those tables' subnet associations, and gateway
@@ -431,17 +455,31 @@ def async_cleanups(plan: Plan) -> list[AsyncCleanup]:
     addons = {a.inputs.get("addonName"): a for a in plan.of_type("aws:eks/addon:Addon")}
     file_systems = plan.of_type("aws:efs/fileSystem:FileSystem")
     waiters = [r for r in plan.resources if r.name.endswith(WAITER_SUFFIX)]
+
+    def volume_cleanup(what: str, trigger: Resource, driver: str) -> AsyncCleanup:
+        guard = next((w for w in waiters if driver in (w.inputs.get("drivers") or [])), None)
+        actors = [a for a in [addons.get(CSI_ADDONS[driver])] if a] + egress
+        if driver == "efs.csi.aws.com":
+            actors += file_systems + plan.of_type("aws:efs/mountTarget:MountTarget")
+        return AsyncCleanup(what, trigger, guard, actors)
+
     for r in plan.resources:
         for cls in sorted(_volume_classes(r, default)):
             driver = sc.get(cls)
-            if driver not in CSI_ADDONS:
-                continue
-            guard = next((w for w in waiters if driver in (w.inputs.get("drivers") or [])), None)
-            actors = [a for a in [addons.get(CSI_ADDONS[driver])] if a] + egress
-            if driver == "efs.csi.aws.com":
-                actors += file_systems + plan.of_type("aws:efs/mountTarget:MountTarget")
-            found.append(AsyncCleanup(f"the {driver} driver deletes the volumes of {r.type.rsplit(':', 1)[-1]} "
-                                      f"{r.name} (StorageClass {cls})", r, guard, actors))
+            if driver in CSI_ADDONS:
+                found.append(volume_cleanup(f"the {driver} driver deletes the volumes of {r.type.rsplit(':', 1)[-1]} "
+                                            f"{r.name} (StorageClass {cls})", r, driver))
+    # A claim in use is not released (the pvc-protection finalizer holds it while a pod mounts it), so every
+    # workload whose pods mount one (a StatefulSet, a Job) must be gone before its driver's waiter stops waiting.
+    claims = _claim_classes(plan, default)
+    for r in plan.resources:
+        for ns, claim in _mounted_claims(r):
+            cls = claims.get((ns, claim), "")
+            driver = sc.get(cls)
+            if driver in CSI_ADDONS:
+                found.append(volume_cleanup(
+                    f"the pods of {r.type.rsplit(':', 1)[-1]} {r.name} release claim {ns}/{claim}, whose volume the "
+                    f"{driver} driver then deletes (StorageClass {cls})", r, driver))
     # Load balancers: a Service of type LoadBalancer keeps a finalizer until its load balancer is deleted.
     lb_controllers = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
                       if "aws-load-balancer-controller" in str(r.inputs.get("chart", ""))]
