@@ -5,7 +5,8 @@
    dependency graph, or `pulumi up` may create it first (and `pulumi destroy` delete it last) and fail.
 2. Reachability: from the security groups and rules in the plan (pulumi-eks's and EKS's own included, see
    tools/opaque.py), the flows a cluster needs are allowed: nodes -> API server, control plane -> kubelet and
-   webhooks, pods -> CoreDNS, nodes -> EFS, Prometheus and clients -> NIM.
+   webhooks, pods -> CoreDNS, nodes -> EFS, Prometheus and clients (the interceptor too) -> NIM, KEDA -> the
+   HTTP add-on's scaler and Prometheus.
 3. Destroy: the order `pulumi destroy` deletes in, with the asynchronous deletions controllers do after an object
    is gone (Karpenter terminating nodes, CSI drivers deleting volumes, load balancers), each of which needs its
    controller alive and some resource whose deletion waits for it; and KEDA's scalers: each goes before what it
@@ -277,8 +278,9 @@ def allowed(rules: dict[str, list[Rule]], src: Endpoint, dst: Endpoint, protocol
     return egress and ingress
 
 
-# Ports the control plane calls on pods: webhooks and aggregated APIs (prometheus-adapter serves the custom metrics
-# API on 6443; the Prometheus operator's admission webhook listens on 10250; others use 443, 8443 or 9443).
+# Ports the control plane calls on pods: webhooks and aggregated APIs (KEDA's metrics server serves the external
+# metrics API on 6443 and its admission webhooks listen on 9443, tests/test_scaling.py reads both from the chart; the
+# Prometheus operator's admission webhook listens on 10250; others use 443 or 8443).
 WEBHOOK_PORTS = (443, 6443, 8443, 9443, 10250)
 
 
@@ -311,6 +313,8 @@ def flows(plan: Plan) -> tuple[list[Flow], list[str]]:
             for proto in ("udp", "tcp"):
                 check("pods reach CoreDNS", n, dns, proto, 53)
             check("pods reach NIM's port on other nodes (Prometheus, Open WebUI, benchmarks)", n, dns, "tcp", 8000)
+            # KEDA asks the HTTP add-on's scaler (gRPC) and Prometheus, both on 9090, wherever they run
+            check("KEDA reaches the HTTP add-on's scaler and Prometheus on other nodes", n, dns, "tcp", 9090)
         for mt in efs:
             check("nodes mount the EFS model cache", n, mt, "tcp", 2049)
     return out, problems
