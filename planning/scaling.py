@@ -41,11 +41,12 @@ DEFAULT_CONCURRENCY_TARGET = 25
 # wake the model and keep it awake (any request makes the trigger active), and never add replicas themselves.
 WAKE_ONLY_CONCURRENCY = 2**31 - 1
 
-# How long a model at zero-capable scale must see no request before it goes to zero (the stack default,
-# `scale_to_zero_idle_minutes`). A cold start bills its GPU node for about 10 minutes before the model serves (a
-# node launch, the image pull, loading from the EFS cache: estimates, see cold_start_limit_seconds); idling 20
-# minutes costs at most about two such starts, and spares users a cold start in ordinary pauses. Karpenter then
-# removes the empty GPU node after its consolidateAfter (5 minutes, components/karpenter.py).
+# How long a model with min_replicas 0 must see no request before it goes to zero (the stack default,
+# `scale_to_zero_idle_minutes`). A cold start bills its GPU node for about 10 minutes before the model serves, all
+# estimates: the node 1.5-3 minutes, a NIM image 5-8 minutes (a 9.5 GB image took 334 s, below), ~80 s to load an 8B
+# model from EFS (below). Idling 20 minutes costs about two cold starts' worth of GPU time, and spares users a cold
+# start in ordinary pauses. Karpenter then removes the empty GPU node after its consolidateAfter (5 minutes,
+# components/karpenter.py).
 DEFAULT_IDLE_MINUTES = 20
 # Fewer minutes than a cold start takes would make a model thrash between zero and one; KEDA's own default
 # cooldownPeriod is 300 s (KEDA 2.20 docs, reference/scaledobject-spec).

@@ -69,9 +69,17 @@ GENAI_PERF_IMAGE = "nvcr.io/nvidia/tritonserver:25.08-py3-sdk"
 # publishes them: keda 2.20.2 (app 2.20.2, sha256 db60b1fa...4c4c) and keda-add-ons-http 0.15.0 (app 0.15.0, sha256
 # dddb21bd...2001); both digests checked against docs/index.yaml @ 1444d00d and the unpacked archives. The charts and
 # values.yaml in ../shared come from kedacore/charts main @ 1444d00d, which has keys these releases lack:
-# tests/conformance.py (NOT_RELEASED) refuses them. The images (ghcr.io/kedacore/...) are built for linux/amd64 and
-# linux/arm64 (kedacore/keda and kedacore/http-add-on Makefiles, BUILD_PLATFORMS / KO_RELEASE_PLATFORMS).
+# tests/conformance.py (NOT_RELEASED) refuses them.
 KEDA = ChartPin("keda", "https://kedacore.github.io/charts", "2.20.2")
 KEDA_HTTP_ADD_ON = ChartPin("keda-add-ons-http", "https://kedacore.github.io/charts", "0.15.0")
+# The images the two releases run (the charts' default: tag = appVersion; the add-on's operator does not run,
+# components/scaling.py) and the platforms their releases are built for: kedacore/keda v2.20.2 Makefile
+# BUILD_PLATFORMS (publish-multiarch, run by .github/workflows/release-build.yml) and kedacore/http-add-on v0.15.0
+# Makefile KO_RELEASE_PLATFORMS (ko build --platform). From the build files, not from the registry's manifests.
+KEDA_IMAGE_PLATFORMS: dict[str, tuple[str, ...]] = {
+    image: ("linux/amd64", "linux/arm64", "linux/s390x") for image in (
+        "ghcr.io/kedacore/keda:2.20.2", "ghcr.io/kedacore/keda-metrics-apiserver:2.20.2",
+        "ghcr.io/kedacore/keda-admission-webhooks:2.20.2", "ghcr.io/kedacore/http-add-on-interceptor:0.15.0",
+        "ghcr.io/kedacore/http-add-on-scaler:0.15.0")}
 # Where both run: the add-on's install guide puts it beside KEDA (keda.sh/http-add-on/0.15/operations/installation).
 KEDA_NAMESPACE = "keda"

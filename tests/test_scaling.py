@@ -385,3 +385,11 @@ def test_names_fit_kubernetes_limits():
     plan = plan_for(f'nim_models=[{{"name": "{long_name}", "min_replicas": 0}}]')
     for r in plan.of_type(SCALED_OBJECT) + plan.of_type(ROUTE) + plan.of_type(SERVICE):
         assert re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", r.inputs["metadata"]["name"]), r.inputs["metadata"]
+
+
+@needs_charts
+def test_the_images_whose_platforms_are_recorded_are_the_rendered_ones(rendered):
+    images = {c["image"] for chart in ("keda", "keda-add-ons-http")
+              for d in kinds(rendered[chart], "Deployment").values() for c in d["spec"]["template"]["spec"]["containers"]}
+    assert images == set(versions.KEDA_IMAGE_PLATFORMS)
+    assert all("linux/arm64" in p and "linux/amd64" in p for p in versions.KEDA_IMAGE_PLATFORMS.values())
