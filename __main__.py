@@ -1,7 +1,7 @@
 """nim-on-eks: NVIDIA NIM LLM inference on Amazon EKS, in one `pulumi up`.
 
 Composition only; it reads like the architecture diagram:
-config (and its cost) -> network -> cluster -> (capacity, storage, monitoring) -> one NimModel per model
+config (and its cost) -> network -> cluster -> (capacity, storage, monitoring, scaling) -> one NimModel per model
 -> Open WebUI, GenAI-Perf -> outputs. Each component gets its providers once, in opts; what it waits for is named
 in its Args.
 """
@@ -18,8 +18,10 @@ from components.karpenter import Karpenter, KarpenterArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs, pick_azs
 from components.nim import NimModel, NimModelArgs, NimNamespace, NimNamespaceArgs, first_start_minutes
+from components.scaling import Scaling, ScalingArgs
 from components.storage import Storage, StorageArgs
 from components.webui import GenAiPerf, GenAiPerfArgs, OpenWebUI, OpenWebUIArgs
+from planning.scaling import can_scale_to_zero, cold_start_limit_seconds, needs_interceptor, scaling_warnings
 
 # --- config: every problem is reported here, before anything is created ---------------------------------
 catalog = load_catalog()
@@ -28,6 +30,9 @@ cfg, ngc_api_key = load_config(catalog)
 # --- what it costs, known before anything is created (warns over hourly_budget) --------------------------
 cost = estimate(cfg)
 for warning in cost_warnings(cost, cfg):
+    pulumi.log.warn(warning)
+# --- what models scale on without monitoring -------------------------------------------------------------
+for warning in scaling_warnings(cfg.models, cfg.monitoring):
     pulumi.log.warn(warning)
 # --- where alerts go (nowhere, without alert_email) -------------------------------------------------------
 if alerts_warning := receiver_warning(cfg.monitoring, cfg.alerts.email):
@@ -121,7 +126,7 @@ storage = Storage(
     opts=providers(aws_provider, cluster.provider),
 )
 
-# --- monitoring: Prometheus, Grafana, the NIM dashboard, GPU metrics, and the HPA's metric -----------------
+# --- monitoring: Prometheus (which the models' scaling queries), Grafana, the NIM dashboard, GPU metrics -----
 monitoring = (
     Monitoring(
         f"{cfg.cluster_name}-monitoring",
@@ -134,12 +139,21 @@ monitoring = (
             prometheus=cfg.prometheus,
             alerts=cfg.alerts,
             model_first_start_minutes=max(first_start_minutes(catalog.models[m.name].cache_gib) for m in cfg.models),
+            model_cold_start_minutes=max((cold_start_limit_seconds(catalog.models[m.name].cache_gib) // 60
+                                          for m in cfg.models if can_scale_to_zero(m)), default=0),
             eks_cluster_name=cluster.cluster_name,
         ),
         opts=providers(aws_provider, cluster.provider),
     )
     if cfg.monitoring
     else None
+)
+
+# --- scaling: KEDA scales every model; the HTTP add-on's interceptor wakes a model at zero on its first request ----
+scaling = Scaling(
+    f"{cfg.cluster_name}-scaling",
+    ScalingArgs(cpu_node_pool=capacity.cpu_node_pool, http_add_on=needs_interceptor(cfg.models, cfg.monitoring)),
+    opts=providers(cluster.provider),
 )
 
 # --- one NimModel per configured model -------------------------------------------------------------------------
@@ -156,13 +170,14 @@ models = [
             entry=catalog.models[model.name],
             namespace=nim_namespace,
             storage_class=storage.efs_storage_class,
-            autoscaling=monitoring is not None,
+            scaling=scaling,
             service_monitor_labels=monitoring.monitor_labels if monitoring else None,
             volumes_released=storage.volumes_released,
             gpu_node_pool=capacity.gpu_node_pool,
             cpu_node_pool=capacity.cpu_node_pool,
             device_plugin=capacity.device_plugin,
             metrics_pipeline=monitoring.ready if monitoring else [],
+            prometheus_address=monitoring.prometheus_address if monitoring else None,
         ),
         opts=providers(cluster.provider),
     )

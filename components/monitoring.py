@@ -1,9 +1,9 @@
-"""Monitoring: kube-prometheus-stack, prometheus-adapter (NIM's load metric for the HPA), the NIM Grafana
+"""Monitoring: kube-prometheus-stack (whose Prometheus KEDA's triggers query for NIM's load), the NIM Grafana
 dashboard, GPU metrics from the DCGM exporter, and alert rules.
 
 Chart values follow each chart's own values.yaml at the pinned version (kube-prometheus-stack 88.5.3 with its
-Grafana 12.11.1 sub-chart, prometheus-adapter 5.3.0: ../shared/reference; dcgm-exporter 4.8.2:
-NVIDIA/dcgm-exporter @ 691c9276, deployment/values.yaml).
+Grafana 12.11.1 sub-chart: ../shared/reference; dcgm-exporter 4.8.2: NVIDIA/dcgm-exporter @ 691c9276,
+deployment/values.yaml).
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ GRAFANA_SECRET = "grafana-admin"
 # Labels ServiceMonitors and rules carry. Prometheus selects every monitor and rule anyway (the *NilUsesHelmValues
 # settings below); the release label keeps them visible to a stack that was configured the chart's default way.
 MONITOR_LABELS = {"release": RELEASE}
-# NIM's metrics the HPA and the dashboard read through the custom metrics API, per pod.
-ADAPTER_METRICS = ("num_requests_running", "num_requests_waiting", "gpu_cache_usage_perc")
 
 
 def fullname(release: str = RELEASE) -> str:
@@ -54,31 +52,32 @@ ALERTMANAGER_SERVICE = f"{fullname()}-alertmanager"
 
 
 def prometheus_url(release: str = RELEASE, namespace: str = NAMESPACE) -> str:
-    """kube-prometheus-stack names its Prometheus Service `<fullname>-prometheus`."""
+    """kube-prometheus-stack names its Prometheus Service `<fullname>-prometheus` (templates/prometheus/service.yaml;
+    tests/test_scaling.py finds it, port 9090 `http-web`, in the chart's render)."""
     return f"http://{fullname(release)}-prometheus.{namespace}.svc"
 
 
-def adapter_rules(metrics: tuple[str, ...] = ADAPTER_METRICS) -> list[dict[str, Any]]:
-    """prometheus-adapter custom-metrics rules: each NIM metric per pod, named as NIM names it."""
-    return [{
-        "seriesQuery": f'{metric}{{namespace!="",pod!=""}}',
-        "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
-        "name": {"matches": f"^{metric}$", "as": metric},
-        "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
-    } for metric in metrics]
+PROMETHEUS_PORT = 9090  # prometheus.service.port, the chart's default
 
 
-def alert_rules(namespace: str, ttft_p90_seconds: float, first_start_minutes: int = 0) -> list[dict[str, Any]]:
+def alert_rules(namespace: str, ttft_p90_seconds: float, first_start_minutes: int = 0,
+                cold_start_minutes: int = 0) -> list[dict[str, Any]]:
     """`first_start_minutes`: how long a model's first start may take (GPU node, image, download); a StatefulSet that
-    young has no Ready replica by design, so the no-ready-replica alert waits for it, and only for it."""
+    young has no Ready replica by design, so the no-ready-replica alert waits for it, and only for it.
+    `cold_start_minutes`: how long a model woken from zero may take to be Ready (planning/scaling.py); a model whose
+    replica count changed that recently is starting, not failing. A model at zero has no replica to be Ready."""
     sel = f'namespace="{namespace}"'
     models = f'{sel}, statefulset=~"{WORKLOAD_PREFIX}.*"'
+    hpas = f'{sel}, horizontalpodautoscaler=~"{WORKLOAD_PREFIX}.*"'
+    waking = (f" unless on (namespace, statefulset) (changes(kube_statefulset_replicas{{{models}}}"
+              f"[{cold_start_minutes}m]) > 0)" if cold_start_minutes else "")
     return [{
         "name": "nim-on-eks.nim",
         "rules": [
             {"alert": "NimModelNoReadyReplica",
-             "expr": f"(kube_statefulset_status_replicas_ready{{{models}}} == 0) unless on (namespace, statefulset) "
-                     f"((time() - kube_statefulset_created{{{models}}}) < {first_start_minutes * 60})",
+             "expr": f"(kube_statefulset_status_replicas_ready{{{models}}} == 0) and on (namespace, statefulset) "
+                     f"(kube_statefulset_replicas{{{models}}} > 0) unless on (namespace, statefulset) "
+                     f"((time() - kube_statefulset_created{{{models}}}) < {first_start_minutes * 60}){waking}",
              "for": "10m", "labels": {"severity": "critical"},
              "annotations": {"summary": "NIM model {{ $labels.statefulset }} has no ready replica",
                              "description": "No replica of {{ $labels.statefulset }} has been Ready for 10 minutes: "
@@ -100,9 +99,10 @@ def alert_rules(namespace: str, ttft_p90_seconds: float, first_start_minutes: in
              "for": "5m", "labels": {"severity": "warning"},
              "annotations": {"summary": "NIM {{ $labels.service }}: KV cache above 90%",
                              "description": "KV cache use is {{ $value | humanizePercentage }}."}},
+            # KEDA's HPA of each model is named like it (components/scaling.py: horizontalPodAutoscalerConfig.name)
             {"alert": "NimAutoscalerAtMaxReplicas",
-             "expr": f'kube_horizontalpodautoscaler_status_current_replicas{{{sel}}} >= '
-                     f'kube_horizontalpodautoscaler_spec_max_replicas{{{sel}}}',
+             "expr": f'kube_horizontalpodautoscaler_status_current_replicas{{{hpas}}} >= '
+                     f'kube_horizontalpodautoscaler_spec_max_replicas{{{hpas}}}',
              "for": "15m", "labels": {"severity": "warning"},
              "annotations": {"summary": "HPA {{ $labels.horizontalpodautoscaler }} at max_replicas for 15 minutes",
                              "description": "Demand exceeds what max_replicas allows: raise it (and gpu_limit) or "
@@ -130,14 +130,16 @@ class MonitoringArgs:
     alerts: AlertSettings
     # The longest first start of the configured models (NIM's startup window plus a GPU node and the image).
     model_first_start_minutes: int
+    # The longest a model at zero may take to wake (planning/scaling.cold_start_limit_seconds); 0: none scales to zero.
+    model_cold_start_minutes: int = 0
     # the cluster's name as an Output of the cluster (the alerts' Pod Identity association waits for it)
     eks_cluster_name: pulumi.Input[str] | None = None
 
 
 class Monitoring(pulumi.ComponentResource):
-    """Everything that makes the models observable, and the metric their HPAs scale on."""
+    """Everything that makes the models observable, and the Prometheus their scaling triggers query."""
 
-    ready: list[pulumi.Resource]  # what ServiceMonitors and HPAs need first
+    ready: list[pulumi.Resource]  # what ServiceMonitors and scaling triggers need first
     monitor_labels: dict[str, str]
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
@@ -246,18 +248,6 @@ class Monitoring(pulumi.ComponentResource):
         )
         after_stack = pulumi.ResourceOptions(parent=self, depends_on=[self.stack])
 
-        # --- prometheus-adapter: NIM's per-pod load for the HPAs
-        self.adapter = helm.release(
-            f"{name}-prometheus-adapter", versions.PROMETHEUS_ADAPTER, name="prometheus-adapter", namespace=NAMESPACE,
-            values={
-                "prometheus": {"url": prometheus_url(), "port": 9090},
-                "rules": {"default": False, "custom": adapter_rules()},
-                "affinity": NON_GPU_AFFINITY,
-                "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-            },
-            parent=self, depends_on=[self.stack],
-        )
-
         # --- GPU metrics on GPU nodes only
         self.dcgm = helm.release(
             f"{name}-dcgm-exporter", versions.DCGM_EXPORTER, name="dcgm-exporter", namespace=NAMESPACE,
@@ -284,11 +274,12 @@ class Monitoring(pulumi.ComponentResource):
             kind="PrometheusRule",
             metadata={"name": "nim-alerts", "namespace": NAMESPACE, "labels": MONITOR_LABELS},
             spec={"groups": alert_rules(args.nim_namespace, args.alerts.ttft_p90_seconds,
-                                        args.model_first_start_minutes)},
+                                        args.model_first_start_minutes, args.model_cold_start_minutes)},
             opts=after_stack,
         )
 
-        self.ready = [self.stack, self.adapter]
+        self.ready = [self.stack]
+        self.prometheus_address = f"{prometheus_url()}:{PROMETHEUS_PORT}"
         self.monitor_labels = MONITOR_LABELS
         self.grafana_secret_name = self.grafana_secret.name
         self.grafana_password_command = self.grafana_secret.name.apply(

@@ -2,9 +2,10 @@
 
 A NimModel is native Kubernetes objects (NVIDIA's nim-llm chart sits behind an NGC login, so its values cannot be
 checked here; typed objects are validated against the Kubernetes schemas): a shared model-cache volume, the Job that
-fills it on a CPU node (components/precache.py), a StatefulSet `nim-llm-<model>`, its Services, an HPA on NIM's own
-load metric, a ServiceMonitor and a PodDisruptionBudget. NIM's interface (env, ports, health and metrics endpoints,
-uid 1000) is from NVIDIA's NIM for LLMs documentation and the NIM Operator's defaults (FACTS.md).
+fills it on a CPU node (components/precache.py), a StatefulSet `nim-llm-<model>`, its Services, a ServiceMonitor, a
+PodDisruptionBudget, and its scaling (a KEDA ScaledObject, and for a model reached through the HTTP add-on's
+interceptor its routes: components/scaling.py). NIM's interface (env, ports, health and metrics endpoints, uid 1000)
+is from NVIDIA's NIM for LLMs documentation and the NIM Operator's defaults (FACTS.md).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from planning.models import ModelRequest
 from planning.scheduling import GPU_TOLERATION, gpu_node_affinity
 from planning.workloads import NIM_UID
 from components.precache import precache_job, precache_off_reason
+from components.scaling import ModelScaling, ModelScalingArgs, Scaling
 from components.waiters import VolumesReleased
 
 PORT = 8000
@@ -106,18 +108,22 @@ class NimModelArgs:
     entry: CatalogModel
     namespace: NimNamespace  # the namespace and its NGC secrets (image pull, API key)
     storage_class: k8s.storage.v1.StorageClass  # EFS: the model cache's claim takes its name from it
-    autoscaling: bool  # an HPA on num_requests_running (needs the monitoring stack's adapter)
+    scaling: Scaling  # KEDA (and the HTTP add-on): the model's ScaledObject and routes need them first
     service_monitor_labels: dict[str, str] | None  # None: no ServiceMonitor (no Prometheus Operator)
     volumes_released: VolumesReleased  # destroy: the cache's EFS access point is released before the driver goes
     gpu_node_pool: k8s.apiextensions.CustomResource  # Karpenter's GPU NodePool
     cpu_node_pool: k8s.apiextensions.CustomResource  # Karpenter's CPU NodePool: where the pre-cache Job runs
     device_plugin: k8s.helm.v3.Release  # without it GPU nodes advertise no nvidia.com/gpu
-    # What ServiceMonitors and HPAs need first (Monitoring.ready: the Prometheus stack, the adapter); none without it.
+    # What ServiceMonitors and scaling triggers need first (Monitoring.ready: the Prometheus stack); none without it.
     metrics_pipeline: list[pulumi.Resource] = field(default_factory=list)
+    # The Prometheus KEDA's triggers query (Monitoring.prometheus_address); None: monitoring is off, and the model
+    # scales on requests through the interceptor.
+    prometheus_address: str | None = None
 
 
 class NimModel(pulumi.ComponentResource):
-    """One NIM server for one model: cache volume, pre-cache Job, StatefulSet, Services, HPA, ServiceMonitor, PDB."""
+    """One NIM server for one model: cache volume, pre-cache Job, StatefulSet, Services, ServiceMonitor, PDB, its
+    scaling."""
 
     url: str
     served_model_name: str
@@ -222,8 +228,9 @@ class NimModel(pulumi.ComponentResource):
             metadata={"name": app, "namespace": ns, "labels": labels},
             spec={
                 "serviceName": headless,
-                # With an HPA, replicas are its business; without one, the model runs at min_replicas.
-                **({} if args.autoscaling else {"replicas": m.min_replicas}),
+                # KEDA sets replicas (min_replicas, which may be 0, to max_replicas). Created with the default one, so
+                # the first `pulumi up` proves the model serves (and fills its cache); with min_replicas 0 it goes to
+                # zero once idle.
                 # OrderedReady: replica N+1 starts only once N is Ready, so exactly one pod downloads into an empty
                 # cache and every later one reads it (no two writers racing on the same files).
                 "podManagementPolicy": "OrderedReady",
@@ -266,33 +273,6 @@ class NimModel(pulumi.ComponentResource):
             opts=child,
         )
 
-        self.hpa = None
-        if args.autoscaling:
-            self.hpa = k8s.autoscaling.v2.HorizontalPodAutoscaler(
-                f"{name}-hpa",
-                metadata={"name": app, "namespace": ns, "labels": labels},
-                spec={
-                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": app},
-                    "minReplicas": m.min_replicas,
-                    "maxReplicas": m.max_replicas,
-                    "metrics": [{"type": "Pods", "pods": {
-                        "metric": {"name": "num_requests_running"},
-                        "target": {"type": "AverageValue", "averageValue": str(m.target_requests_running)},
-                    }}],
-                    "behavior": {
-                        "scaleUp": {"stabilizationWindowSeconds": 0,
-                                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
-                        "scaleDown": {"stabilizationWindowSeconds": 300,
-                                      "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]},
-                    },
-                },
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-                    depends_on=[*waits_for, self.statefulset])),
-            )
-        else:
-            pulumi.log.warn(f"monitoring is off: {m.name} runs at min_replicas={m.min_replicas} with no autoscaling "
-                            "(the HPA needs NIM's num_requests_running metric from Prometheus)", resource=self)
-
         self.service_monitor = None
         if args.service_monitor_labels is not None:
             self.service_monitor = k8s.apiextensions.CustomResource(
@@ -308,7 +288,17 @@ class NimModel(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self.url = model_url(app, ns)
+        # KEDA's ScaledObject; for a model at zero (or any, without monitoring) the interceptor's routes, and the URL
+        # every consumer uses goes through it.
+        self.scaling = ModelScaling(
+            f"{name}-scaling",
+            ModelScalingArgs(model=m, entry=entry, namespace=ns, labels=labels,
+                             monitoring=args.prometheus_address is not None, statefulset=self.statefulset,
+                             service=self.service, scaling=args.scaling, prometheus_address=args.prometheus_address,
+                             metrics_pipeline=args.metrics_pipeline),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.url = model_url(self.scaling.host, ns)
         self.served_model_name = entry.served_model_name
         self.port_forward = f"kubectl -n {ns} port-forward svc/{app} {PORT}:{PORT}"
         self.register_outputs({"url": self.url, "served_model_name": self.served_model_name,

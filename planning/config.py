@@ -9,7 +9,8 @@ the bad value and what is allowed: first each key on its own (in declaration ord
 what relates keys (the models with the catalog and the GPU settings, core node counts, the default cluster name).
 
 The typed config, by what each part configures (key -> attribute):
-- the stack: `cfg.cluster_name`, `cfg.eks_version`, `cfg.cluster_admins`, `cfg.nim_namespace`, `cfg.tags`
+- the stack: `cfg.cluster_name`, `cfg.eks_version`, `cfg.cluster_admins`, `cfg.nim_namespace`,
+  `cfg.scale_to_zero_idle_minutes` (each model's default `idle_minutes`), `cfg.tags`
   (`cfg.aws_tags` adds the program's own), `cfg.hourly_budget`, the switches `cfg.monitoring`, `cfg.open_webui`,
   `cfg.genai_perf`; `cfg.models` (from `nim_models`, parsed and fitted by planning/models.py), `cfg.ngc_api_key`
   (a Secret), and `cfg.project`, `cfg.stack`, `cfg.region`, `cfg.catalog`, which are not keys;
@@ -42,6 +43,7 @@ from planning.instances import load_instances
 from planning.keys import Bad, Secret, boolean, build, distinct_list, group, key, keys_of, matching, names, \
     number, one_of, parse_keys, readme_table, show, unknown_keys, whole, whole_choice
 from planning.models import CAPACITY_TYPES, FIELDS as MODEL_FIELDS, ModelRequest, fit_models, parse_models
+from planning.scaling import DEFAULT_IDLE_MINUTES, MAX_IDLE_MINUTES, MIN_IDLE_MINUTES
 
 NAMESPACE = "nim-on-eks"
 
@@ -288,6 +290,13 @@ class StackConfig:
         "nim_namespace",
         matching(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?", "a Kubernetes namespace name (lowercase letters, digits, '-')"),
         "nim", "Kubernetes namespace of the NIM servers (and GenAI-Perf).")
+    # 20: about two cold starts' worth of GPU-node time (planning/scaling.py says why); 5 at least, below a cold start
+    # a model would thrash between zero and one.
+    scale_to_zero_idle_minutes: int = key(
+        "scale_to_zero_idle_minutes", whole(MIN_IDLE_MINUTES, MAX_IDLE_MINUTES), DEFAULT_IDLE_MINUTES,
+        "Minutes without a request before a model with `min_replicas: 0` scales to zero (each model may set "
+        "`idle_minutes`). The default idles about as long as two cold starts keep a GPU node busy, so a pause in a "
+        f"session costs no cold start; {MIN_IDLE_MINUTES} to {MAX_IDLE_MINUTES}.")
     prometheus: PrometheusSettings = group()
     alerts: AlertSettings = group()
     hourly_budget: float | None = key(
@@ -298,7 +307,9 @@ class StackConfig:
         "tags", tag_map, {},
         "Extra AWS tags for every AWS resource, a JSON map; `project`, `stack` and `nim-on-eks/cluster` are always "
         "set.")
-    monitoring: bool = key("monitoring", boolean, True, "Prometheus, Grafana, the NIM dashboard and the HPA metric.")
+    monitoring: bool = key("monitoring", boolean, True,
+                           "Prometheus, Grafana, the NIM dashboard, alerts, and NIM's KV-cache metric models scale on "
+                           "(without it they scale on requests through the interceptor).")
     open_webui: bool = key("open_webui", boolean, True, "Open WebUI chat front end.")
     genai_perf: bool = key("genai_perf", boolean, False, "A GenAI-Perf pod for interactive benchmarks.")
     # not keys
@@ -374,7 +385,8 @@ def parse_config(
 
     models: tuple[ModelRequest, ...] = ()
     if "nim_models" in values:
-        specs, found = parse_models(values["nim_models"], catalog, valid("gpu_capacity_types"))
+        specs, found = parse_models(values["nim_models"], catalog, valid("gpu_capacity_types"),
+                                    valid("scale_to_zero_idle_minutes"))
         models, unfit = fit_models(specs, catalog, valid("gpu_instance_families"),
                                    load_instances().in_families(GPU_FAMILIES))
         problems += found + unfit

@@ -20,6 +20,8 @@ from planning.gpus import FitError, fit_model
 from planning.instances import InstanceType
 from planning.keys import Bad, boolean, build, distinct_list, key, keys_of, matching, parse_keys, readme_table, \
     show, suggest, unknown_keys, whole
+from planning.scaling import DEFAULT_CONCURRENCY_TARGET, DEFAULT_IDLE_MINUTES, DEFAULT_TARGET_KV_CACHE_PERCENT, \
+    MAX_IDLE_MINUTES, MIN_IDLE_MINUTES
 
 # A StatefulSet's pods carry the label controller-revision-hash=<name>-<10 chars>, which must fit in 63
 # characters, so a StatefulSet name may have at most 52.
@@ -53,7 +55,10 @@ class ModelSpec:
     gpus: int | None = key(  # None: the count that runs cheapest, chosen by fitting
         "gpus", whole(1, 16), None, "GPUs per replica.",
         shown_default="the count whose cheapest fitting instance (on the configured families) costs least")
-    min_replicas: int = key("min_replicas", whole(1, 50), 1, "Fewest replicas.")
+    min_replicas: int = key(
+        "min_replicas", whole(0, 50), 1,
+        "Fewest replicas. `0`: the model scales to zero when idle (no GPU node left) and its next request wakes it "
+        "(see Scale to zero); `1` or more keeps it always warm.")
     max_replicas: int = key("max_replicas", whole(1, 50), 5, "Most replicas.")
     image_tag: str = key(  # the catalog's pinned tag unless overridden
         "image_tag", matching(TAG_RE, "a pinned image tag (not 'latest')"), None,
@@ -62,9 +67,20 @@ class ModelSpec:
         "capacity_types", distinct_list(CAPACITY_TYPES, "capacity types"), None,
         "Pin this model to `[\"on-demand\"]` (or spot) within what the GPU NodePool allows.",
         shown_default="`gpu_capacity_types`")
-    target_requests_running: int = key(  # HPA target: average in-flight requests per replica
-        "target_requests_running", whole(1, 256), 5,
-        "HPA target: average in-flight requests per replica (NIM's `num_requests_running`).")
+    idle_minutes: int = key(  # None when unset: parse_entry puts the stack's scale_to_zero_idle_minutes
+        "idle_minutes", whole(MIN_IDLE_MINUTES, MAX_IDLE_MINUTES), None,
+        "Minutes without a request before a model with `min_replicas: 0` scales to zero.",
+        shown_default="`scale_to_zero_idle_minutes`")
+    target_kv_cache_percent: int = key(  # planning/scaling.py: NVIDIA's NIM Operator samples
+        "target_kv_cache_percent", whole(5, 95), DEFAULT_TARGET_KV_CACHE_PERCENT,
+        "Autoscaling target with `monitoring`: average GPU KV-cache use per replica, percent (NIM's "
+        "`gpu_cache_usage_perc`; NVIDIA's NIM Operator scales on it at 50).")
+    target_requests_running: int | None = key(  # optional: an extra in-flight-requests target
+        "target_requests_running", whole(1, 256), None,
+        "Optional extra autoscaling target: in-flight requests per replica (NIM's `num_requests_running` with "
+        "`monitoring`, requests through the interceptor without). Set it where GenAI-Perf shows time to first token "
+        f"climbing. Unset: KV-cache use alone with `monitoring`, {DEFAULT_CONCURRENCY_TARGET} without.",
+        shown_default="(none)")
     env: tuple[tuple[str, str], ...] = key(  # extra container environment
         "env", env, (), "Extra NIM environment, e.g. `NIM_MAX_MODEL_LEN`, `NIM_MODEL_PROFILE`, "
         "`NIM_TENSOR_PARALLEL_SIZE`.", shown_default="`{}`")
@@ -119,10 +135,11 @@ def model_items(raw: Any) -> list[Any]:
     return items
 
 
-def parse_models(raw: Any, catalog: Catalog,
-                 capacity_types: tuple[str, ...]) -> tuple[dict[str, ModelSpec], list[str]]:
+def parse_models(raw: Any, catalog: Catalog, capacity_types: tuple[str, ...],
+                 idle_minutes: int = DEFAULT_IDLE_MINUTES) -> tuple[dict[str, ModelSpec], list[str]]:
     """Every entry that is valid on its own, by where it is (`nim_models[<i>]`), and a problem for each one that
-    is not. `capacity_types` is the stack's gpu_capacity_types: each entry's default and what it may narrow.
+    is not. `capacity_types` is the stack's gpu_capacity_types: each entry's default and what it may narrow;
+    `idle_minutes` the stack's scale_to_zero_idle_minutes, each entry's default.
     """
     try:
         items = model_items(raw)
@@ -138,14 +155,14 @@ def parse_models(raw: Any, catalog: Catalog,
         if not isinstance(item, dict):
             problems.append(f"{where}: {show(item)} is neither a model name nor an object with 'name'")
             continue
-        spec = parse_entry(item, where, catalog, capacity_types, seen, problems)
+        spec = parse_entry(item, where, catalog, capacity_types, idle_minutes, seen, problems)
         if spec is not None:
             specs[where] = spec
     return specs, problems
 
 
 def parse_entry(item: dict[str, Any], where: str, catalog: Catalog, capacity_types: tuple[str, ...],
-                seen: dict[str, str], problems: list[str]) -> ModelSpec | None:
+                idle_minutes: int, seen: dict[str, str], problems: list[str]) -> ModelSpec | None:
     """One entry: its fields, then its name; None when `problems` gained any. `seen` (k8s name -> where) finds a
     model listed twice."""
     before = len(problems)
@@ -170,13 +187,18 @@ def parse_entry(item: dict[str, Any], where: str, catalog: Catalog, capacity_typ
     if "min_replicas" in values and "max_replicas" in values and values["min_replicas"] > values["max_replicas"]:
         problems.append(f"{where}: min_replicas {values['min_replicas']} is greater than max_replicas "
                         f"{values['max_replicas']}; allowed: min_replicas <= max_replicas")
+    if values.get("idle_minutes") is not None and values.get("min_replicas", 0) > 0:
+        problems.append(f"{where}.idle_minutes: set, but min_replicas is {values['min_replicas']}, so the model never "
+                        "scales to zero; allowed: idle_minutes with min_replicas 0 (or remove idle_minutes to keep "
+                        "the model always warm)")
     wanted = values.get("capacity_types") or capacity_types
     if not set(wanted) <= set(capacity_types):
         problems.append(f"{where}.capacity_types: {show(list(wanted))} is not allowed by gpu_capacity_types "
                         f"{show(list(capacity_types))}; allowed: a subset of it")
     if len(problems) > before:
         return None
-    values.update(name=name, image_tag=values["image_tag"] or catalog.models[name].tag, capacity_types=wanted)
+    values.update(name=name, image_tag=values["image_tag"] or catalog.models[name].tag, capacity_types=wanted,
+                  idle_minutes=values["idle_minutes"] or idle_minutes)
     return build(ModelSpec, values, k8s_name=k8s_name)
 
 

@@ -54,14 +54,32 @@ NVIDIA_DEVICE_PLUGIN = ChartPin("nvidia-device-plugin", "https://nvidia.github.i
 # Kubernetes 1.33-1.36. Pinned, not `latest`, so a new AMI never drifts (and replaces) serving GPU nodes.
 GPU_AMI_ALIAS = "al2023@v20260714"
 
-# Monitoring charts. kube-prometheus-stack 88.5.3 (Grafana sub-chart 12.11.1) and prometheus-adapter 5.3.0:
-# prometheus-community/helm-charts @ cf408a29 (values and CRDs in ../shared/reference). dcgm-exporter 4.8.2 (DCGM
+# Monitoring charts. kube-prometheus-stack 88.5.3 (Grafana sub-chart 12.11.1): prometheus-community/helm-charts
+# @ cf408a29 (values and CRDs in ../shared/reference). dcgm-exporter 4.8.2 (DCGM
 # 4.5.3, image 4.5.3-4.8.2-distroless): NVIDIA/dcgm-exporter deployment/Chart.yaml @ 691c9276, tag 4.5.3-4.8.2.
 KUBE_PROMETHEUS_STACK = ChartPin("kube-prometheus-stack", "https://prometheus-community.github.io/helm-charts", "88.5.3")
-PROMETHEUS_ADAPTER = ChartPin("prometheus-adapter", "https://prometheus-community.github.io/helm-charts", "5.3.0")
 DCGM_EXPORTER = ChartPin("dcgm-exporter", "https://nvidia.github.io/dcgm-exporter/helm-charts", "4.8.2")
 
 # Open WebUI: release 0.6.43 (CHANGELOG.md of open-webui/open-webui, 2025-12-22); images are tagged v<version>.
 OPEN_WEBUI_IMAGE = "ghcr.io/open-webui/open-webui:v0.6.43"
 # Triton SDK image with genai-perf: NVIDIA's Triton release notes list 25.08; used as <YY.MM>-py3-sdk.
 GENAI_PERF_IMAGE = "nvcr.io/nvidia/tritonserver:25.08-py3-sdk"
+
+# KEDA and its HTTP add-on, as the Helm repository https://kedacore.github.io/charts (kedacore/charts `docs/`)
+# publishes them: keda 2.20.2 (app 2.20.2, sha256 db60b1fa...4c4c) and keda-add-ons-http 0.15.0 (app 0.15.0, sha256
+# dddb21bd...2001); both digests checked against docs/index.yaml @ 1444d00d and the unpacked archives. The charts and
+# values.yaml in ../shared come from kedacore/charts main @ 1444d00d, which has keys these releases lack:
+# tests/conformance.py (NOT_RELEASED) refuses them.
+KEDA = ChartPin("keda", "https://kedacore.github.io/charts", "2.20.2")
+KEDA_HTTP_ADD_ON = ChartPin("keda-add-ons-http", "https://kedacore.github.io/charts", "0.15.0")
+# The images the two releases run (the charts' default: tag = appVersion; the add-on's operator does not run,
+# components/scaling.py) and the platforms their releases are built for: kedacore/keda v2.20.2 Makefile
+# BUILD_PLATFORMS (publish-multiarch, run by .github/workflows/release-build.yml) and kedacore/http-add-on v0.15.0
+# Makefile KO_RELEASE_PLATFORMS (ko build --platform). From the build files, not from the registry's manifests.
+KEDA_IMAGE_PLATFORMS: dict[str, tuple[str, ...]] = {
+    image: ("linux/amd64", "linux/arm64", "linux/s390x") for image in (
+        "ghcr.io/kedacore/keda:2.20.2", "ghcr.io/kedacore/keda-metrics-apiserver:2.20.2",
+        "ghcr.io/kedacore/keda-admission-webhooks:2.20.2", "ghcr.io/kedacore/http-add-on-interceptor:0.15.0",
+        "ghcr.io/kedacore/http-add-on-scaler:0.15.0")}
+# Where both run: the add-on's install guide puts it beside KEDA (keda.sh/http-add-on/0.15/operations/installation).
+KEDA_NAMESPACE = "keda"

@@ -33,7 +33,9 @@ def test_defaults():
     assert (model.gpus, model.min_replicas, model.max_replicas) == (1, 1, 5)
     assert model.gpu_types == ("a10g", "l4", "l40s")
     assert model.capacity_types == ("spot", "on-demand")
-    assert model.target_requests_running == 5 and model.env == ()
+    # scaling: always warm unless asked; NVIDIA's KV-cache target; no in-flight target unless set
+    assert (model.idle_minutes, cfg.scale_to_zero_idle_minutes) == (20, 20)
+    assert (model.target_kv_cache_percent, model.target_requests_running) == (50, None) and model.env == ()
     assert model.image_tag == CATALOG.models["meta/llama3-8b-instruct"].tag
 
 
@@ -160,12 +162,64 @@ def test_name_too_long_for_kubernetes(length, ok):
         ("alert_ttft_p90_seconds", "600", "601"),
         ("efs_ia_after_days", "0", "2"),
         ("efs_ia_after_days", "365", "366"),
+        ("scale_to_zero_idle_minutes", "5", "4"),  # below a cold start a model would thrash between 0 and 1
+        ("scale_to_zero_idle_minutes", "1440", "1441"),
     ],
 )
 def test_range_boundaries(key, allowed, refused):
     value = value_of(parse(**{key: allowed}), key)
     assert value == type(value)(allowed)
     assert any(p.startswith(f"{key}: '{refused}' is not valid") for p in problems(**{key: refused}))
+
+
+# ------------------------------------------------------------------------------- scaling: zero, idle, targets
+
+MODEL = '[{"name": "meta/llama3-8b-instruct"%s}]'
+
+
+def test_a_model_may_scale_to_zero_with_its_own_idle_time():
+    cfg = parse(scale_to_zero_idle_minutes="45",
+                nim_models='[{"name": "meta/llama3-8b-instruct", "min_replicas": 0, "idle_minutes": 10}, '
+                           '{"name": "meta/llama-3.2-1b-instruct", "min_replicas": "0"}, "meta/llama-3.1-8b-instruct"]')
+    assert [(m.min_replicas, m.idle_minutes) for m in cfg.models] == [(0, 10), (0, 45), (1, 45)]
+    assert cfg.scale_to_zero_idle_minutes == 45
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        (', "min_replicas": -1', "nim_models[0].min_replicas: '-1' is not valid; allowed: a whole number from 0 to 50"),
+        (', "min_replicas": 0, "idle_minutes": 4',
+         "nim_models[0].idle_minutes: '4' is not valid; allowed: a whole number from 5 to 1440"),
+        (', "min_replicas": 0, "idle_minutes": 1441', "nim_models[0].idle_minutes: '1441' is not valid"),
+        (', "min_replicas": 0, "idle_minutes": "soon"', "nim_models[0].idle_minutes: 'soon' is not valid"),
+        (', "min_replicas": 0, "idle_minutes": true', "nim_models[0].idle_minutes: 'true' is not valid"),
+        (', "idle_minutes": 30',
+         "nim_models[0].idle_minutes: set, but min_replicas is 1, so the model never scales to zero"),
+        (', "min_replicas": 2, "max_replicas": 3, "idle_minutes": 30', "but min_replicas is 2"),
+        (', "min_replicas": 0, "max_replicas": 0', "nim_models[0].max_replicas: '0' is not valid"),
+        (', "target_kv_cache_percent": 0',
+         "nim_models[0].target_kv_cache_percent: '0' is not valid; allowed: a whole number from 5 to 95"),
+        (', "target_kv_cache_percent": 100', "nim_models[0].target_kv_cache_percent: '100' is not valid"),
+        (', "target_kv_cache_percent": "half"', "nim_models[0].target_kv_cache_percent: 'half' is not valid"),
+        (', "target_requests_running": 0', "nim_models[0].target_requests_running: '0' is not valid"),
+        (', "idle_time": 30', "nim_models[0].idle_time: unknown key (did you mean 'idle_minutes'?)"),
+    ],
+)
+def test_bad_scaling_values_name_the_key(fields, expected):
+    found = problems(nim_models=MODEL % fields)
+    assert len(found) == 1 and expected in found[0], found
+
+
+@pytest.mark.parametrize("value", ["0", "abc", "1441", "true"])
+def test_a_bad_stack_idle_time_names_the_key(value):
+    [found] = problems(scale_to_zero_idle_minutes=value)
+    assert found == f"scale_to_zero_idle_minutes: '{value}' is not valid; allowed: a whole number from 5 to 1440"
+
+
+def test_targets_from_the_config():
+    [model] = parse(nim_models=MODEL % ', "target_kv_cache_percent": "70", "target_requests_running": 8').models
+    assert (model.target_kv_cache_percent, model.target_requests_running) == (70, 8)
 
 
 def test_equal_counts_are_allowed():

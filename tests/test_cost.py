@@ -199,8 +199,9 @@ def test_plan_prints_and_writes_the_cost(tmp_path, capsys):
 
 
 def test_stack_output(dev_plan):
-    """The outputs are the estimate of the stack's own config (Pulumi.dev.yaml: one 8B model, defaults otherwise)."""
-    expected = cost_for()
+    """The outputs are the estimate of the stack's own config (Pulumi.dev.yaml: one 8B model that scales to zero,
+    defaults otherwise)."""
+    expected = cost_for(nim_models='[{"name": "meta/llama3-8b-instruct", "min_replicas": 0}]')
     assert dev_plan.outputs["estimated_cost_per_hour"] == {"min": expected.total_per_hour.min,
                                                            "max": expected.total_per_hour.max,
                                                            "prices_region": "us-east-1"}

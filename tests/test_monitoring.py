@@ -1,4 +1,4 @@
-"""Monitoring: kube-prometheus-stack, prometheus-adapter, the NIM dashboard, DCGM exporter, alert rules."""
+"""Monitoring: kube-prometheus-stack, the NIM dashboard, DCGM exporter, alert rules."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from components.monitoring import DASHBOARD, adapter_rules, prometheus_url
+from components.monitoring import DASHBOARD, alert_rules, prometheus_url
 from tests import conformance
 from tests.conftest import MONITORING, needs_reference, plan_for, release
 
@@ -17,7 +17,8 @@ NIM_METRICS = {"num_requests_running", "num_requests_waiting", "gpu_cache_usage_
                "generation_tokens_total", "time_to_first_token_seconds", "time_per_output_token_seconds",
                "e2e_request_latency_seconds", "request_prompt_tokens", "request_generation_tokens"}
 DCGM_METRICS = {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_POWER_USAGE"}
-KSM_METRICS = {"kube_statefulset_status_replicas_ready", "kube_statefulset_created", "kube_horizontalpodautoscaler_status_desired_replicas",
+KSM_METRICS = {"kube_statefulset_status_replicas_ready", "kube_statefulset_created", "kube_statefulset_replicas",
+               "kube_horizontalpodautoscaler_status_desired_replicas",
                "kube_horizontalpodautoscaler_status_current_replicas", "kube_horizontalpodautoscaler_spec_max_replicas"}
 
 
@@ -98,22 +99,9 @@ def test_grafana_password_is_a_secret_everywhere(dev_plan):
         "kubectl -n monitoring port-forward svc/kube-prometheus-stack-grafana 3000:80"
 
 
-def test_prometheus_adapter(dev_plan):
-    r = release(dev_plan, "prometheus-adapter")
-    assert r.inputs["version"] == "5.3.0"
-    values = r.inputs["values"]
-    assert values["prometheus"] == {"url": "http://kube-prometheus-stack-prometheus.monitoring.svc", "port": 9090}
-    assert values["rules"]["default"] is False
-    exposed = {rule["name"]["as"] for rule in values["rules"]["custom"]}
-    assert exposed == {"num_requests_running", "num_requests_waiting", "gpu_cache_usage_perc"}
-    for rule in values["rules"]["custom"]:
-        metric = rule["name"]["as"]
-        assert rule["name"]["matches"] == f"^{metric}$"
-        # the labels Prometheus puts on every series it scrapes through a ServiceMonitor are `namespace` and `pod`;
-        # the custom metrics API finds a pod's value through exactly these two
-        assert rule["resources"] == {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}}
-        assert selectors(rule["seriesQuery"]) == [(metric, {"namespace": ("!=", ""), "pod": ("!=", "")})]
-    assert dev_plan.depends_on(r, release(dev_plan, "kube-prometheus-stack"))
+def test_no_prometheus_adapter(dev_plan):
+    """KEDA's triggers query Prometheus themselves: nothing needs the custom metrics API any more."""
+    assert all(r.inputs["chart"] != "prometheus-adapter" for r in dev_plan.of_type("kubernetes:helm.sh/v3:Release"))
 
 
 @pytest.mark.parametrize("release_name, url", [
@@ -122,20 +110,6 @@ def test_prometheus_adapter(dev_plan):
 ])
 def test_prometheus_service_name_follows_the_release(release_name, url):
     assert prometheus_url(release_name) == url
-
-
-def test_adapter_rules_shape():
-    [rule] = adapter_rules(("num_requests_running",))
-    assert rule["seriesQuery"] == 'num_requests_running{namespace!="",pod!=""}'
-    assert rule["metricsQuery"] == "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"
-
-
-def test_hpa_reads_what_the_adapter_serves(dev_plan):
-    adapter = {rule["name"]["as"] for rule in release(dev_plan, "prometheus-adapter").inputs["values"]["rules"]["custom"]}
-    for hpa in dev_plan.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler"):
-        for metric in hpa.inputs["spec"]["metrics"]:
-            assert metric["pods"]["metric"]["name"] in adapter
-        assert dev_plan.depends_on(hpa, release(dev_plan, "prometheus-adapter"))
 
 
 def test_dcgm_exporter(dev_plan):
@@ -245,16 +219,25 @@ def test_alert_rules(dev_plan):
                           "NimKVCacheNearlyFull", "NimAutoscalerAtMaxReplicas"}
     nim = {"namespace": ("=", "nim")}
 
-    # a model with no Ready replica serves nothing: critical after 10 minutes, unless the StatefulSet is still within
-    # its first start (GPU node, image, download: nim.first_start_minutes, 50 for the dev model's 30-minute window)
-    no_ready, _, young = rules["NimModelNoReadyReplica"]["expr"].partition(" unless on (namespace, statefulset) ")
+    # a model with no Ready replica serves nothing: critical after 10 minutes, unless it is meant to have none (at
+    # zero), is within its first start (GPU node, image, download: nim.first_start_minutes, 50 for the dev model's
+    # 30-minute window), or is waking from zero (its replica count changed within its cold-start limit, 22 minutes
+    # for the dev model: planning/scaling.cold_start_limit_seconds)
+    expr = rules["NimModelNoReadyReplica"]["expr"]
+    no_ready, wanted, young, waking = re.split(r" (?:and|unless) on \(namespace, statefulset\) ", expr)
+    assert re.findall(r" (and|unless) on ", expr) == ["and", "unless", "unless"]
     left, op, right = comparison(no_ready.strip()[1:-1])
     [(metric, matchers)] = selectors(left)
     assert (metric, op, right) == ("kube_statefulset_status_replicas_ready", "==", "0")
     assert matchers == {**nim, "statefulset": ("=~", "nim-llm-.*")}
+    left, op, right = comparison(wanted.strip()[1:-1])
+    assert (selectors(left), op, right) == ([("kube_statefulset_replicas", matchers)], ">", "0")
     left, op, right = comparison(young.strip()[1:-1])
     assert (op, right) == ("<", str(50 * 60))
     assert left.startswith("(time() - ") and selectors(left) == [("kube_statefulset_created", matchers)]
+    left, op, right = comparison(waking.strip()[1:-1])
+    assert (op, right) == (">", "0") and left.startswith("changes(") and left.endswith("[22m])")
+    assert selectors(left) == [("kube_statefulset_replicas", matchers)]
     # ... and the pattern selects every model's StatefulSet (PromQL regexes are anchored)
     for statefulset in dev_plan.of_type("kubernetes:apps/v1:StatefulSet"):
         if statefulset.inputs["metadata"]["namespace"] == "nim":
@@ -278,11 +261,16 @@ def test_alert_rules(dev_plan):
     assert (op, right) == (">", "0.9")
     assert left.startswith("max by (service) (") and selectors(left) == [("gpu_cache_usage_perc", nim)]
 
-    # an HPA that has reached its maximum (current can only equal max, never exceed it)
+    # a model's HPA (KEDA's, named like the model: components/scaling.py) that has reached its maximum (current can
+    # only equal max, never exceed it)
     left, op, right = comparison(rules["NimAutoscalerAtMaxReplicas"]["expr"])
     assert op == ">="
-    assert selectors(left) == [("kube_horizontalpodautoscaler_status_current_replicas", nim)]
-    assert selectors(right) == [("kube_horizontalpodautoscaler_spec_max_replicas", nim)]
+    hpas = {**nim, "horizontalpodautoscaler": ("=~", "nim-llm-.*")}
+    assert selectors(left) == [("kube_horizontalpodautoscaler_status_current_replicas", hpas)]
+    assert selectors(right) == [("kube_horizontalpodautoscaler_spec_max_replicas", hpas)]
+    for so in dev_plan.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject"):
+        assert re.fullmatch(hpas["horizontalpodautoscaler"][1],
+                            so.inputs["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["name"])
 
     durations = {name: r["for"] for name, r in rules.items()}
     assert durations == {"NimModelNoReadyReplica": "10m", "NimTimeToFirstTokenHigh": "10m", "NimRequestsWaiting": "5m",
@@ -291,6 +279,14 @@ def test_alert_rules(dev_plan):
         "NimModelNoReadyReplica"}
     for r in rules.values():
         assert metric_names(r["expr"]) <= NIM_METRICS | KSM_METRICS, r["alert"]
+
+
+def test_no_waking_grace_without_a_model_at_zero():
+    [group] = alert_rules("nim", 3.0, first_start_minutes=50)
+    no_ready = next(r for r in group["rules"] if r["alert"] == "NimModelNoReadyReplica")
+    assert "changes(" not in no_ready["expr"]
+    plan = plan_for('nim_models=["meta/llama3-8b-instruct"]')  # min_replicas 1: never at zero
+    assert "changes(" not in alert_rules_of(plan)["NimModelNoReadyReplica"]["expr"]
 
 
 def test_alerts_follow_the_config():

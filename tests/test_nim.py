@@ -1,4 +1,5 @@
-"""NimModel: secrets, cache, StatefulSet, Services, HPA, ServiceMonitor, PDB, and scheduling that fits the GPU."""
+"""NimModel: secrets, cache, StatefulSet, Services, ServiceMonitor, PDB, and scheduling that fits the GPU (its scaling:
+tests/test_scaling.py)."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def test_statefulset_server(dev_plan):
     assert pod["terminationGracePeriodSeconds"] >= 120
     assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": 15}}
     assert spec["serviceName"] == f"{DEV}-sts"
-    assert "replicas" not in spec  # the HPA owns replicas
+    assert "replicas" not in spec  # KEDA owns replicas
 
 
 def test_probes(dev_plan):
@@ -130,29 +131,6 @@ def test_services(dev_plan):
     assert svc["spec"]["selector"] == headless["spec"]["selector"] == pod_labels
 
 
-def test_hpa(dev_plan):
-    hpa = obj(dev_plan, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", DEV).inputs["spec"]
-    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": DEV}
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 5)
-    assert hpa["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": "num_requests_running"},
-                                                        "target": {"type": "AverageValue", "averageValue": "5"}}}]
-    # Up at once by one replica a minute (each new replica needs a GPU node and minutes to load); down only after
-    # five quiet minutes and one replica at a time, so a lull never drops every warm replica together.
-    assert hpa["behavior"] == {
-        "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
-        "scaleDown": {"stabilizationWindowSeconds": 300,
-                      "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]}}
-
-
-def test_hpa_follows_the_model_config():
-    plan = plan_for('nim_models=[{"name": "meta/llama3-8b-instruct", "min_replicas": 2, "max_replicas": 3, '
-                    '"target_requests_running": 8}]')
-    hpa = obj(plan, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", DEV).inputs["spec"]
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 3)
-    [metric] = hpa["metrics"]
-    assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "8"}
-
-
 def test_service_monitor_and_pdb(dev_plan):
     sm = obj(dev_plan, "kubernetes:monitoring.coreos.com/v1:ServiceMonitor", DEV).inputs
     assert sm["spec"]["endpoints"] == [{"port": "http-openai", "path": "/v1/metrics", "interval": "30s"}]
@@ -170,8 +148,9 @@ def test_service_monitor_and_pdb(dev_plan):
 
 
 def test_outputs(dev_plan):
+    # the dev model scales to zero: its URL goes through the interceptor (tests/test_scaling.py)
     assert dev_plan.outputs["nim_models"] == {"meta/llama3-8b-instruct": {
-        "url": "http://nim-llm-llama3-8b-instruct.nim.svc.cluster.local:8000/v1",
+        "url": "http://nim-llm-llama3-8b-instruct-proxy.nim.svc.cluster.local:8000/v1",
         "port_forward": "kubectl -n nim port-forward svc/nim-llm-llama3-8b-instruct 8000:8000",
         "kubernetes_name": "nim-llm-llama3-8b-instruct"}}
 
@@ -239,21 +218,12 @@ def test_three_models():
     assert all(expression(t, "karpenter.sh/capacity-type")["values"] == ["on-demand"] for t in small)
     env = {e["name"]: e.get("value") for e in container(plan, "nim-llm-llama-3-2-1b-instruct")["env"]}
     assert env["NIM_MAX_MODEL_LEN"] == "4096"
-    hpa = obj(plan, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "nim-llm-llama-3-1-70b-instruct")
-    assert hpa.inputs["spec"]["maxReplicas"] == 2
+    scaled = obj(plan, "kubernetes:keda.sh/v1alpha1:ScaledObject", "nim-llm-llama-3-1-70b-instruct")
+    assert scaled.inputs["spec"]["maxReplicaCount"] == 2
     names = [r.inputs["metadata"]["name"] for r in plan.of_type("kubernetes:apps/v1:StatefulSet")]
     assert len(names) == len(set(names)) == 3
     assert [r.inputs["metadata"]["name"] for r in plan.of_type("kubernetes:core/v1:Namespace")].count("nim") == 1
     assert len(plan.outputs["nim_models"]) == 3
-
-
-def test_monitoring_off_runs_min_replicas_without_hpa():
-    plan = plan_for("monitoring=false", 'nim_models=[{"name": "meta/llama3-8b-instruct", "min_replicas": 2}]')
-    assert plan.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler") == []
-    assert plan.of_type("kubernetes:monitoring.coreos.com/v1:ServiceMonitor") == []
-    assert sts(plan)["spec"]["replicas"] == 2
-    assert any("monitoring is off: meta/llama3-8b-instruct runs at min_replicas=2 with no autoscaling" in w
-               for w in plan.warnings)
 
 
 @pytest.mark.parametrize(

@@ -247,6 +247,78 @@ def test_destroy_catches_a_cache_job_that_outlives_the_volume_wait(dev_plan):
                for p in found), found
 
 
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+ROUTE = "kubernetes:http.keda.sh/v1beta1:InterceptorRoute"
+DEV_MODEL = "nim-llm-llama3-8b-instruct"
+
+
+def test_scalers_go_before_their_targets_and_before_keda(dev_plan):
+    waves = checks.destroy_waves(dev_plan)
+    position = {r.urn: i for i, wave in enumerate(waves) for r in wave}
+    scaled, statefulset = obj(dev_plan, SCALED_OBJECT, DEV_MODEL), obj(dev_plan, "kubernetes:apps/v1:StatefulSet",
+                                                                       DEV_MODEL)
+    route = obj(dev_plan, ROUTE, DEV_MODEL)
+    keda, add_on = release(dev_plan, "keda"), release(dev_plan, "keda-add-ons-http")
+    # research §8 (KEDA 2.20, HTTP add-on 0.15): ScaledObject, then its route, then the add-on, then KEDA
+    assert position[scaled.urn] < position[route.urn] < position[add_on.urn] < position[keda.urn]
+    assert position[scaled.urn] < position[statefulset.urn]
+
+
+def test_destroy_catches_a_scaler_that_can_outlive_its_target(dev_plan):
+    """The ScaledObject depending on KEDA alone: destroy may delete the StatefulSet first, and the route it reads."""
+    plan = planted(dev_plan)
+    scaled = obj(plan, SCALED_OBJECT, DEV_MODEL)
+    scaled.dependencies = [release(plan, "keda").urn, release(plan, "keda-add-ons-http").urn]
+    found = checks.destroy_problems(plan)
+    assert found == [
+        f"ScaledObject {scaled.name}: does not depend on its target nim-on-eks-dev-{DEV_MODEL}-sts, so destroy can "
+        "delete the target first while KEDA still scales it",
+        f"ScaledObject {scaled.name}: does not depend on InterceptorRoute nim-on-eks-dev-{DEV_MODEL}-scaling-route it "
+        "reads"], found
+
+
+def test_destroy_catches_a_scaler_that_can_outlive_keda(dev_plan):
+    """The ScaledObject depending on its target alone: KEDA (and the add-on) may go first, and with them the only
+    controller that removes the ScaledObject's finalizer."""
+    plan = planted(dev_plan)
+    scaled = obj(plan, SCALED_OBJECT, DEV_MODEL)
+    scaled.dependencies = [obj(plan, "kubernetes:apps/v1:StatefulSet", DEV_MODEL).urn]
+    found = checks.destroy_problems(plan)
+    assert [p.split(": ", 1)[1] for p in found] == [
+        "KEDA (which removes its finalizer) can be deleted before it",
+        f"does not depend on InterceptorRoute nim-on-eks-dev-{DEV_MODEL}-scaling-route it reads",
+        "the HTTP add-on (whose scaler its trigger asks) can be deleted before it"], found
+
+
+def test_destroy_catches_the_add_on_outliving_keda_and_a_route_outliving_the_add_on(dev_plan):
+    plan = planted(dev_plan)
+    add_on, keda = release(plan, "keda-add-ons-http"), release(plan, "keda")
+    add_on.dependencies = [d for d in add_on.dependencies if d != keda.urn]
+    route = obj(plan, ROUTE, f"{DEV_MODEL}-models")
+    route.dependencies = [obj(plan, "kubernetes:apps/v1:StatefulSet", DEV_MODEL).urn]
+    found = checks.destroy_problems(plan)
+    assert found == [f"InterceptorRoute {route.name}: the HTTP add-on can be deleted before it",
+                     f"Release {add_on.name}: KEDA (which removes the finalizer of the add-on's own ScaledObject) can "
+                     "be deleted before it"], found
+
+
+def test_destroy_catches_a_scaler_that_restores_replicas(dev_plan):
+    plan = planted(dev_plan)
+    scaled = obj(plan, SCALED_OBJECT, DEV_MODEL)
+    scaled.inputs["spec"]["advanced"]["restoreToOriginalReplicaCount"] = True
+    assert [p.split(": ", 1)[1] for p in checks.destroy_problems(plan)] == [
+        "restoreToOriginalReplicaCount scales its target back up when it is deleted (a model at zero would get a GPU "
+        "node mid-destroy)"]
+
+
+def test_destroy_catches_a_scaler_of_nothing(dev_plan):
+    plan = planted(dev_plan)
+    scaled = obj(plan, SCALED_OBJECT, DEV_MODEL)
+    scaled.inputs["spec"]["scaleTargetRef"]["kind"] = "Deployment"  # the StatefulSet is meant
+    assert checks.destroy_problems(plan) == [
+        f"ScaledObject {scaled.name}: scales Deployment nim/{DEV_MODEL}, which the stack does not create"]
+
+
 # ----------------------------------------------------------------------------------------- offline plan
 
 

@@ -21,7 +21,9 @@ def test_open_webui(dev_plan):
     repo, tag = c["image"].rsplit(":", 1)
     assert repo == "ghcr.io/open-webui/open-webui" and tag.startswith("v0.") and tag not in ("main", "latest")
     env = {e["name"]: e for e in c["env"]}
-    assert env["OPENAI_API_BASE_URLS"]["value"] == "http://nim-llm-llama3-8b-instruct.nim.svc.cluster.local:8000/v1"
+    # the dev model scales to zero: Open WebUI reaches it through the interceptor, like every consumer
+    assert env["OPENAI_API_BASE_URLS"]["value"] == dev_plan.outputs["nim_models"]["meta/llama3-8b-instruct"]["url"] \
+        == "http://nim-llm-llama3-8b-instruct-proxy.nim.svc.cluster.local:8000/v1"
     assert env["OPENAI_API_KEYS"]["value"] == "not-needed"
     assert env["WEBUI_SECRET_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "open-webui", "key": "WEBUI_SECRET_KEY"}}
     secret = dev_plan.one("kubernetes:core/v1:Secret", f"{NAME}-secret")

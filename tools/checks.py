@@ -5,10 +5,12 @@
    dependency graph, or `pulumi up` may create it first (and `pulumi destroy` delete it last) and fail.
 2. Reachability: from the security groups and rules in the plan (pulumi-eks's and EKS's own included, see
    tools/opaque.py), the flows a cluster needs are allowed: nodes -> API server, control plane -> kubelet and
-   webhooks, pods -> CoreDNS, nodes -> EFS, Prometheus and clients -> NIM.
+   webhooks, pods -> CoreDNS, nodes -> EFS, Prometheus and clients (the interceptor too) -> NIM, KEDA -> the
+   HTTP add-on's scaler and Prometheus.
 3. Destroy: the order `pulumi destroy` deletes in, with the asynchronous deletions controllers do after an object
    is gone (Karpenter terminating nodes, CSI drivers deleting volumes, load balancers), each of which needs its
-   controller alive and some resource whose deletion waits for it.
+   controller alive and some resource whose deletion waits for it; and KEDA's scalers: each goes before what it
+   scales, and before the controllers that remove its finalizer.
 
 Each check returns a list of problems (empty: it holds); tools/plan.py prints them and fails the plan on any.
 """
@@ -276,8 +278,9 @@ def allowed(rules: dict[str, list[Rule]], src: Endpoint, dst: Endpoint, protocol
     return egress and ingress
 
 
-# Ports the control plane calls on pods: webhooks and aggregated APIs (prometheus-adapter serves the custom metrics
-# API on 6443; the Prometheus operator's admission webhook listens on 10250; others use 443, 8443 or 9443).
+# Ports the control plane calls on pods: webhooks and aggregated APIs (KEDA's metrics server serves the external
+# metrics API on 6443 and its admission webhooks listen on 9443, tests/test_scaling.py reads both from the chart; the
+# Prometheus operator's admission webhook listens on 10250; others use 443 or 8443).
 WEBHOOK_PORTS = (443, 6443, 8443, 9443, 10250)
 
 
@@ -310,6 +313,8 @@ def flows(plan: Plan) -> tuple[list[Flow], list[str]]:
             for proto in ("udp", "tcp"):
                 check("pods reach CoreDNS", n, dns, proto, 53)
             check("pods reach NIM's port on other nodes (Prometheus, Open WebUI, benchmarks)", n, dns, "tcp", 8000)
+            # KEDA asks the HTTP add-on's scaler (gRPC) and Prometheus, both on 9090, wherever they run
+            check("KEDA reaches the HTTP add-on's scaler and Prometheus on other nodes", n, dns, "tcp", 9090)
         for mt in efs:
             check("nodes mount the EFS model cache", n, mt, "tcp", 2049)
     return out, problems
@@ -490,12 +495,69 @@ def async_cleanups(plan: Plan) -> list[AsyncCleanup]:
     return found
 
 
+KEDA_CHART = "keda"
+HTTP_ADD_ON_CHART = "keda-add-ons-http"
+
+
+def _releases_of(plan: Plan, chart: str) -> list[Resource]:
+    return [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
+            if str(r.inputs.get("chart", "")).rstrip("/").rsplit("/", 1)[-1] == chart]
+
+
+def scaler_problems(plan: Plan) -> list[str]:
+    """KEDA's objects on destroy (KEDA 2.20 controllers/keda/scaledobject_finalizer.go; HTTP add-on 0.15):
+    - a ScaledObject goes before its scale target: while it exists KEDA may scale the target (up, too), and with
+      `restoreToOriginalReplicaCount` its deletion scales a model at zero back up, a GPU node launched mid-destroy;
+    - it goes while KEDA runs: only KEDA's operator removes its finalizer, or it (and its namespace) hang for ever;
+    - a route (InterceptorRoute) goes after the ScaledObject that reads it and before the add-on, and the add-on
+      (whose chart holds a ScaledObject of its own) before KEDA."""
+    problems: list[str] = []
+    objects = _k8s_objects(plan)
+    keda, add_on = _releases_of(plan, KEDA_CHART), _releases_of(plan, HTTP_ADD_ON_CHART)
+
+    def outlived_by(r: Resource, controllers: list[Resource], what: str) -> None:
+        if not any(plan.depends_on(r, c) for c in controllers):
+            problems.append(f"{_k8s_kind(r)} {r.name}: {what} can be deleted before it")
+
+    for so in plan.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject"):
+        ns, spec = so.inputs["metadata"].get("namespace", "default"), so.inputs.get("spec") or {}
+        ref = spec.get("scaleTargetRef") or {}
+        target = objects.get((ref.get("kind", "Deployment"), ns, ref.get("name", "")))
+        if target is None:
+            problems.append(f"ScaledObject {so.name}: scales {ref.get('kind', 'Deployment')} {ns}/{ref.get('name')}, "
+                            "which the stack does not create")
+        elif not plan.depends_on(so, target):
+            problems.append(f"ScaledObject {so.name}: does not depend on its target {target.name}, so destroy can "
+                            "delete the target first while KEDA still scales it")
+        if (spec.get("advanced") or {}).get("restoreToOriginalReplicaCount"):
+            problems.append(f"ScaledObject {so.name}: restoreToOriginalReplicaCount scales its target back up when "
+                            "it is deleted (a model at zero would get a GPU node mid-destroy)")
+        outlived_by(so, keda, "KEDA (which removes its finalizer)")
+        for trigger in spec.get("triggers") or []:
+            route_name = (trigger.get("metadata") or {}).get("interceptorRoute")
+            if not route_name:
+                continue
+            route = objects.get(("InterceptorRoute", ns, route_name))
+            if route is None:
+                problems.append(f"ScaledObject {so.name}: reads InterceptorRoute {ns}/{route_name}, which the stack "
+                                "does not create")
+            elif not plan.depends_on(so, route):
+                problems.append(f"ScaledObject {so.name}: does not depend on InterceptorRoute {route.name} it reads")
+            outlived_by(so, add_on, "the HTTP add-on (whose scaler its trigger asks)")
+    for route in plan.of_type("kubernetes:http.keda.sh/v1beta1:InterceptorRoute"):
+        outlived_by(route, add_on, "the HTTP add-on")
+    for release in add_on:
+        outlived_by(release, keda, "KEDA (which removes the finalizer of the add-on's own ScaledObject)")
+    return problems
+
+
 def destroy_problems(plan: Plan) -> list[str]:
     problems = []
     try:
         destroy_waves(plan)
     except ValueError as err:
         return [str(err)]
+    problems += scaler_problems(plan)
     for c in async_cleanups(plan):
         if c.guard is None:
             problems.append(f"{c.what}: nothing waits for it on destroy, so what it needs can be deleted first")
