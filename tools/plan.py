@@ -46,7 +46,9 @@ def checks_section(plan: mockrun.Plan):
         f"reachability  {'OK' if not found['reachability'] else 'FAILED'}: {sum(f.ok for f in flows)} of "
         f"{len(flows)} required flows allowed by the security groups",
         f"destroy       {'OK' if not found['destroy'] else 'FAILED'}: {len(checks.async_cleanups(plan))} "
-        "asynchronous deletions, each waited for while its controller still runs (--destroy shows the order)",
+        "asynchronous deletions, each waited for while its controller still runs; "
+        f"{len(checks.pool_workloads(plan))} workloads on Karpenter's nodes, each deleted before its NodePool "
+        "(--destroy shows the order)",
     ]
     for name, problems in found.items():
         lines += [f"  {name}: {p}" for p in problems]
