@@ -154,6 +154,9 @@ def test_name_too_long_for_kubernetes(length, ok):
         ("core_node_count", "2", "1"),  # Karpenter's two replicas need two core nodes
         ("gpu_limit", "1", "0"),
         ("gpu_limit", "1024", "1025"),
+        ("cpu_limit", "1", "0"),
+        ("cpu_limit", "1024", "1025"),
+        ("core_disk_gb", "20", "19"),  # the AL2023 AMI's root snapshot
         ("vpc_cidr", "10.0.0.0/16", "10.0.0.0/15"),  # /16 is the largest VPC AWS allows
         ("vpc_cidr", "10.0.0.0/20", "10.0.0.0/21"),
         ("alert_ttft_p90_seconds", "0.05", "0.04"),
