@@ -19,8 +19,9 @@ aws-efs-csi-driver charts' values.yaml, controller.tolerations) and Karpenter's 
 The add-ons' defaults are restated in their configuration (ADDON_PLACEMENT), so the core placement does not rest on
 them. Node DaemonSets tolerate every taint: aws-node (aws/amazon-vpc-cni-k8s config/master/aws-k8s-cni.yaml
 @ 00554250), eks-pod-identity-agent (its chart, @ 00bc0581), the CSI node plugins (tolerateAllTaints; `operator:
-Exists`), node-exporter (NoSchedule Exists, prometheus-node-exporter 4.56.1); kube-proxy runs on the tainted GPU
-nodes already.
+Exists`), node-exporter (NoSchedule Exists, prometheus-node-exporter 4.56.1). kube-proxy: EKS's DaemonSet is taken
+to tolerate every taint, as kubeadm's does (kubernetes/kubernetes#62390); not read from EKS, but it already runs on
+the GPU nodes' taint, where the models' DNS lookups go through its rules.
 
 Where each other fact comes from:
 - `nim-on-eks/node-pool` (POOL_LABEL) is this project's own label: `core` on the managed node group, `gpu` and
