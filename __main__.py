@@ -90,7 +90,7 @@ cluster = Cluster(
 )
 # Every component after the cluster: AWS resources through the AWS provider, Kubernetes objects into this cluster.
 
-# --- GPU capacity: Karpenter launches (spot-first) GPU nodes for the models ----------------------------------
+# --- capacity: Karpenter launches (spot-first) GPU nodes for the models, CPU nodes for everything else ----------
 capacity = Karpenter(
     f"{cfg.cluster_name}-karpenter",
     KarpenterArgs(
@@ -101,6 +101,7 @@ capacity = Karpenter(
         partition=partition.partition,
         cluster_security_group_id=cluster.cluster_security_group_id,
         gpu=cfg.gpu,
+        cpu=cfg.cpu,
         pod_identity_agent=cluster.pod_identity_agent,
         tags=cfg.aws_tags,
     ),
@@ -141,6 +142,8 @@ monitoring = (
             model_first_start_minutes=max(first_start_minutes(catalog.models[m.name].cache_gib) for m in cfg.models),
             model_cold_start_minutes=max((cold_start_limit_seconds(catalog.models[m.name].cache_gib) // 60
                                           for m in cfg.models if can_scale_to_zero(m)), default=0),
+            cpu_node_pool=capacity.cpu_node_pool,
+            gpu_node_pool=capacity.gpu_node_pool,
             eks_cluster_name=cluster.cluster_name,
         ),
         opts=providers(aws_provider, cluster.provider),

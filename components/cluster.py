@@ -1,10 +1,12 @@
-"""EKS control plane (pulumi-eks), the small core managed node group, Pod Identity agent, Kubernetes provider.
+"""EKS control plane (pulumi-eks), the small core managed node group, Pod Identity agent, CoreDNS, Kubernetes
+provider.
 
 The AWS provider comes from the component's opts (pulumi-eks gets it from there too, in its `providers`); the
 Kubernetes provider is made here, a child of the cluster, and every later component gets it through its opts."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pulumi
@@ -13,9 +15,10 @@ import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from parts import addons
-from planning import iam, versions
+from planning import iam
 from planning.config import CoreSettings, LogSettings
-from planning.scheduling import CORE_NODE_LABEL
+from planning.pools import core_group
+from planning.scheduling import ADDON_PLACEMENT, CORE_NODE_LABEL, CORE_TAINT
 
 
 def control_plane_log_group(cluster_name: str) -> str:
@@ -132,7 +135,9 @@ class Cluster(pulumi.ComponentResource):
         # change vpcConfig on stacks already up.
         self.cluster_security_group_id = self.eks.eks_cluster.vpc_config.cluster_security_group_id
 
-        # Core node group: on-demand AL2023 nodes that host Karpenter, CoreDNS and monitoring, never GPUs.
+        # Core node group: on-demand AL2023 nodes for what must run before Karpenter can launch a node (Karpenter,
+        # CoreDNS, the CSI controllers, node DaemonSets), tainted so nothing else lands there (planning/scheduling.py).
+        core = core_group(args.core.instance_type, args.core.node_count, args.core.node_max, args.core.disk_gb)
         self.node_role = aws.iam.Role(
             f"{name}-core-node-role",
             assume_role_policy=iam.to_json(iam.service_trust("ec2.amazonaws.com")),
@@ -171,23 +176,28 @@ class Cluster(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
+        # A new instance type (or architecture) is a new group under a new name: EKS cannot change either in place,
+        # so Pulumi creates the new group, then deletes the old one and EKS drains its pods onto the new nodes
+        # (planning/pools.py core_node_group_name). The launch template names no image: the AMI type does.
         self.core_node_group = aws.eks.NodeGroup(
             f"{name}-core",
             cluster_name=self.cluster_name,
-            node_group_name="core-node-group",
+            node_group_name=core.node_group_name,
             node_role_arn=self.node_role.arn,
             subnet_ids=args.private_subnet_ids,
-            ami_type=versions.CORE_AMI_TYPE,
+            ami_type=core.ami_type,
             capacity_type="ON_DEMAND",
-            instance_types=[args.core.instance_type],
+            instance_types=[core.instance_type],
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
-                desired_size=args.core.node_count, min_size=args.core.node_count, max_size=args.core.node_max
+                desired_size=core.count, min_size=core.count, max_size=core.max
             ),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
             launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
                 id=launch_template.id, version=launch_template.latest_version.apply(str)
             ),
             labels=CORE_NODE_LABEL,
+            taints=[aws.eks.NodeGroupTaintArgs(key=CORE_TAINT["key"], value=CORE_TAINT["value"],
+                                               effect="NO_SCHEDULE")],
             tags=args.tags,
             # Destroy removes the node group before its role loses its policies, so nodes drain cleanly.
             opts=pulumi.ResourceOptions(
@@ -203,10 +213,12 @@ class Cluster(pulumi.ComponentResource):
         )
 
         # CoreDNS as a managed add-on (it replaces the self-managed one EKS bootstraps), once nodes can run it: created
-        # before the nodes exist it would stay DEGRADED and time out.
+        # before the nodes exist it would stay DEGRADED and time out. On the core nodes: every pod's DNS, Karpenter's
+        # calls to AWS included, must not wait for a node Karpenter has yet to launch.
         self.coredns = addons.eks_addon(
             f"{name}-coredns", "coredns", cluster_name=self.cluster_name, parent=self,
             depends_on=[self.core_node_group], tags=args.tags,
+            configuration_values=json.dumps(ADDON_PLACEMENT["coredns"]),
         )
 
         # Every Kubernetes resource uses this provider. It depends on the core nodes, the Pod Identity agent and

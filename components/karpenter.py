@@ -1,5 +1,6 @@
 """Karpenter v1: controller (Helm), its IAM through EKS Pod Identity, interruption queue and rules, node role,
-the EC2NodeClasses and NodePools that launch GPU (and general CPU) nodes.
+the EC2NodeClasses and NodePools that launch GPU nodes (for the models) and CPU nodes (for every other pod that is
+not the core's).
 
 IAM statements restate the controller policies of Karpenter's getting-started CloudFormation for v1.14
 (aws/karpenter-provider-aws @ 1d927085, website/content/en/v1.14/getting-started/getting-started-with-karpenter/
@@ -18,13 +19,13 @@ import pulumi_kubernetes as k8s
 
 from parts import helm
 from planning import iam, versions
-from planning.config import GpuSettings
-from planning.scheduling import (CORE_NODE_LABEL, CPU_NODE_LABELS, CRITICAL_ADDONS_TOLERATION, GPU_NODE_LABELS,
+from planning.config import CpuSettings, GpuSettings
+from planning.pools import CPU_ROOT_VOLUME_GB, CpuPool, cpu_pool
+from planning.scheduling import (CORE_NODE_LABEL, CORE_TOLERATION, CPU_NODE_LABELS, GPU_NODE_LABELS,
                                  GPU_NODE_SELECTOR, GPU_TAINT, GPU_TOLERATION)
+from planning.workloads import KARPENTER_CONTROLLER
 
 SERVICE_ACCOUNT = "karpenter"
-# CPU nodes for Open WebUI, benchmark pods and overflow of system pods: bounded like the GPU pool.
-CPU_POOL_LIMIT_VCPU = 64
 # GPU nodes keep images and the kubelet on their local NVMe (RAID0), so the root volume holds only the OS; an
 # instance type without enough local NVMe would put tens of GB of NIM images on that small root volume. Every GPU
 # type we price has at least 125 GiB (data/instance_types.yaml); the requirement keeps it so for any type.
@@ -152,6 +153,17 @@ def gpu_requirements(families: tuple[str, ...], capacity_types: tuple[str, ...])
     ]
 
 
+def cpu_requirements(pool: CpuPool) -> list[dict[str, Any]]:
+    """The CPU NodePool's instances: the configured families (whose architectures Karpenter then chooses between
+    per pod: a multi-arch pod takes the cheapest, an amd64-only one an x86 family) and capacity types."""
+    return [
+        {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": list(pool.families)},
+        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(pool.capacity_types)},
+        {"key": "kubernetes.io/arch", "operator": "In", "values": list(pool.arches)},
+        {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+    ]
+
+
 @dataclass
 class KarpenterArgs:
     cluster_name: str
@@ -161,6 +173,7 @@ class KarpenterArgs:
     partition: str
     cluster_security_group_id: pulumi.Input[str]  # the EKS-created group of the control plane and core nodes
     gpu: GpuSettings  # what the GPU NodePool may launch; its AMI alias is the CPU NodePool's too
+    cpu: CpuSettings  # what the CPU NodePool may launch
     # The cluster's Pod Identity agent: the controller's association waits for it, so Karpenter starts with credentials.
     pod_identity_agent: aws.eks.Addon
     tags: dict[str, str] = field(default_factory=dict)
@@ -173,6 +186,7 @@ class Karpenter(pulumi.ComponentResource):
     queue: aws.sqs.Queue
     release: k8s.helm.v3.Release
     gpu_node_pool: k8s.apiextensions.CustomResource
+    cpu_node_pool: k8s.apiextensions.CustomResource
 
     def __init__(self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nim-on-eks:index:Karpenter", name, None, opts)
@@ -267,8 +281,11 @@ class Karpenter(pulumi.ComponentResource):
                 "serviceAccount": {"name": SERVICE_ACCOUNT},
                 "replicas": 2,
                 "nodeSelector": {"kubernetes.io/os": "linux", **CORE_NODE_LABEL},
+                # the chart's default, restated: the core nodes' taint (planning/scheduling.py) keeps all else off
+                "tolerations": [CORE_TOLERATION],
                 "controller": {
-                    "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
+                    "resources": {"requests": KARPENTER_CONTROLLER.as_k8s(),
+                                  "limits": {"memory": KARPENTER_CONTROLLER.as_k8s()["memory"]}},
                 },
             },
             parent=self,
@@ -309,7 +326,7 @@ class Karpenter(pulumi.ComponentResource):
         # AMI's setup-local-disks bind-mounts them onto the RAID0 array): fast, already paid for, and it leaves the
         # root volume only the OS (the AL2023 AMI's 20 GiB snapshot) and system logs.
         self.gpu_node_class = node_class("gpu", args.gpu.root_volume_gb, instanceStorePolicy="RAID0")
-        self.cpu_node_class = node_class("cpu", 50)
+        self.cpu_node_class = node_class("cpu", CPU_ROOT_VOLUME_GB)
 
         def node_pool(key: str, node_class: k8s.apiextensions.CustomResource, labels: dict[str, str],
                       requirements: list[dict[str, Any]], disruption: dict[str, Any], limits: dict[str, str],
@@ -350,29 +367,28 @@ class Karpenter(pulumi.ComponentResource):
             # A drain blocked by a PodDisruptionBudget ends after this: nodes never stay forever.
             terminationGracePeriod="2h",
         )
+        # Every pod that needs no GPU and is not the core's (planning/scheduling.py CPU_POOL_AFFINITY): spot first,
+        # repacked onto fewer or cheaper nodes when underutilized, one node at a time.
+        pool = cpu_pool(args.cpu.instance_families, args.cpu.capacity_types, args.cpu.limit)
         self.cpu_node_pool = node_pool(
-            "cpu", self.cpu_node_class, CPU_NODE_LABELS,
-            [
-                {"key": "karpenter.k8s.aws/instance-category", "operator": "In", "values": ["c", "m", "r"]},
-                {"key": "karpenter.k8s.aws/instance-generation", "operator": "Gt", "values": ["5"]},
-                {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot", "on-demand"]},
-                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
-                {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
-            ],
-            {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "1m"},
-            {"cpu": str(CPU_POOL_LIMIT_VCPU)},
+            "cpu", self.cpu_node_class, CPU_NODE_LABELS, cpu_requirements(pool),
+            {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": pool.consolidate_after,
+             "budgets": [{"nodes": "1"}]},
+            {"cpu": str(pool.limit_vcpu)},
         )
 
-        # --- NVIDIA device plugin: without it GPU nodes never advertise nvidia.com/gpu
+        # --- NVIDIA device plugin: without it GPU nodes never advertise nvidia.com/gpu. Only the GPU taint is
+        # tolerated (the chart's default also tolerates the core's, which only the core's own pods may).
         self.device_plugin = helm.release(
             f"{name}-nvidia-device-plugin", versions.NVIDIA_DEVICE_PLUGIN, name="nvidia-device-plugin",
             namespace="kube-system",
             values={
                 "nodeSelector": GPU_NODE_SELECTOR,
-                "tolerations": [GPU_TOLERATION, CRITICAL_ADDONS_TOLERATION],
+                "tolerations": [GPU_TOLERATION],
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             },
             parent=self,
+            depends_on=[self.gpu_node_pool],  # on destroy gone before the pool it runs on, like all its pods
         )
 
         self.register_outputs({

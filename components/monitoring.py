@@ -24,7 +24,8 @@ from components.alerts import Alerts, AlertsArgs, alertmanager_config
 from components.waiters import VolumesReleased
 from planning.config import AlertSettings, PrometheusSettings
 from planning.models import WORKLOAD_PREFIX
-from planning.scheduling import GPU_NODE_SELECTOR, GPU_TOLERATION, NON_GPU_AFFINITY
+from planning.scheduling import CPU_POOL_AFFINITY, GPU_NODE_SELECTOR, GPU_TOLERATION
+from planning.workloads import CONFIG_RELOADER, CPU_POOL, GRAFANA_SIDECAR
 
 NAMESPACE = "monitoring"
 RELEASE = "kube-prometheus-stack"
@@ -130,6 +131,10 @@ class MonitoringArgs:
     alerts: AlertSettings
     # The longest first start of the configured models (NIM's startup window plus a GPU node and the image).
     model_first_start_minutes: int
+    # Karpenter's NodePools its pods run on: the CPU pool (everything but the GPU exporter) and the GPU pool (the
+    # DCGM exporter). Created after them, and on destroy deleted before them, so Karpenter never drains its pods.
+    cpu_node_pool: k8s.apiextensions.CustomResource
+    gpu_node_pool: k8s.apiextensions.CustomResource
     # The longest a model at zero may take to wake (planning/scaling.cold_start_limit_seconds); 0: none scales to zero.
     model_cold_start_minutes: int = 0
     # the cluster's name as an Output of the cluster (the alerts' Pod Identity association waits for it)
@@ -212,8 +217,8 @@ class Monitoring(pulumi.ComponentResource):
                         "accessModes": ["ReadWriteOnce"],
                         "resources": {"requests": {"storage": f"{args.prometheus.volume_gb}Gi"}},
                     }}},
-                    "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
-                    "affinity": NON_GPU_AFFINITY,
+                    "resources": {"requests": CPU_POOL["prometheus"].main.as_k8s(), "limits": {"memory": "4Gi"}},
+                    "affinity": CPU_POOL_AFFINITY,
                     # its volume goes with it: `pulumi destroy` leaves no EBS volume behind
                     "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
                 }},
@@ -222,20 +227,36 @@ class Monitoring(pulumi.ComponentResource):
                     "serviceAccount": {"create": True, "name": ALERTMANAGER_SERVICE_ACCOUNT},
                     "alertmanagerSpec": {
                         **({"podMetadata": pod_metadata} if pod_metadata else {}),
-                        "affinity": NON_GPU_AFFINITY,
-                        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                        "affinity": CPU_POOL_AFFINITY,
+                        "resources": {"requests": CPU_POOL["alertmanager"].main.as_k8s(),
+                                      "limits": {"memory": "256Mi"}},
                     },
                     **alertmanager_values,
                 },
                 "grafana": {
                     "enabled": True,
                     "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+                    # each of its sidecars (dashboards, datasources) takes these requests
                     "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1",
-                                               "searchNamespace": "ALL"}},
-                    "affinity": NON_GPU_AFFINITY,
-                    "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+                                               "searchNamespace": "ALL"},
+                                "resources": {"requests": GRAFANA_SIDECAR.as_k8s()}},
+                    "affinity": CPU_POOL_AFFINITY,
+                    "resources": {"requests": CPU_POOL["grafana"].main.as_k8s(), "limits": {"memory": "512Mi"}},
                 },
-                "prometheusOperator": {"affinity": NON_GPU_AFFINITY},
+                "prometheusOperator": {
+                    "affinity": CPU_POOL_AFFINITY,
+                    "resources": {"requests": CPU_POOL["prometheus-operator"].main.as_k8s(),
+                                  "limits": {"memory": "256Mi"}},
+                    # the config-reloader sidecar it adds to the Prometheus and Alertmanager pods
+                    "prometheusConfigReloader": {"resources": {"requests": CONFIG_RELOADER.as_k8s()}},
+                    # the install's certificate Jobs
+                    "admissionWebhooks": {"patch": {"affinity": CPU_POOL_AFFINITY}},
+                },
+                "kube-state-metrics": {
+                    "affinity": CPU_POOL_AFFINITY,
+                    "resources": {"requests": CPU_POOL["kube-state-metrics"].main.as_k8s(),
+                                  "limits": {"memory": "256Mi"}},
+                },
                 # The EKS control plane and kube-proxy's metrics are not reachable: do not scrape (and alert on) them.
                 "kubeControllerManager": {"enabled": False},
                 "kubeScheduler": {"enabled": False},
@@ -243,7 +264,8 @@ class Monitoring(pulumi.ComponentResource):
                 "kubeProxy": {"enabled": False},
             },
             parent=self,
-            depends_on=[namespace, grafana_admin, args.volumes_released, *(self.alerts.ready if self.alerts else [])],
+            depends_on=[namespace, grafana_admin, args.volumes_released, args.cpu_node_pool,
+                        *(self.alerts.ready if self.alerts else [])],
             timeout=900,  # Prometheus waits for its volume
         )
         after_stack = pulumi.ResourceOptions(parent=self, depends_on=[self.stack])
@@ -256,7 +278,7 @@ class Monitoring(pulumi.ComponentResource):
                 "tolerations": [GPU_TOLERATION],
                 "serviceMonitor": {"enabled": True, "interval": "30s", "additionalLabels": MONITOR_LABELS},
             },
-            parent=self, depends_on=[self.stack],
+            parent=self, depends_on=[self.stack, args.gpu_node_pool],
         )
 
         # --- the NIM dashboard, picked up by Grafana's sidecar

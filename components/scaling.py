@@ -23,7 +23,7 @@ from planning.catalog import CatalogModel
 from planning.models import ModelRequest
 from planning.scaling import WAKE_ONLY_CONCURRENCY, can_scale_to_zero, cold_start_limit_seconds, \
     concurrency_target, routed_through_interceptor
-from planning.scheduling import CPU_NODE_AFFINITY
+from planning.scheduling import CPU_POOL_AFFINITY
 from planning.workloads import CPU_POOL, PoolWorkload
 
 NAMESPACE = versions.KEDA_NAMESPACE
@@ -70,7 +70,7 @@ def keda_values() -> dict[str, Any]:
         "webhooks": {"replicaCount": webhooks.replicas},
         "resources": {"operator": {"requests": requests(operator)}, "metricServer": {"requests": requests(metrics)},
                       "webhooks": {"requests": requests(webhooks)}},
-        "affinity": CPU_NODE_AFFINITY,  # all three; the API server reaches them on 6443 and 9443 (tools/checks.py)
+        "affinity": CPU_POOL_AFFINITY,  # all three; the API server reaches them on 6443 and 9443 (tools/checks.py)
     }
 
 
@@ -85,7 +85,7 @@ def http_add_on_values() -> dict[str, Any]:
         # Only HTTPScaledObject needs the operator; for an InterceptorRoute it just sets a status condition (0.15.0
         # operator/controllers/http/interceptorroute_controller.go), which neither the interceptor nor the scaler reads.
         "operator": {"replicas": 0},
-        "scaler": {"replicas": scaler.replicas, "pullPolicy": "IfNotPresent", "affinity": CPU_NODE_AFFINITY,
+        "scaler": {"replicas": scaler.replicas, "pullPolicy": "IfNotPresent", "affinity": CPU_POOL_AFFINITY,
                    "resources": {"requests": requests(scaler), "limits": {"cpu": "500m", "memory": "128Mi"}}},
         "interceptor": {
             "replicas": {"min": interceptor.replicas},  # its own ScaledObject (from the chart) adds more under load
@@ -93,7 +93,7 @@ def http_add_on_values() -> dict[str, Any]:
             "proxy": {"port": PROXY_PORT},
             "drainTimeout": f"{INTERCEPTOR_DRAIN_S}s",
             "terminationGracePeriodSeconds": INTERCEPTOR_GRACE_S,
-            "affinity": CPU_NODE_AFFINITY,
+            "affinity": CPU_POOL_AFFINITY,
             "topologySpreadConstraints": spread,
             # every byte of every request to a model at zero passes through it: room above the chart's 0.5 CPU/64Mi
             "resources": {"requests": requests(interceptor), "limits": {"cpu": "1", "memory": "256Mi"}},

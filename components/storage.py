@@ -6,6 +6,7 @@ downloads once; every later replica, restart and node replacement reads the cach
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
@@ -15,6 +16,7 @@ import pulumi_kubernetes as k8s
 from parts import addons
 from planning import iam
 from planning.config import EfsSettings
+from planning.scheduling import ADDON_PLACEMENT
 from planning.workloads import NIM_UID
 from components.waiters import EBS_CSI_DRIVER, EFS_CSI_DRIVER, VolumesReleased
 
@@ -130,6 +132,7 @@ class Storage(pulumi.ComponentResource):
         self.efs_addon = addons.eks_addon(
             f"{name}-efs-csi", "aws-efs-csi-driver", cluster_name=args.eks_cluster_name, parent=self,
             depends_on=[efs_attachment, args.pod_identity_agent], service_account_role_arn=efs_role.arn,
+            configuration_values=json.dumps(ADDON_PLACEMENT["aws-efs-csi-driver"]),  # controller on the core nodes
         )
 
         # --- EBS CSI driver through Pod Identity (its add-on supports it), for Prometheus and Open WebUI volumes.
@@ -143,6 +146,7 @@ class Storage(pulumi.ComponentResource):
             depends_on=[ebs_attachment, args.pod_identity_agent],
             pod_identity_associations=[aws.eks.AddonPodIdentityAssociationArgs(
                 role_arn=ebs_role.arn, service_account="ebs-csi-controller-sa")],
+            configuration_values=json.dumps(ADDON_PLACEMENT["aws-ebs-csi-driver"]),  # controller on the core nodes
         )
 
         # --- StorageClasses. The EFS one depends on every mount target, so no PVC binds before NFS is reachable in

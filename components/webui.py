@@ -9,8 +9,8 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from planning import versions
-from planning.scheduling import CPU_NODE_AFFINITY
-from planning.workloads import OPEN_WEBUI_DATA_GB
+from planning.scheduling import AMD64_NODE_SELECTOR, CPU_POOL_AFFINITY
+from planning.workloads import CPU_POOL, OPEN_WEBUI_DATA_GB
 from components.nim import PULL_SECRET, NimNamespace
 from components.waiters import VolumesReleased
 
@@ -26,7 +26,7 @@ def openai_env(urls: list[str]) -> dict[str, str]:
 class OpenWebUIArgs:
     model_urls: list[str]  # in-cluster /v1 URLs, in config order
     # What every object of Open WebUI waits for, and on destroy goes before: gp3 (its data volume's claim takes the
-    # class's name), the volume waiter (its EBS volume is released first), the CPU NodePool it prefers.
+    # class's name), the volume waiter (its EBS volume is released first), the CPU NodePool it runs on.
     storage_class: k8s.storage.v1.StorageClass
     volumes_released: VolumesReleased
     cpu_node_pool: k8s.apiextensions.CustomResource
@@ -80,13 +80,13 @@ class OpenWebUI(pulumi.ComponentResource):
                 "strategy": {"type": "Recreate"},  # one ReadWriteOnce volume
                 "selector": {"matchLabels": labels},
                 "template": {"metadata": {"labels": labels}, "spec": {
-                    "affinity": CPU_NODE_AFFINITY,
+                    "affinity": CPU_POOL_AFFINITY,
                     "containers": [{
                         "name": "open-webui",
                         "image": versions.OPEN_WEBUI_IMAGE,
                         "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
                         "env": env,
-                        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                        "resources": {"requests": CPU_POOL["open-webui"].main.as_k8s(),
                                       "limits": {"cpu": "2", "memory": "3Gi"}},
                         "volumeMounts": [{"name": "data", "mountPath": "/app/backend/data"}],
                         # the first start downloads its embedding model
@@ -118,7 +118,7 @@ class OpenWebUI(pulumi.ComponentResource):
 class GenAiPerfArgs:
     # The NIM namespace, so `--url nim-llm-<model>:8000` resolves; the pod pulls with its NGC secret, so waits for it.
     namespace: NimNamespace
-    cpu_node_pool: k8s.apiextensions.CustomResource  # Karpenter's CPU NodePool, which its affinity prefers
+    cpu_node_pool: k8s.apiextensions.CustomResource  # Karpenter's CPU NodePool, which it runs on
 
 
 class GenAiPerf(pulumi.ComponentResource):
@@ -134,13 +134,16 @@ class GenAiPerf(pulumi.ComponentResource):
                 "replicas": 1,
                 "selector": {"matchLabels": labels},
                 "template": {"metadata": {"labels": labels}, "spec": {
-                    "affinity": CPU_NODE_AFFINITY,  # it measures an HTTP endpoint: no GPU needed
+                    "affinity": CPU_POOL_AFFINITY,  # it measures an HTTP endpoint: no GPU needed
+                    # the Triton SDK image is amd64 only, as far as checked (planning/versions.py GENAI_PERF_ARCHES)
+                    "nodeSelector": AMD64_NODE_SELECTOR,
                     "imagePullSecrets": [{"name": PULL_SECRET}],
                     "containers": [{
                         "name": "genai-perf",
                         "image": versions.GENAI_PERF_IMAGE,
                         "command": ["sleep", "infinity"],
-                        "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}},
+                        "resources": {"requests": CPU_POOL["genai-perf"].main.as_k8s(),
+                                      "limits": {"cpu": "4", "memory": "8Gi"}},
                         "securityContext": {"allowPrivilegeEscalation": False},
                     }],
                     "terminationGracePeriodSeconds": 5,

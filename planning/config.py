@@ -18,9 +18,11 @@ The typed config, by what each part configures (key -> attribute):
 - `cfg.network`: `vpc_cidr`, `availability_zones`, `single_nat_gateway` (same names);
 - `cfg.core` (the core node group): `core_instance_type` -> `instance_type`, `core_node_count` -> `node_count`,
   `core_node_max` -> `node_max`, `core_disk_gb` -> `disk_gb`;
-- `cfg.gpu` (what Karpenter launches): `gpu_instance_families` -> `instance_families`, `gpu_capacity_types` ->
-  `capacity_types`, `gpu_limit` -> `limit`, `gpu_root_volume_gb` -> `root_volume_gb`, `ami_alias` (also the AMI
-  of the `cpu` NodePool's nodes);
+- `cfg.gpu` (what Karpenter launches for the models): `gpu_instance_families` -> `instance_families`,
+  `gpu_capacity_types` -> `capacity_types`, `gpu_limit` -> `limit`, `gpu_root_volume_gb` -> `root_volume_gb`,
+  `ami_alias` (also the AMI of the `cpu` NodePool's nodes);
+- `cfg.cpu` (what Karpenter launches for everything else): `cpu_instance_families` -> `instance_families`,
+  `cpu_capacity_types` -> `capacity_types`, `cpu_limit` -> `limit`;
 - `cfg.efs` (the model cache): `efs_backups` -> `backups`, `efs_ia_after_days` -> `ia_after_days`;
 - `cfg.prometheus`: `prometheus_retention` -> `retention`, `prometheus_volume_gb` -> `volume_gb`;
 - `cfg.alerts`: `alert_ttft_p90_seconds` -> `ttft_p90_seconds`, `alert_email` -> `email`.
@@ -43,7 +45,9 @@ from planning.instances import load_instances
 from planning.keys import Bad, Secret, boolean, build, distinct_list, group, key, keys_of, matching, names, \
     number, one_of, parse_keys, readme_table, show, unknown_keys, whole, whole_choice
 from planning.models import CAPACITY_TYPES, FIELDS as MODEL_FIELDS, ModelRequest, fit_models, parse_models
-from planning.scaling import DEFAULT_IDLE_MINUTES, MAX_IDLE_MINUTES, MIN_IDLE_MINUTES
+from planning.scaling import DEFAULT_IDLE_MINUTES, MAX_IDLE_MINUTES, MIN_IDLE_MINUTES, needs_interceptor
+from planning.pools import core_shortfall, cpu_pool, unplaceable
+from planning.workloads import HTTP_ADD_ON, cpu_pool_workloads
 
 NAMESPACE = "nim-on-eks"
 
@@ -66,7 +70,6 @@ CLUSTER_NAME_RE = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
 # An address SNS can email: local part and a dotted domain with a letter TLD, at most 254 characters (RFC 5321).
 EMAIL_RE = (r"(?=.{6,254}$)[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
             r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
-INSTANCE_TYPE_RE = r"[a-z][a-z0-9-]*\.[a-z0-9]+"
 PRINCIPAL_RE = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+")
 # Tag prefixes AWS reserves, and those Karpenter sets itself (its EC2NodeClass refuses them as extra tags).
 RESERVED_TAG_PREFIXES = ("aws:", "kubernetes.io/cluster", "karpenter.sh/", "karpenter.k8s.aws/", "eks:")
@@ -77,6 +80,16 @@ CLUSTER_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "sche
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
                       3288, 3653)
 EFS_IA_AFTER_DAYS = (0, 1, 7, 14, 30, 60, 90, 180, 270, 365)
+# Instance types without GPUs that data/instance_types.yaml describes (architecture, allocatable resources, price):
+# the core node group and the CPU NodePool choose from these.
+CPU_TYPES = tuple(load_instances().cpu_types())
+CPU_FAMILIES = tuple(dict.fromkeys(load_instances().types[t].family for t in CPU_TYPES))
+# The CPU NodePool's default families: every non-burstable one in the data. Graviton general-purpose, compute and
+# memory families (cheaper than their x86 peers, and every image on the pool but GenAI-Perf's is multi-arch:
+# planning/versions.py) and x86 ones for the amd64-only pods; many families, many spot pools to fall back on. Not
+# the burstable T families: the pool's pods run around the clock, and above a T instance's baseline its default
+# unlimited mode bills surplus credits the estimate cannot price.
+DEFAULT_CPU_FAMILIES = ("m7g", "m8g", "c7g", "c8g", "m6g", "r7g", "m7i", "m6i", "c6i", "m5")
 
 
 def private_cidr(raw: str) -> str:
@@ -127,6 +140,15 @@ def log_types(raw: Any) -> tuple[str, ...]:
         raise Bad(f"allowed: a list of distinct EKS control-plane log types from {', '.join(CLUSTER_LOG_TYPES)}, "
                   "or [] to send none")
     return tuple(t for t in CLUSTER_LOG_TYPES if t in value)
+
+
+def cpu_instance_type(raw: Any) -> str:
+    if not isinstance(raw, str) or raw not in CPU_TYPES:
+        raise Bad(f"allowed: an instance type without GPUs that data/instance_types.yaml describes (its "
+                  f"architecture picks the AMI, its allocatable resources must hold the core pods): "
+                  f"{', '.join(CPU_TYPES)}; for another, add its row there from Karpenter's instance-types "
+                  "reference")
+    return raw
 
 
 def log_retention(raw: Any) -> int:
@@ -182,13 +204,40 @@ class NetworkSettings:
 class CoreSettings:
     """The core managed node group: Karpenter, CoreDNS, monitoring; never GPUs (components/cluster.py)."""
 
-    instance_type: str = key("core_instance_type",
-                             matching(INSTANCE_TYPE_RE, "an EC2 instance type such as m5.xlarge"), "m5.xlarge",
-                             "Core node group instance type.")
+    # t4g.medium: the smallest type that holds the core's pods (planning/pools.py core_shortfall), Graviton.
+    instance_type: str = key(
+        "core_instance_type", cpu_instance_type, "t4g.medium",
+        "Core node group instance type, one of the CPU types in `data/instance_types.yaml` (its architecture picks "
+        "the AMI: Graviton types run AL2023 ARM). It must hold Karpenter, CoreDNS, the CSI controllers and the node "
+        "DaemonSets; `pulumi up` refuses one that cannot. T types are burstable: above their baseline (t4g.medium: "
+        "20% of each vCPU, on average) their default unlimited mode bills surplus credits. A new type makes a new "
+        "node group (see Upgrading).")
     node_count: int = key("core_node_count", whole(2, 20), 2,
                           "Core nodes, desired and minimum (Karpenter's two replicas need two).")
     node_max: int = key("core_node_max", whole(2, 50), 4, "Most core nodes.")
-    disk_gb: int = key("core_disk_gb", whole(20, 1000), 100, "Encrypted gp3 root volume of each core node, GiB.")
+    # 30: the AL2023 AMI's 20 GiB root snapshot plus the core's few images and its logs.
+    disk_gb: int = key("core_disk_gb", whole(20, 1000), 30, "Encrypted gp3 root volume of each core node, GiB.")
+
+
+@dataclass(frozen=True)
+class CpuSettings:
+    """What Karpenter may launch for every pod but the models and the core's: the `cpu` NodePool
+    (components/karpenter.py, planning/pools.py)."""
+
+    instance_families: tuple[str, ...] = key(
+        "cpu_instance_families", distinct_list(CPU_FAMILIES, "CPU families in data/instance_types.yaml"),
+        DEFAULT_CPU_FAMILIES,
+        "EC2 families Karpenter may launch CPU nodes from, for monitoring, Open WebUI, GenAI-Perf and autoscaling: "
+        f"{', '.join(f'`{f}`' for f in CPU_FAMILIES)}. The default: every non-burstable one, Graviton and x86 "
+        "(for the pods whose image is amd64 only, GenAI-Perf); not the burstable T families. JSON list or comma-separated.")
+    capacity_types: tuple[str, ...] = key(
+        "cpu_capacity_types", distinct_list(CAPACITY_TYPES, "capacity types"), CAPACITY_TYPES,
+        "Capacity types for CPU nodes. With both, Karpenter launches spot and falls back to on-demand when spot "
+        "is short; a spot interruption restarts the pods on the node (Prometheus and Open WebUI keep their "
+        "volumes).")
+    limit: int = key("cpu_limit", whole(1, 1024), 16,
+                     "Most vCPUs all CPU nodes together may have: the CPU NodePool's `limits`, so a mistake cannot "
+                     "launch unbounded CPU nodes.")
 
 
 @dataclass(frozen=True)
@@ -285,6 +334,7 @@ class StackConfig:
         "IAM role or user ARNs (JSON list) given cluster-admin access entries; the identity running `pulumi up` is "
         "admin already.")
     gpu: GpuSettings = group()
+    cpu: CpuSettings = group()
     efs: EfsSettings = group()
     nim_namespace: str = key(
         "nim_namespace",
@@ -325,6 +375,13 @@ class StackConfig:
 
 
 KEYS = {k.name: k for k in keys_of(StackConfig)}
+
+
+def pool_switches(monitoring: bool, open_webui: bool, genai_perf: bool,
+                  models: tuple[ModelRequest, ...]) -> dict[str, bool]:
+    """What decides which CPU-pool workloads run (planning/workloads.py PoolWorkload.when)."""
+    return {"monitoring": monitoring, "open_webui": open_webui, "genai_perf": genai_perf,
+            HTTP_ADD_ON: needs_interceptor(models, monitoring)}
 
 
 def readme_config_table() -> str:
@@ -390,6 +447,23 @@ def parse_config(
         models, unfit = fit_models(specs, catalog, valid("gpu_instance_families"),
                                    load_instances().in_families(GPU_FAMILIES))
         problems += found + unfit
+
+    switches = pool_switches(valid("monitoring"), valid("open_webui"), valid("genai_perf"), models)
+    if "core_instance_type" in values and isinstance(values.get("core_node_count"), int):
+        core_type = load_instances().types[values["core_instance_type"]]
+        if short := core_shortfall(core_type, values["core_node_count"], switches):
+            problems.append(
+                f"core_instance_type: {core_type.name} cannot hold what runs on the core nodes (Karpenter, CoreDNS, "
+                f"the CSI controllers, the node DaemonSets): {'; '.join(short)}; allowed: a type with more "
+                "allocatable CPU, memory or pods, such as t4g.medium")
+    if "cpu_instance_families" in values:
+        pool = cpu_pool(values["cpu_instance_families"], valid("cpu_capacity_types"), valid("cpu_limit"))
+        for w in unplaceable(cpu_pool_workloads(switches), pool.arches):
+            suggestion = next(f for f in DEFAULT_CPU_FAMILIES if load_instances().family_arch()[f] in w.arches)
+            problems.append(
+                f"cpu_instance_families: {', '.join(pool.families)} give {', '.join(pool.arches)} nodes only, but "
+                f"{w.name} ({w.when}) runs on {', '.join(w.arches)} only; allowed: add a family of that "
+                f"architecture, such as {suggestion}")
 
     if isinstance(values.get("core_node_count"), int) and isinstance(values.get("core_node_max"), int):
         if values["core_node_count"] > values["core_node_max"]:

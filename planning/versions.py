@@ -14,8 +14,11 @@ DEFAULT_EKS_VERSION = "1.36"
 # whose end is near: 1.33 (released 2025-05) and 1.34 (2025-10).
 EKS_STANDARD_SUPPORT_ENDS = {"1.33": "2026-07", "1.34": "2026-12"}
 
-# Core managed node group AMI: EKS-optimized Amazon Linux 2023 (AL2 AMIs end after Kubernetes 1.32).
-CORE_AMI_TYPE = "AL2023_x86_64_STANDARD"
+# Core managed node group AMI, by the architecture of the core instance type (data/instance_types.yaml):
+# EKS-optimized Amazon Linux 2023 (AL2 AMIs end after Kubernetes 1.32). Values of the EKS API's AMITypes enum
+# (botocore 1.44.8, eks/2017-11-01/service-2.json; mind the case, ARM but x86). AL2023 ARM runs every Graviton2 or
+# later type, T4g included, not A1 (EKS user guide, nodes/choosing-instance-type.adoc @ 1096be54).
+CORE_AMI_TYPES = {"amd64": "AL2023_x86_64_STANDARD", "arm64": "AL2023_ARM_64_STANDARD"}
 
 # EKS managed add-ons. None means "the default version EKS publishes for the cluster's Kubernetes version":
 # add-on builds are per Kubernetes minor, so a single literal would be wrong for three of the four versions
@@ -25,6 +28,27 @@ ADDON_VERSIONS: dict[str, str | None] = {
     "coredns": None,
     "aws-efs-csi-driver": None,
     "aws-ebs-csi-driver": None,
+}
+
+# Architectures each EKS add-on's images are built for (the core node group may be arm64, and every add-on but the
+# GPU ones runs a pod on it), and where that was checked. The definitive list is per add-on version:
+# `aws eks describe-addon-versions --addon-name NAME --kubernetes-version 1.36` returns each version's
+# `architecture` (EKS user guide, eks-add-ons.adoc).
+ADDON_ARCHES: dict[str, tuple[tuple[str, ...], str]] = {
+    "vpc-cni": (("amd64", "arm64"), "EKS user guide nodes/eks-optimized-ami.adoc: CoreDNS, kube-proxy and the VPC CNI "
+                                    "are multi-architecture on clusters deployed since 2020-08-17; the aws-node "
+                                    "DaemonSet's affinity admits amd64 and arm64 (aws/amazon-vpc-cni-k8s "
+                                    "config/master/aws-k8s-cni.yaml @ 00554250)"),
+    "kube-proxy": (("amd64", "arm64"), "EKS user guide nodes/eks-optimized-ami.adoc (as vpc-cni)"),
+    "coredns": (("amd64", "arm64"), "EKS user guide nodes/eks-optimized-ami.adoc (as vpc-cni)"),
+    "eks-pod-identity-agent": (("amd64", "arm64"), "aws/eks-pod-identity-agent charts/eks-pod-identity-agent/"
+                                                   "values.yaml @ 00bc0581: the DaemonSet's affinity admits amd64 "
+                                                   "and arm64"),
+    "aws-ebs-csi-driver": (("amd64", "arm64"), "EKS Blueprints add-ons 'Architectures' page (multi-arch EKS "
+                                               "add-ons); arm64 images since kubernetes-sigs/aws-ebs-csi-driver#604"),
+    "aws-efs-csi-driver": (("amd64", "arm64"), "kubernetes-sigs/aws-efs-csi-driver Makefile PLATFORM "
+                                               "linux/amd64,linux/arm64; the one build without arm64 (v2.1.2, "
+                                               "2024-12) was pushed again multi-arch (aws-efs-csi-driver#1544)"),
 }
 
 
@@ -62,6 +86,8 @@ DCGM_EXPORTER = ChartPin("dcgm-exporter", "https://nvidia.github.io/dcgm-exporte
 
 # Open WebUI: release 0.6.43 (CHANGELOG.md of open-webui/open-webui, 2025-12-22); images are tagged v<version>.
 OPEN_WEBUI_IMAGE = "ghcr.io/open-webui/open-webui:v0.6.43"
+# amd64 and arm64: open-webui .github/workflows/docker-build.yaml builds linux/amd64 and linux/arm64 on v* tags.
+OPEN_WEBUI_ARCHES = ("amd64", "arm64")
 # Triton SDK image with genai-perf: NVIDIA's Triton release notes list 25.08; used as <YY.MM>-py3-sdk.
 GENAI_PERF_IMAGE = "nvcr.io/nvidia/tritonserver:25.08-py3-sdk"
 
@@ -83,3 +109,48 @@ KEDA_IMAGE_PLATFORMS: dict[str, tuple[str, ...]] = {
         "ghcr.io/kedacore/http-add-on-scaler:0.15.0")}
 # Where both run: the add-on's install guide puts it beside KEDA (keda.sh/http-add-on/0.15/operations/installation).
 KEDA_NAMESPACE = "keda"
+# amd64 only, as far as checked: Triton's server images have arm64 builds (triton-inference-server/server#5001,
+# michelangelo-ai#2116 for 25.01-py3), but no source names an arm64 -py3-sdk. The pod asks for amd64 nodes.
+GENAI_PERF_ARCHES = ("amd64",)
+
+
+# Architectures of every image a pod of this program runs (registry/repository:tag as the pod names it, digest
+# left out), with where each was checked: a pod that may land on an arm64 node (the core node group, Karpenter's
+# CPU nodes) may run only images built for arm64 (tests/test_placement.py). Chart images are those the pinned
+# charts render; a chart update that changes one fails that test until it is recorded here. The NIM images
+# (models.yaml) run on GPU nodes only, which are amd64 (the GPU NodePool's requirement).
+PROMETHEUS_BUILD = ("Prometheus projects' Makefile.common: DOCKER_ARCHS amd64 arm64 armv7 ppc64le riscv64 s390x, "
+                    "every Dockerfile variant (distroless too) built per architecture (prometheus/alertmanager "
+                    "@ 68fb2d57)")
+IMAGE_ARCHES: dict[str, tuple[tuple[str, ...], str]] = {
+    "public.ecr.aws/karpenter/controller:1.14.1": (
+        ("amd64", "arm64"), "aws/karpenter-provider-aws @ 1d927085 .ko.yaml: defaultPlatforms linux/arm64, linux/amd64"),
+    "quay.io/prometheus/prometheus:v3.14.0-distroless": (("amd64", "arm64"), PROMETHEUS_BUILD),
+    "quay.io/prometheus/alertmanager:v0.34.0": (("amd64", "arm64"), PROMETHEUS_BUILD),
+    "quay.io/prometheus/node-exporter:v1.12.1-distroless": (("amd64", "arm64"), PROMETHEUS_BUILD),
+    "quay.io/prometheus-operator/prometheus-operator:v0.93.1": (
+        ("amd64", "arm64"), "prometheus-operator scripts/push-docker-image.sh: CPU_ARCHS amd64 arm64 arm"),
+    "quay.io/prometheus-operator/prometheus-config-reloader:v0.93.1": (
+        ("amd64", "arm64"), "prometheus-operator scripts/push-docker-image.sh: CPU_ARCHS amd64 arm64 arm"),
+    "ghcr.io/jkroepke/kube-webhook-certgen:1.8.7": (
+        ("amd64", "arm64"), "jkroepke/kube-webhook-certgen .goreleaser.yaml @ 2bba5f68: dockers_v2 platforms "
+                            "linux/amd64, linux/arm64, linux/s390x"),
+    "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0": (
+        ("amd64", "arm64"), "kubernetes/kube-state-metrics Makefile: ALL_ARCH amd64 arm arm64 ppc64le s390x"),
+    "docker.io/grafana/grafana:13.2.0": (
+        ("amd64", "arm64"), "grafana/grafana .github/workflows/release-build.yml @ 0030f686: docker images for "
+                            "linux-amd64, linux-arm64, linux-armv7, linux-s390x"),
+    "quay.io/kiwigrid/k8s-sidecar:2.10.1": (
+        ("amd64", "arm64"), "kiwigrid/k8s-sidecar docker-bake.hcl: platforms amd64, arm64, arm/v7, ppc64le, riscv64"),
+    "registry.k8s.io/prometheus-adapter/prometheus-adapter:v0.12.0": (
+        ("amd64", "arm64"), "kubernetes-sigs/prometheus-adapter Makefile: ALL_ARCH amd64 arm arm64 ppc64le s390x"),
+    "nvcr.io/nvidia/k8s-device-plugin:v0.20.0": (
+        ("amd64",), "runs on GPU nodes only (amd64); arm64 not needed, so not checked"),
+    "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless": (
+        ("amd64",), "runs on GPU nodes only (amd64); arm64 not needed, so not checked"),
+    OPEN_WEBUI_IMAGE: (OPEN_WEBUI_ARCHES, "open-webui .github/workflows/docker-build.yaml (above)"),
+    **{image: (tuple(p.removeprefix("linux/") for p in platforms if p in ("linux/amd64", "linux/arm64")),
+               "KEDA / HTTP add-on release build files (above)")
+       for image, platforms in KEDA_IMAGE_PLATFORMS.items()},
+    GENAI_PERF_IMAGE: (GENAI_PERF_ARCHES, "no arm64 -py3-sdk build found (above)"),
+}

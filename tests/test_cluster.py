@@ -33,13 +33,16 @@ def test_core_node_group(dev_plan):
     ng = dev_plan.one("aws:eks/nodeGroup:NodeGroup")
     i = ng.inputs
     assert i["clusterName"] == "nim-on-eks-dev"
-    assert i["nodeGroupName"] == "core-node-group"
-    assert i["amiType"] == "AL2023_x86_64_STANDARD"
+    # Graviton: the smallest type that holds the core's pods (tests/test_lean.py), on the AL2023 ARM AMI, under a
+    # name of its own (a new type is a new group: EKS cannot change it in place)
+    assert i["nodeGroupName"] == "core-t4g-medium"
+    assert i["amiType"] == "AL2023_ARM_64_STANDARD"
     assert i["capacityType"] == "ON_DEMAND"
-    assert i["instanceTypes"] == ["m5.xlarge"]
+    assert i["instanceTypes"] == ["t4g.medium"]
     assert i["scalingConfig"] == {"desiredSize": 2, "minSize": 2, "maxSize": 4}
     assert i["labels"] == {"nim-on-eks/node-pool": "core"}
-    assert "taints" not in i  # core nodes take system pods; GPU taints live on Karpenter's GPU nodes
+    # only pods that tolerate it (Karpenter, CoreDNS, the CSI controllers, node DaemonSets) land on the core nodes
+    assert i["taints"] == [{"key": "CriticalAddonsOnly", "value": "true", "effect": "NO_SCHEDULE"}]
     private = sorted(s.id for s in dev_plan.of_type("aws:ec2/subnet:Subnet") if "-private-" in s.name)
     assert sorted(i["subnetIds"]) == private
     # one node at a time during updates: the core nodes carry Karpenter's two replicas
@@ -48,7 +51,7 @@ def test_core_node_group(dev_plan):
     assert i["launchTemplate"]["id"] == lt.id
     # the AL2023 root device: encrypted gp3, deleted with its node (no volume outlives `pulumi destroy`)
     assert lt.inputs["blockDeviceMappings"] == [{"deviceName": "/dev/xvda", "ebs": {
-        "volumeSize": 100, "volumeType": "gp3", "encrypted": "true", "deleteOnTermination": "true"}}]
+        "volumeSize": 30, "volumeType": "gp3", "encrypted": "true", "deleteOnTermination": "true"}}]
     # IMDSv2 only. The hop limit bounds how far a metadata response travels: 1 reaches the node (and host-network
     # pods), 2 a container on it; anything more reaches beyond the node.
     options = lt.inputs["metadataOptions"]
@@ -71,6 +74,7 @@ def test_core_node_group_size_from_config():
     plan = plan_for("core_instance_type=m6i.2xlarge", "core_node_count=3", "core_node_max=6", "core_disk_gb=200")
     i = plan.one("aws:eks/nodeGroup:NodeGroup").inputs
     assert i["instanceTypes"] == ["m6i.2xlarge"]
+    assert (i["amiType"], i["nodeGroupName"]) == ("AL2023_x86_64_STANDARD", "core-m6i-2xlarge")  # x86: its AMI
     assert i["scalingConfig"] == {"desiredSize": 3, "minSize": 3, "maxSize": 6}
     lt = plan.one("aws:ec2/launchTemplate:LaunchTemplate")
     assert lt.inputs["blockDeviceMappings"][0]["ebs"]["volumeSize"] == 200

@@ -25,7 +25,7 @@ def test_defaults():
     assert cfg.eks_version == versions.DEFAULT_EKS_VERSION == "1.36"
     network = cfg.network
     assert (network.vpc_cidr, network.availability_zones, network.single_nat_gateway) == ("10.0.0.0/16", 3, True)
-    assert (cfg.core.instance_type, cfg.core.node_count, cfg.core.node_max) == ("m5.xlarge", 2, 4)
+    assert (cfg.core.instance_type, cfg.core.node_count, cfg.core.node_max) == ("t4g.medium", 2, 4)
     assert (cfg.monitoring, cfg.open_webui, cfg.genai_perf) == (True, True, False)
     [model] = cfg.models
     assert model.name == "meta/llama3-8b-instruct"
@@ -156,6 +156,9 @@ def test_name_too_long_for_kubernetes(length, ok):
         ("core_node_count", "2", "1"),  # Karpenter's two replicas need two core nodes
         ("gpu_limit", "1", "0"),
         ("gpu_limit", "1024", "1025"),
+        ("cpu_limit", "1", "0"),
+        ("cpu_limit", "1024", "1025"),
+        ("core_disk_gb", "20", "19"),  # the AL2023 AMI's root snapshot
         ("vpc_cidr", "10.0.0.0/16", "10.0.0.0/15"),  # /16 is the largest VPC AWS allows
         ("vpc_cidr", "10.0.0.0/20", "10.0.0.0/21"),
         ("alert_ttft_p90_seconds", "0.05", "0.04"),
@@ -322,7 +325,9 @@ def test_grouped_settings_hold_every_key_once():
         ("g5", "g6", "g6e"), ("spot", "on-demand"), 16, 40)
     assert cfg.gpu.ami_alias == versions.GPU_AMI_ALIAS
     assert (cfg.logs.types, cfg.logs.retention_days) == (("audit", "authenticator"), 30)
-    assert (cfg.efs.backups, cfg.efs.ia_after_days, cfg.core.disk_gb) == (False, 0, 100)
+    assert (cfg.efs.backups, cfg.efs.ia_after_days, cfg.core.disk_gb) == (False, 0, 30)
+    assert (cfg.cpu.instance_families, cfg.cpu.capacity_types, cfg.cpu.limit) == (
+        ("m7g", "m8g", "c7g", "c8g", "m6g", "r7g", "m7i", "m6i", "c6i", "m5"), ("spot", "on-demand"), 16)
     assert (cfg.prometheus.retention, cfg.prometheus.volume_gb) == ("15d", 50)
     assert (cfg.alerts.ttft_p90_seconds, cfg.alerts.email) == (3.0, None)
     assert cfg.ngc_api_key == Secret("nvapi-test") and "nvapi" not in repr(cfg)

@@ -64,7 +64,7 @@ def test_totals_add_up():
     items = {i.item: i for i in cost.fixed}
     assert items["EKS control plane"].per_hour == 0.10
     assert items["NAT gateways"].per_hour == pytest.approx(3 * 0.045)
-    assert items["Core node group"].per_hour == pytest.approx(2 * DATA.types["m5.xlarge"].on_demand)
+    assert items["Core node group"].per_hour == pytest.approx(2 * DATA.types["t4g.medium"].on_demand)
     small = cost.models[1]
     per_replica = small.spot_estimate_per_hour
     volume = 40 * 0.08 / 730  # the default GPU root volume (OS only; images on local NVMe)
@@ -77,7 +77,7 @@ def test_fixed_items_follow_the_config():
     gp3_hour = prices["ebs_gp3_per_gb_month"] / prices["hours_per_month"]
     cost = cost_for(core_node_count="3", core_disk_gb="200", core_node_max="5", prometheus_volume_gb="80")
     items = {i.item: i.per_hour for i in cost.fixed}
-    assert items["Core node group"] == pytest.approx(3 * DATA.types["m5.xlarge"].on_demand)
+    assert items["Core node group"] == pytest.approx(3 * DATA.types["t4g.medium"].on_demand)
     assert items["Core node volumes"] == pytest.approx(3 * 200 * gp3_hour, abs=1e-4)  # every node has its own
     assert items["Prometheus volume"] == pytest.approx(80 * gp3_hour, abs=1e-4)
     cache = parse().catalog.models["meta/llama3-8b-instruct"].cache_gib
@@ -107,7 +107,7 @@ def test_budget_boundary():
 def instance(name, family, gpu_type, gpus, alloc_cpu_m, alloc_memory_mib, price):
     return InstanceType(name=name, family=family, gpu_type=gpu_type, gpus=gpus, vcpu=alloc_cpu_m // 1000 + 1,
                         memory_mib=alloc_memory_mib + 2048, alloc_cpu_m=alloc_cpu_m,
-                        alloc_memory_mib=alloc_memory_mib, on_demand=price)
+                        alloc_memory_mib=alloc_memory_mib, on_demand=price, arch="amd64", alloc_pods=58)
 
 
 def test_a_replica_fits_when_its_requests_and_the_daemonsets_fit_exactly():
@@ -147,17 +147,19 @@ def test_monitoring_and_webui_volumes_only_when_on():
     assert "Prometheus volume" not in items and "Open WebUI volume" not in items
 
 
-def test_unknown_core_type_is_said():
-    item = [i for i in cost_for(core_instance_type="z9.mega").fixed if i.item == "Core node group"][0]
-    assert item.per_hour is None and "not in the price table" in item.detail
+def test_a_core_type_outside_the_price_table_is_refused_before_the_estimate():
+    """Its architecture (the AMI), allocatable resources (the core's pods) and price all come from the data."""
+    [problem] = problems(core_instance_type="z9.mega")
+    assert problem.startswith("core_instance_type: 'z9.mega' is not valid; allowed: an instance type without GPUs "
+                              "that data/instance_types.yaml describes")
 
 
 def test_budget_check_fires_and_says_what_would_fit(capsys):
     code = plan_cli.main(["--set", "hourly_budget=2"])
     out, err = capsys.readouterr()
     assert code == 1
-    assert "OVER BUDGET: the estimate at max_replicas is $3.21/h, $1.21 over hourly_budget $2.00" in out
-    assert "meta/llama3-8b-instruct costs up to $2.59/h (5 x g6.2xlarge at $0.52/h); max_replicas 2 would fit" in out
+    assert "OVER BUDGET: the estimate at max_replicas is $2.88/h, $0.88 over hourly_budget $2.00" in out
+    assert "meta/llama3-8b-instruct costs up to $2.59/h (5 x g6.2xlarge at $0.52/h); max_replicas 3 would fit" in out
     assert "exceeds hourly_budget" in err
     plan = plan_for("hourly_budget=2")
     assert any(w.startswith("hourly_budget: the estimate at max_replicas") for w in plan.warnings)
@@ -212,7 +214,7 @@ def test_stack_output(dev_plan):
 
 @pytest.mark.parametrize("overrides", [
     {}, {"hourly_budget": "2", "gpu_limit": "3"}, {"hourly_budget": "100"},
-    {"eks_version": "1.33", "core_instance_type": "z9.mega", "monitoring": "false",
+    {"eks_version": "1.33", "core_instance_type": "t3.medium", "monitoring": "false",
      "nim_models": '[{"name": "meta/llama3-8b-instruct", "capacity_types": ["on-demand"]}]'},
 ])
 def test_the_exported_json_reads_back_as_the_estimate(overrides):

@@ -65,10 +65,11 @@ def test_kube_prometheus_stack(dev_plan):
     values = r.inputs["values"]
     assert values["alertmanager"]["enabled"] is True
     for affinity in (spec["affinity"], values["alertmanager"]["alertmanagerSpec"]["affinity"],
-                     values["grafana"]["affinity"], values["prometheusOperator"]["affinity"]):
+                     values["grafana"]["affinity"], values["prometheusOperator"]["affinity"],
+                     values["prometheusOperator"]["admissionWebhooks"]["patch"]["affinity"],
+                     values["kube-state-metrics"]["affinity"]):  # Karpenter's CPU nodes only
         [term] = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-        assert term["matchExpressions"] == [{"key": "nim-on-eks/node-pool", "operator": "In",
-                                             "values": ["core", "cpu"]}]
+        assert term["matchExpressions"] == [{"key": "nim-on-eks/node-pool", "operator": "In", "values": ["cpu"]}]
     assert "tolerations" not in json.dumps(values)  # nothing tolerates the GPU taint
     gp3 = dev_plan.one("kubernetes:storage.k8s.io/v1:StorageClass", "nim-on-eks-dev-storage-gp3")
     assert dev_plan.depends_on(r, gp3)

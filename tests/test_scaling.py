@@ -15,7 +15,7 @@ from components.monitoring import PROMETHEUS_PORT, prometheus_url
 from planning import versions
 from planning.scaling import DEFAULT_CONCURRENCY_TARGET, WAKE_ONLY_CONCURRENCY, can_scale_to_zero, \
     cold_start_limit_seconds, concurrency_target, needs_interceptor, routed_through_interceptor, scaling_warnings
-from planning.scheduling import CPU_NODE_AFFINITY
+from planning.scheduling import CPU_POOL_AFFINITY
 from planning.workloads import CPU_POOL, HTTP_ADD_ON
 from tests import conformance, helm_render
 from tests.conftest import CATALOG, THREE_MODELS, needs_dir, needs_reference, obj, parse, plan_for, release, \
@@ -84,13 +84,13 @@ def test_keda_and_the_http_add_on(dev_plan):
                                                    "nim-on-eks-dev-karpenter-cpu-pool"))
     assert dev_plan.depends_on(add_on, keda)  # its chart holds a ScaledObject: KEDA's CRDs and webhook first
     values = keda.inputs["values"]
-    assert values["affinity"] == CPU_NODE_AFFINITY
+    assert values["affinity"] == CPU_POOL_AFFINITY
     assert values["resources"]["operator"] == {"requests": {"cpu": "100m", "memory": "100Mi"}}
     values = add_on.inputs["values"]
     assert values["operator"] == {"replicas": 0}
     assert values["interceptor"]["proxy"] == {"port": comp.PROXY_PORT} and comp.PROXY_PORT == 8000
     assert values["interceptor"]["replicas"] == {"min": 2}
-    assert values["interceptor"]["affinity"] == values["scaler"]["affinity"] == CPU_NODE_AFFINITY
+    assert values["interceptor"]["affinity"] == values["scaler"]["affinity"] == CPU_POOL_AFFINITY
     # streams through an interceptor that shuts down are not cut before a NIM pod's own grace would end them
     assert values["interceptor"]["terminationGracePeriodSeconds"] == 180
     assert values["interceptor"]["drainTimeout"] == "170s"
@@ -104,7 +104,7 @@ def test_no_add_on_when_every_model_is_warm_and_monitored():
 
 
 def test_the_pool_table_lists_every_keda_pod():
-    assert {n: (w.replicas, w.when) for n, w in CPU_POOL.items()} == {
+    assert {n: (w.replicas, w.when) for n, w in CPU_POOL.items() if n.startswith("keda")} == {
         "keda-operator": (1, None), "keda-operator-metrics-apiserver": (1, None), "keda-admission-webhooks": (1, None),
         "keda-add-ons-http-interceptor": (2, HTTP_ADD_ON), "keda-add-ons-http-external-scaler": (1, HTTP_ADD_ON)}
 
@@ -157,16 +157,17 @@ def kinds(manifests, kind) -> dict[str, dict]:
 @needs_charts
 def test_rendered_pods_request_what_the_pool_table_says(rendered):
     deployments = {**kinds(rendered["keda"], "Deployment"), **kinds(rendered["keda-add-ons-http"], "Deployment")}
-    assert set(deployments) == set(CPU_POOL)  # every pod on the CPU pool is in the table, and nothing else
+    keda_pool = {n: w for n, w in CPU_POOL.items() if n.startswith("keda")}
+    assert set(deployments) == set(keda_pool)  # every KEDA pod is in the table, and no other KEDA entry is
     interceptor_scaler = kinds(rendered["keda-add-ons-http"], "ScaledObject")["keda-add-ons-http-interceptor"]
-    for name, w in CPU_POOL.items():
+    for name, w in keda_pool.items():
         d = deployments[name]
         # the interceptor's Deployment has no replicas: its own ScaledObject keeps at least `min`
         replicas = d["spec"].get("replicas", interceptor_scaler["spec"]["minReplicaCount"])
         [c] = d["spec"]["template"]["spec"]["containers"]
         assert (replicas, c["resources"]["requests"]) == (w.replicas, {"cpu": f"{w.cpu_m}m",
                                                                        "memory": f"{w.memory_mib}Mi"}), name
-        assert d["spec"]["template"]["spec"]["affinity"] == CPU_NODE_AFFINITY, name
+        assert d["spec"]["template"]["spec"]["affinity"] == CPU_POOL_AFFINITY, name
 
 
 @needs_charts

@@ -36,7 +36,7 @@ def test_open_webui(dev_plan):
     assert pod["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "open-webui-data"}}]
     assert d["spec"]["strategy"] == {"type": "Recreate"}
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-    assert terms[0]["matchExpressions"][0]["values"] == ["core", "cpu"]  # a CPU node, never a GPU node
+    assert terms[0]["matchExpressions"][0]["values"] == ["cpu"]  # Karpenter's CPU nodes: never GPU or core
     assert "tolerations" not in pod
     svc = dev_plan.one("kubernetes:core/v1:Service", f"{NAME}-svc").inputs
     assert svc["spec"]["type"] == "ClusterIP"
@@ -76,5 +76,6 @@ def test_genai_perf():
     assert c["command"] == ["sleep", "infinity"]  # stays up for interactive runs
     assert "nvidia.com/gpu" not in str(c["resources"])  # the OpenAI endpoint needs no GPU on the client side
     assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
-        "nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["core", "cpu"]
+        "nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["cpu"]
+    assert pod["nodeSelector"] == {"kubernetes.io/arch": "amd64"}  # its image has no arm64 build (as checked)
     assert plan.outputs["genai_perf_exec"] == "kubectl -n nim exec -it deploy/genai-perf -- bash"

@@ -9,8 +9,9 @@
    HTTP add-on's scaler and Prometheus.
 3. Destroy: the order `pulumi destroy` deletes in, with the asynchronous deletions controllers do after an object
    is gone (Karpenter terminating nodes, CSI drivers deleting volumes, load balancers), each of which needs its
-   controller alive and some resource whose deletion waits for it; and KEDA's scalers: each goes before what it
-   scales, and before the controllers that remove its finalizer.
+   controller alive and some resource whose deletion waits for it; KEDA's scalers: each goes before what it
+   scales, and before the controllers that remove its finalizer; and every workload whose pods may run on a
+   Karpenter NodePool's nodes is deleted before that NodePool.
 
 Each check returns a list of problems (empty: it holds); tools/plan.py prints them and fails the plan on any.
 """
@@ -309,7 +310,7 @@ def flows(plan: Plan) -> tuple[list[Flow], list[str]]:
             check("the control plane reaches the kubelet", control, n, "tcp", 10250)
             for port in WEBHOOK_PORTS:
                 check("the control plane reaches webhooks and aggregated APIs on the node's pods", control, n, "tcp", port)
-        for dns in nodes:  # CoreDNS runs where it is scheduled: any node that tolerates no taint (core, CPU)
+        for dns in nodes:  # CoreDNS is pinned to the core nodes; checked from and to every node group anyway
             for proto in ("udp", "tcp"):
                 check("pods reach CoreDNS", n, dns, proto, 53)
             check("pods reach NIM's port on other nodes (Prometheus, Open WebUI, benchmarks)", n, dns, "tcp", 8000)
@@ -551,6 +552,91 @@ def scaler_problems(plan: Plan) -> list[str]:
     return problems
 
 
+# Kubernetes objects whose pod template places pods: spec.template.spec (a CronJob's one level deeper).
+POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+
+
+def _placements(body: Any) -> tuple[list[dict[str, str]], list[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """(nodeSelector maps, required node-affinity terms lists, tolerations) anywhere in a pod spec or Helm values."""
+    selectors: list[dict[str, str]] = []
+    terms: list[list[dict[str, Any]]] = []
+    tolerations: list[dict[str, Any]] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k == "nodeSelector" and isinstance(v, dict):
+                    selectors.append(v)
+                elif k == "nodeSelectorTerms" and isinstance(v, list):
+                    terms.append(v)
+                elif k == "tolerations" and isinstance(v, list):
+                    tolerations.extend(t for t in v if isinstance(t, dict))
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(body)
+    return selectors, terms, tolerations
+
+
+def _tolerated(taint: dict[str, Any], tolerations: list[dict[str, Any]]) -> bool:
+    for t in tolerations:
+        if t.get("effect") not in (None, "", taint.get("effect")):
+            continue
+        if t.get("operator") == "Exists" and t.get("key") in (None, "", taint.get("key")):
+            return True
+        if t.get("key") == taint.get("key") and t.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def _admits(labels: dict[str, str], selectors: list[dict[str, str]], terms: list[list[dict[str, Any]]]) -> bool:
+    """Whether some placement admits a node with these (NodePool template) labels; keys the labels do not carry
+    (architecture, instance type) are taken as satisfiable. No placement at all admits every node."""
+    def selector_ok(sel: dict[str, str]) -> bool:
+        return all(labels[k] == v for k, v in sel.items() if k in labels)
+
+    def expression_ok(e: dict[str, Any]) -> bool:
+        key, op = e.get("key"), e.get("operator")
+        if key not in labels:
+            return True
+        values = e.get("values") or []
+        return {"In": labels[key] in values, "NotIn": labels[key] not in values, "Exists": True,
+                "DoesNotExist": False}.get(op, True)
+
+    def term_ok(term: dict[str, Any]) -> bool:
+        return all(expression_ok(e) for e in term.get("matchExpressions") or [])
+
+    if not selectors and not terms:
+        return True
+    return any(selector_ok(s) for s in selectors) or any(any(term_ok(t) for t in ts) for ts in terms)
+
+
+def pool_workloads(plan: Plan) -> list[tuple[Resource, Resource]]:
+    """(workload, NodePool) for every Helm release and pod-template object whose pods may run on that NodePool's
+    nodes: a node selector or required node affinity admits the pool's labels (none at all admits every pool),
+    and the pool's taints are tolerated. For a release, any placement in its values counts."""
+    pools = plan.of_type("kubernetes:karpenter.sh/v1:NodePool")
+    found = []
+    for r in plan.resources:
+        kind = _k8s_kind(r)
+        if r.type == "kubernetes:helm.sh/v3:Release":
+            body = r.inputs.get("values") or {}
+        elif kind in POD_TEMPLATE_KINDS:
+            body = ((r.inputs.get("spec") or {}).get("template") or {}).get("spec") or {}
+        else:
+            continue
+        selectors, terms, tolerations = _placements(body)
+        for pool in pools:
+            template = pool.inputs["spec"]["template"]
+            labels = (template.get("metadata") or {}).get("labels") or {}
+            taints = (template.get("spec") or {}).get("taints") or []
+            if _admits(labels, selectors, terms) and all(_tolerated(t, tolerations) for t in taints):
+                found.append((r, pool))
+    return found
+
+
 def destroy_problems(plan: Plan) -> list[str]:
     problems = []
     try:
@@ -558,6 +644,13 @@ def destroy_problems(plan: Plan) -> list[str]:
     except ValueError as err:
         return [str(err)]
     problems += scaler_problems(plan)
+    # Pods on a NodePool's nodes go before the NodePool: otherwise Karpenter drains them while it terminates the
+    # nodes, waits on their disruption budgets, and they stay Pending with nowhere to go.
+    for workload, pool in pool_workloads(plan):
+        if not plan.depends_on(workload, pool):
+            problems.append(f"{workload.type.rsplit(':', 1)[-1]} {workload.name} runs pods on the nodes of NodePool "
+                            f"{pool.inputs['metadata']['name']} but can be deleted after it: Karpenter would drain "
+                            "them while it terminates the nodes")
     for c in async_cleanups(plan):
         if c.guard is None:
             problems.append(f"{c.what}: nothing waits for it on destroy, so what it needs can be deleted first")

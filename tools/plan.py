@@ -48,7 +48,8 @@ def checks_section(plan: mockrun.Plan):
         f"destroy       {'OK' if not found['destroy'] else 'FAILED'}: {len(checks.async_cleanups(plan))} "
         "asynchronous deletions, each waited for while its controller still runs; "
         f"KEDA scalers ({len(plan.of_type('kubernetes:keda.sh/v1alpha1:ScaledObject'))}) each deleted before its "
-        "target and while KEDA runs (--destroy shows the order)",
+        f"target and while KEDA runs; {len(checks.pool_workloads(plan))} workloads on Karpenter's nodes, each "
+        "deleted before its NodePool (--destroy shows the order)",
     ]
     for name, problems in found.items():
         lines += [f"  {name}: {p}" for p in problems]
