@@ -46,7 +46,7 @@ from planning.keys import Bad, Secret, boolean, build, distinct_list, group, key
     number, one_of, parse_keys, readme_table, show, unknown_keys, whole, whole_choice
 from planning.models import CAPACITY_TYPES, FIELDS as MODEL_FIELDS, ModelRequest, fit_models, parse_models
 from planning.scaling import DEFAULT_IDLE_MINUTES, MAX_IDLE_MINUTES, MIN_IDLE_MINUTES, needs_interceptor
-from planning.pools import core_shortfall, cpu_pool, unplaceable
+from planning.pools import CpuPoolFitError, core_shortfall, cpu_pool, node_daemonsets, size_cpu_pool, unplaceable
 from planning.workloads import HTTP_ADD_ON, cpu_pool_workloads
 
 NAMESPACE = "nim-on-eks"
@@ -464,6 +464,12 @@ def parse_config(
                 f"cpu_instance_families: {', '.join(pool.families)} give {', '.join(pool.arches)} nodes only, but "
                 f"{w.name} ({w.when}) runs on {', '.join(w.arches)} only; allowed: add a family of that "
                 f"architecture, such as {suggestion}")
+        placeable = [w for w in cpu_pool_workloads(switches) if set(w.arches) & set(pool.arches)]
+        try:
+            size_cpu_pool(placeable, load_instances().in_families(pool.families), node_daemonsets(switches),
+                          lambda t: t.on_demand)
+        except CpuPoolFitError as err:
+            problems.append(f"cpu_instance_families: {err}; allowed: add a family with larger instance types")
 
     if isinstance(values.get("core_node_count"), int) and isinstance(values.get("core_node_max"), int):
         if values["core_node_count"] > values["core_node_max"]:

@@ -1,13 +1,15 @@
 """The always-on footprint, decided before anything is created: the core node group (instance type, count,
 architecture, AMI type, its name in EKS) with the arithmetic that says it holds what must run there, and
-Karpenter's CPU NodePool (families, architectures, capacity types, limit, consolidation). Plain data and functions
-of the config values; components/cluster.py and components/karpenter.py build from them, config validation
-refuses a core type that cannot hold its pods, and the cost estimate reads them.
+Karpenter's CPU NodePool (families, architectures, capacity types, limit, consolidation) with the nodes that hold
+its pods (size_cpu_pool). Plain data and functions of the config values; components/cluster.py and
+components/karpenter.py build from them, config validation refuses a core type that cannot hold its pods and CPU
+families none of whose types holds a pool pod, and the cost estimate reads them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from planning import versions
 from planning.instances import InstanceData, InstanceType, load_instances
@@ -174,3 +176,118 @@ def cpu_pool(families: tuple[str, ...], capacity_types: tuple[str, ...], limit_v
 def unplaceable(workloads: list[PoolWorkload], pool_arches: tuple[str, ...]) -> list[PoolWorkload]:
     """The workloads none of whose architectures the CPU pool's families offer."""
     return [w for w in workloads if not set(w.arches) & set(pool_arches)]
+
+
+# ------------------------------------------------------------------------------- sizing the CPU NodePool
+
+class CpuPoolFitError(ValueError):
+    """A CPU-pool pod that no allowed instance type can hold (with the node DaemonSets); the message says which."""
+
+
+@dataclass(frozen=True)
+class PodLoad:
+    """Requests added up: CPU millicores, memory MiB, pods."""
+
+    cpu_m: int
+    memory_mib: int
+    pods: int
+
+
+def node_daemonsets(switches: dict[str, bool]) -> PodLoad:
+    """What the DaemonSets take on every node (CORE_PODS without a replica count; node-exporter with monitoring):
+    the same figures the core's arithmetic uses, since the same DaemonSets run on every CPU node."""
+    pods = [p for p in CORE_PODS if p.replicas is None and (p.when is None or switches[p.when])]
+    return PodLoad(sum(p.cpu_m for p in pods), sum(p.memory_mib for p in pods), len(pods))
+
+
+def pool_load(workloads: list[PoolWorkload]) -> PodLoad:
+    """What the workloads request together, every replica counted."""
+    return PodLoad(sum(w.cpu_m * w.replicas for w in workloads), sum(w.memory_mib * w.replicas for w in workloads),
+                   sum(w.replicas for w in workloads))
+
+
+@dataclass(frozen=True)
+class PoolNodes:
+    """`count` nodes of one instance type."""
+
+    instance_type: str
+    arch: str
+    count: int
+    pods: tuple[str, ...]  # the workloads placed on them (a name per replica)
+
+
+def _room(t: InstanceType, daemonsets: PodLoad) -> tuple[int, int, int]:
+    return t.alloc_cpu_m - daemonsets.cpu_m, t.alloc_memory_mib - daemonsets.memory_mib, t.alloc_pods - daemonsets.pods
+
+
+def _fits(room: list[int], w: PoolWorkload) -> bool:
+    return w.cpu_m <= room[0] and w.memory_mib <= room[1] and room[2] >= 1
+
+
+def _pack(pods: list[PoolWorkload], first: InstanceType, then: InstanceType,
+          daemonsets: PodLoad) -> list[tuple[InstanceType, list[int], list[str]]] | None:
+    """First-fit decreasing: the pods that cannot run on `then`'s architecture onto `first` nodes, then the rest onto
+    those nodes' room or onto `then` nodes. None when a pod fits neither."""
+    nodes: list[tuple[InstanceType, list[int], list[str]]] = []
+    pinned = [p for p in pods if then.arch not in p.arches]
+    rest = [p for p in pods if then.arch in p.arches]
+    for group, kind in ((pinned, first), (rest, then)):
+        for pod in group:
+            home = next((n for n in nodes if n[0].arch in pod.arches and _fits(n[1], pod)), None)
+            if home is None:
+                if kind.arch not in pod.arches:
+                    return None
+                home = (kind, list(_room(kind, daemonsets)), [])
+                if not _fits(home[1], pod):
+                    return None
+                nodes.append(home)
+            home[1][0] -= pod.cpu_m
+            home[1][1] -= pod.memory_mib
+            home[1][2] -= 1
+            home[2].append(pod.name)
+    return nodes
+
+
+def size_cpu_pool(workloads: list[PoolWorkload], types: list[InstanceType], daemonsets: PodLoad,
+                  node_price: Callable[[InstanceType], float]) -> tuple[PoolNodes, ...]:
+    """The cheapest nodes (by `node_price`, per node and hour) of the allowed `types` that hold every replica of
+    `workloads` beside the node DaemonSets, as Karpenter would launch them for the pods at once.
+
+    For every instance type the fewest nodes first-fit decreasing (by CPU, then memory) finds, checking CPU, memory
+    and pods, each pod on a type of an architecture its images run on; a pod whose images lack that type's
+    architecture (GenAI-Perf is amd64 only) goes on nodes of a second type of the other architecture, whose room the
+    rest may share. The cheapest total wins (then fewer nodes, then names). No pod: no node. Raises CpuPoolFitError
+    naming a pod no allowed type holds.
+    """
+    pods = sorted((w for w in workloads for _ in range(w.replicas)), key=lambda w: (-w.cpu_m, -w.memory_mib, w.name))
+    if not pods:
+        return ()
+    for pod in pods:
+        if not any(t.arch in pod.arches and _fits(list(_room(t, daemonsets)), pod) for t in types):
+            usable = [t for t in types if t.arch in pod.arches]
+            biggest = max(usable, key=lambda t: (t.alloc_cpu_m, t.alloc_memory_mib, t.name), default=None)
+            largest = (f"the largest, {biggest.name}, allocates {biggest.alloc_cpu_m}m, {biggest.alloc_memory_mib} MiB"
+                       if biggest else f"none is {'/'.join(pod.arches)}")
+            raise CpuPoolFitError(
+                f"{pod.name} ({pod.cpu_m}m CPU, {pod.memory_mib} MiB, {'/'.join(pod.arches)}) fits no allowed "
+                f"instance type beside the node DaemonSets ({daemonsets.cpu_m}m, {daemonsets.memory_mib} MiB, "
+                f"{daemonsets.pods} pods): {largest}")
+    best = None
+    for first in types:
+        for then in types:
+            if first is not then and first.arch == then.arch:
+                continue  # a second type only for the other architecture
+            nodes = _pack(pods, first, then, daemonsets)
+            if nodes is None:
+                continue
+            rank = (round(sum(node_price(n[0]) for n in nodes), 6), len(nodes), first.name, then.name)
+            if best is None or rank < best[0]:
+                best = (rank, nodes)
+    if best is None:  # every pod fits some type alone, but not all of them on one or two types
+        raise CpuPoolFitError("no allowed instance types hold the CPU pool's pods together")
+    grouped: dict[str, list] = {}
+    for t, _, placed in best[1]:
+        grouped.setdefault(t.name, [t, 0, []])
+        grouped[t.name][1] += 1
+        grouped[t.name][2] += placed
+    return tuple(PoolNodes(t.name, t.arch, count, tuple(placed)) for t, count, placed in grouped.values())
