@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
-from planning.cost import CostEstimate, GpuLimitCheck, estimate, load_prices
+from planning import coldstart
+from planning.cost import CostEstimate, GpuLimitCheck, Replicas, Scales, as_json, blueprint_cost, estimate, \
+    load_prices
 from planning.gpus import DAEMONSET_CPU_M, DAEMONSET_MEMORY_MIB, FitError, fit_model, fits
 from planning.instances import InstanceType, load_instances
+from planning.pools import CpuPoolFitError, PodLoad, size_cpu_pool
+from planning.workloads import CPU_POOL, PoolWorkload
 from tests.conftest import parse, plan_for, problems
 from tools import plan as plan_cli
 
@@ -58,18 +64,27 @@ def test_totals_add_up():
                                '"max_replicas": 3}]', single_nat_gateway="false")
     fixed = sum(i.per_hour for i in cost.fixed)
     assert cost.fixed_per_hour == pytest.approx(fixed, abs=1e-3)
-    assert cost.total_per_hour.min == pytest.approx(fixed + sum(m.per_hour.min for m in cost.models), abs=0.01)
-    assert cost.total_per_hour.max == pytest.approx(fixed + sum(m.per_hour.max for m in cost.models), abs=0.01)
-    assert cost.total_per_month.max == pytest.approx(cost.total_per_hour.max * 730, abs=5)
+    for basis in ("spot", "on_demand"):
+        pool = getattr(cost.cpu_pool, basis).per_hour
+        for scale in ("idle", "min", "max"):
+            models = sum(getattr(getattr(m.per_hour, basis), scale) for m in cost.models)
+            assert getattr(getattr(cost.total_per_hour, basis), scale) == pytest.approx(fixed + pool + models, abs=0.01)
+            assert getattr(getattr(cost.total_per_month, basis), scale) == pytest.approx(
+                (fixed + pool + models) * 730, abs=1)
     items = {i.item: i for i in cost.fixed}
     assert items["EKS control plane"].per_hour == 0.10
     assert items["NAT gateways"].per_hour == pytest.approx(3 * 0.045)
     assert items["Core node group"].per_hour == pytest.approx(2 * DATA.types["t4g.medium"].on_demand)
     small = cost.models[1]
-    per_replica = small.spot_estimate_per_hour
     volume = 40 * 0.08 / 730  # the default GPU root volume (OS only; images on local NVMe)
-    assert small.per_hour.min == pytest.approx(2 * (per_replica + volume), abs=1e-3)
-    assert small.per_hour.max == pytest.approx(3 * (per_replica + volume), abs=1e-3)
+    assert small.instance_type == "g6.2xlarge"  # its catalog CPU and memory need the 2xlarge
+    spot = DATA.types["g6.2xlarge"].on_demand * (1 - load_prices()["spot_discount_percent"]["g6"][0] / 100)
+    # min_replicas 2: idle and min are both 2 replicas; max 3
+    assert small.per_hour.spot == Scales(*(pytest.approx(n * (spot + volume), abs=1e-3) for n in (2, 2, 3)))
+    od = DATA.types["g6.2xlarge"].on_demand
+    assert small.per_hour.on_demand == Scales(*(pytest.approx(n * (od + volume), abs=1e-3) for n in (2, 2, 3)))
+    # the 8B model at its default min_replicas 1: one replica at idle and min, five at max
+    assert cost.models[0].replicas == Replicas(1, 1, 5)
 
 
 def test_fixed_items_follow_the_config():
@@ -98,7 +113,8 @@ def test_gpu_limit_counts_the_gpus_of_whole_nodes():
 
 
 def test_budget_boundary():
-    top = cost_for().total_per_hour.max
+    """hourly_budget is checked against max on the spot basis."""
+    top = cost_for().total_per_hour.spot.max
     assert cost_for(hourly_budget=str(top)).budget.ok is True  # exactly the budget is within it
     below = cost_for(hourly_budget=f"{top - 0.01:.2f}").budget
     assert below.ok is False and "$0.01 over hourly_budget" in below.message
@@ -158,7 +174,7 @@ def test_budget_check_fires_and_says_what_would_fit(capsys):
     code = plan_cli.main(["--set", "hourly_budget=2"])
     out, err = capsys.readouterr()
     assert code == 1
-    assert "OVER BUDGET: the estimate at max_replicas is $2.88/h, $0.88 over hourly_budget $2.00" in out
+    assert "OVER BUDGET: the estimate at max_replicas (spot basis) is $2.91/h, $0.91 over hourly_budget $2.00" in out
     assert "meta/llama3-8b-instruct costs up to $2.59/h (5 x g6.2xlarge at $0.52/h); max_replicas 3 would fit" in out
     assert "exceeds hourly_budget" in err
     plan = plan_for("hourly_budget=2")
@@ -188,12 +204,14 @@ def test_plan_prints_and_writes_the_cost(tmp_path, capsys):
     target = tmp_path / "plan.json"
     assert plan_cli.main(["--json", str(target)]) == 0
     out, _ = capsys.readouterr()
-    assert "Estimated cost:" in out and "TOTAL per hour" in out and "TOTAL per month (730 h)" in out
+    assert "Estimated cost:" in out and "TOTAL per hour, spot basis" in out and "TOTAL per month (730 h)" in out
+    assert "TOTAL per hour, on-demand basis" in out and "x the original blueprint" in out
     assert "us-east-1 list prices" in out and "your region: us-west-2" in out
     doc = json.loads(target.read_text())
     cost = doc["cost"]
-    assert set(cost["total_per_hour"]) == {"min", "max"}
-    assert cost["total_per_hour"]["min"] < cost["total_per_hour"]["max"]
+    assert set(cost["total_per_hour"]) == {"spot", "on_demand"}
+    for basis in cost["total_per_hour"].values():
+        assert basis["idle"] < basis["min"] < basis["max"]
     [m] = cost["models"]
     assert m["instance_type"] == "g6.2xlarge" and m["on_demand_per_hour"] and m["spot_estimate_per_hour"]
     assert {i["item"] for i in cost["fixed"]} >= {"EKS control plane", "NAT gateways", "Core node group",
@@ -204,9 +222,10 @@ def test_stack_output(dev_plan):
     """The outputs are the estimate of the stack's own config (Pulumi.dev.yaml: one 8B model that scales to zero,
     defaults otherwise)."""
     expected = cost_for(nim_models='[{"name": "meta/llama3-8b-instruct", "min_replicas": 0}]')
-    assert dev_plan.outputs["estimated_cost_per_hour"] == {"min": expected.total_per_hour.min,
-                                                           "max": expected.total_per_hour.max,
-                                                           "prices_region": "us-east-1"}
+    spot, od = expected.total_per_hour.spot, expected.total_per_hour.on_demand
+    assert dev_plan.outputs["estimated_cost_per_hour"] == {
+        "idle": spot.idle, "min": spot.min, "max": spot.max,
+        "on_demand": {"idle": od.idle, "min": od.min, "max": od.max}, "prices_region": "us-east-1"}
     exported = CostEstimate.from_json(dev_plan.outputs["cost_estimate"])
     assert exported.total_per_hour == expected.total_per_hour
     assert exported.models == expected.models
@@ -214,6 +233,8 @@ def test_stack_output(dev_plan):
 
 @pytest.mark.parametrize("overrides", [
     {}, {"hourly_budget": "2", "gpu_limit": "3"}, {"hourly_budget": "100"},
+    {"genai_perf": "true", "cpu_capacity_types": '["on-demand"]', "cpu_limit": "1"},
+    {"cpu_instance_families": '["m7g"]', "nim_models": '[{"name": "meta/llama3-8b-instruct", "min_replicas": 0}]'},
     {"eks_version": "1.33", "core_instance_type": "t3.medium", "monitoring": "false",
      "nim_models": '[{"name": "meta/llama3-8b-instruct", "capacity_types": ["on-demand"]}]'},
 ])
@@ -226,21 +247,38 @@ def test_the_exported_json_reads_back_as_the_estimate(overrides):
 
 
 def test_the_exported_json_keeps_its_shape():
-    """Stacks already up export `cost_estimate` and `estimated_cost_per_hour`: same keys, same order, same types."""
+    """The shape of `cost_estimate` and `estimated_cost_per_hour` (changed on purpose in issue 13: idle, min and max
+    on two bases, the CPU pool, the blueprint, cold starts): same keys, same order, same types from now on."""
     doc = cost_for(hourly_budget="2").as_json()
     assert list(doc) == ["region", "prices_region", "prices_date", "note", "eks_extended_support", "fixed",
-                         "fixed_per_hour", "models", "total_per_hour", "total_per_month", "gpu_limit", "budget"]
+                         "fixed_per_hour", "cpu_pool", "models", "total_per_hour", "total_per_month", "blueprint",
+                         "vs_blueprint", "cold_start_sources", "precache", "gpu_limit", "budget"]
     assert list(doc["fixed"][0]) == ["item", "per_hour", "detail"]
     assert list(doc["models"][0]) == [
         "name", "instance_type", "gpus_per_replica", "gpus_per_node", "capacity_types", "on_demand_per_hour",
-        "spot_estimate_per_hour", "spot_discount_percent", "priced_as", "min_replicas", "max_replicas", "per_hour"]
+        "spot_estimate_per_hour", "spot_discount_percent", "priced_as", "min_replicas", "max_replicas", "replicas",
+        "per_hour", "cold_start"]
     assert isinstance(doc["models"][0]["capacity_types"], list)
     assert isinstance(doc["models"][0]["spot_discount_percent"], list)
-    assert list(doc["models"][0]["per_hour"]) == list(doc["total_per_hour"]) == ["min", "max"]
+    for bases in (doc["models"][0]["per_hour"], doc["total_per_hour"], doc["total_per_month"], doc["vs_blueprint"]):
+        assert list(bases) == ["spot", "on_demand"]
+        assert list(bases["spot"]) == list(bases["on_demand"]) == ["idle", "min", "max"]
+    assert list(doc["models"][0]["replicas"]) == ["idle", "min", "max"]
+    assert list(doc["models"][0]["cold_start"]) == ["gpu_node_s", "image_pull_s", "model_load_s", "total_s", "minutes"]
+    assert list(doc["cpu_pool"]) == ["families", "capacity_types", "workloads", "requests", "daemonsets_per_node",
+                                     "root_volume_gb", "limit_vcpu", "spot", "on_demand"]
+    assert list(doc["cpu_pool"]["spot"]) == ["nodes", "vcpus", "per_hour"]
+    assert list(doc["cpu_pool"]["spot"]["nodes"][0]) == [
+        "instance_type", "arch", "count", "capacity_type", "per_node_hour", "spot_discount_percent", "pods"]
+    assert list(doc["blueprint"]) == ["name", "items", "per_hour", "left_out"]
+    assert list(doc["blueprint"]["per_hour"]) == ["spot", "on_demand"]
+    assert list(doc["precache"][0]) == ["model", "cache_gib", "download_minutes", "instance_type", "per_run"]
     assert list(doc["gpu_limit"]) == ["limit", "gpus_at_max_replicas", "ok"]
     assert list(doc["budget"]) == ["hourly_budget", "ok", "message"]
     assert cost_for().as_json()["budget"] is None
-    assert list(cost_for().per_hour_json()) == ["min", "max", "prices_region"]
+    per_hour = cost_for().per_hour_json()
+    assert list(per_hour) == ["idle", "min", "max", "on_demand", "prices_region"]
+    assert list(per_hour["on_demand"]) == ["idle", "min", "max"]
 
 
 def test_bad_budget():
@@ -263,3 +301,234 @@ def test_control_plane_price_follows_eks_support(version, today, extended):
 def test_extended_support_is_warned_about():
     plan = plan_for("eks_version=1.33")  # standard support ended 2026-07
     assert any("eks_version 1.33 is in EKS extended support" in w for w in plan.warnings)
+
+
+# --------------------------------------------------------------------- issue 13: idle, min, max on two bases
+# The expected figures below are worked out from the price table itself (data/*.yaml read here), not from the code.
+
+ROOT_DATA = Path(__file__).resolve().parent.parent / "data"
+PRICE_TABLE = yaml.safe_load((ROOT_DATA / "prices.yaml").read_text())
+TYPES = yaml.safe_load((ROOT_DATA / "instance_types.yaml").read_text())["instance_types"]
+
+
+def od(name: str) -> float:
+    return TYPES[name]["on_demand"]
+
+
+def spot(name: str) -> float:
+    """The spot estimate: on-demand less the low end of the family's discount."""
+    return od(name) * (1 - PRICE_TABLE["spot_discount_percent"][TYPES[name]["family"]][0] / 100)
+
+
+def gp3(gib: float) -> float:
+    return gib * PRICE_TABLE["ebs_gp3_per_gb_month"] / 730
+
+
+def efs(gib: float) -> float:
+    return gib * PRICE_TABLE["efs_standard_per_gb_month"] / 730
+
+
+# The original blueprint (../shared/FACTS.md): EKS control plane, one NAT gateway, 2 x m5.xlarge core nodes on
+# demand with 100 GB gp3 each, EFS 100 GiB, one 8B replica on a g5.2xlarge with a 100 GiB gp3 root.
+BLUEPRINT_FIXED = 0.10 + 0.045 + 2 * od("m5.xlarge") + gp3(2 * 100) + efs(100) + gp3(100)
+BLUEPRINT_SPOT = BLUEPRINT_FIXED + spot("g5.2xlarge")
+BLUEPRINT_ON_DEMAND = BLUEPRINT_FIXED + od("g5.2xlarge")
+
+# The dev stack (Pulumi.dev.yaml: one 8B model, 0..5 replicas; defaults otherwise): control plane, logs (audit 1.0 +
+# authenticator 0.05 GB/day, ingested at $0.50/GB, 30 days kept at $0.03/GB-month), one NAT, 2 x t4g.medium on
+# demand with 30 GiB each, the 8B model's 40 GiB EFS cache, Prometheus 50 GiB, Open WebUI 10 GiB.
+DEV_FIXED = (0.10 + 1.05 * 0.50 / 24 + 1.05 * 30 * 0.03 / 730 + 0.045 + 2 * od("t4g.medium") + gp3(2 * 30)
+             + efs(40) + gp3(50) + gp3(10))
+# Its CPU pool: monitoring (Prometheus 200m+10m reloader / 1024+32 MiB, Alertmanager 20m/132, Grafana 120m/384,
+# the operator 100m/100, kube-state-metrics 10m/190), Open WebUI 250m/1024, KEDA 3 x 100m/100, the HTTP add-on
+# (interceptor 2 x 100m/64, scaler 50m/32): 12 pods, 1260m, 3346 MiB, plus the DaemonSets (aws-node 25m,
+# kube-proxy 100m, ebs-csi-node 10m/40 MiB, and pod-identity, efs-csi-node, node-exporter: 6 pods). 1395m,
+# 3386 MiB, 18 pods: a c7g.large (3055 MiB) cannot, an m6g.large (1930m, 6844 MiB, 29 pods) can, and at 60% off
+# it is the cheapest spot estimate ($0.0308 vs m7g.large's $0.0310), and the cheapest on demand ($0.077).
+DEV_POOL_SPOT = spot("m6g.large") + gp3(50)
+DEV_POOL_ON_DEMAND = od("m6g.large") + gp3(50)
+DEV_GPU_SPOT = spot("g6.2xlarge") + gp3(40)  # per replica, with its 40 GiB root volume
+DEV_GPU_ON_DEMAND = od("g6.2xlarge") + gp3(40)
+
+
+def dev_cost(dev_plan) -> CostEstimate:
+    return CostEstimate.from_json(dev_plan.outputs["cost_estimate"])
+
+
+def test_dev_stack_figures_from_the_price_table(dev_plan):
+    out = dev_plan.outputs["estimated_cost_per_hour"]
+    cents = dict(abs=0.005)  # the outputs are rounded to cents
+    assert out["idle"] == pytest.approx(DEV_FIXED + DEV_POOL_SPOT, **cents)
+    assert out["min"] == pytest.approx(DEV_FIXED + DEV_POOL_SPOT + DEV_GPU_SPOT, **cents)
+    assert out["max"] == pytest.approx(DEV_FIXED + DEV_POOL_SPOT + 5 * DEV_GPU_SPOT, **cents)
+    assert out["on_demand"]["idle"] == pytest.approx(DEV_FIXED + DEV_POOL_ON_DEMAND, **cents)
+    assert out["on_demand"]["min"] == pytest.approx(DEV_FIXED + DEV_POOL_ON_DEMAND + DEV_GPU_ON_DEMAND, **cents)
+    assert out["on_demand"]["max"] == pytest.approx(DEV_FIXED + DEV_POOL_ON_DEMAND + 5 * DEV_GPU_ON_DEMAND, **cents)
+    cost = dev_cost(dev_plan)
+    assert cost.blueprint.per_hour.spot == pytest.approx(BLUEPRINT_SPOT, abs=1e-3)
+    assert cost.blueprint.per_hour.on_demand == pytest.approx(BLUEPRINT_ON_DEMAND, abs=1e-3)
+    [node] = cost.cpu_pool.spot.nodes
+    assert (node.instance_type, node.count, node.capacity_type) == ("m6g.large", 1, "spot")
+    assert len(node.pods) == 12
+
+
+def test_the_targets_of_issue_13(dev_plan):
+    """The dev stack against the original blueprint priced the same way (the issue's table)."""
+    out = dev_plan.outputs["estimated_cost_per_hour"]
+    assert out["min"] <= 0.8 * BLUEPRINT_SPOT  # one replica serving, spot basis
+    assert out["on_demand"]["min"] <= 0.8 * BLUEPRINT_ON_DEMAND  # one replica serving, on demand
+    assert out["idle"] <= 0.3 * BLUEPRINT_SPOT  # the model at zero, against the blueprint's spot basis
+    ratios = dev_cost(dev_plan).vs_blueprint
+    assert ratios.spot.min == pytest.approx(out["min"] / BLUEPRINT_SPOT, abs=0.01)
+    assert ratios.on_demand.min == pytest.approx(out["on_demand"]["min"] / BLUEPRINT_ON_DEMAND, abs=0.01)
+    assert ratios.spot.idle == pytest.approx(out["idle"] / BLUEPRINT_SPOT, abs=0.01)
+
+
+def test_a_model_at_zero_leaves_no_gpu_node_in_the_estimate():
+    cold = cost_for(nim_models='[{"name": "meta/llama3-8b-instruct", "min_replicas": 0}]')
+    [m] = cold.models
+    assert m.replicas == Replicas(idle=0, min=1, max=5)
+    assert m.per_hour.spot.idle == 0 and m.per_hour.on_demand.idle == 0
+    assert m.per_hour.spot.min == pytest.approx(DEV_GPU_SPOT, abs=1e-3)  # "min" is one replica serving
+    for basis in ("spot", "on_demand"):
+        idle = getattr(cold.total_per_hour, basis).idle
+        assert idle == pytest.approx(cold.fixed_per_hour + getattr(cold.cpu_pool, basis).per_hour, abs=0.005)
+    # kept warm (min_replicas 1), its idle figure holds one GPU node
+    warm = cost_for(nim_models='[{"name": "meta/llama3-8b-instruct", "min_replicas": 1}]')
+    assert warm.models[0].per_hour.spot.idle == pytest.approx(DEV_GPU_SPOT, abs=1e-3)
+    assert warm.total_per_hour.spot.idle - warm.cpu_pool.spot.per_hour == pytest.approx(
+        cold.total_per_hour.spot.idle - cold.cpu_pool.spot.per_hour + DEV_GPU_SPOT, abs=0.01)
+
+
+def test_an_on_demand_only_model_costs_the_same_on_both_bases():
+    cost = cost_for(nim_models='[{"name": "meta/llama3-8b-instruct", "capacity_types": ["on-demand"]}]')
+    [m] = cost.models
+    assert m.per_hour.spot == m.per_hour.on_demand
+    assert m.per_hour.on_demand.max == pytest.approx(5 * DEV_GPU_ON_DEMAND, abs=1e-3)
+
+
+DS = PodLoad(cpu_m=135, memory_mib=40, pods=6)  # the CPU nodes' DaemonSets with monitoring
+SMALL_A, SMALL_B, SMALL_C = (PoolWorkload("a", 100, 128), PoolWorkload("b", 200, 256), PoolWorkload("c", 100, 128))
+X86 = PoolWorkload("x86-only", 1000, 2048, arches=("amd64",))
+
+
+@pytest.mark.parametrize("pods, families, expected", [
+    # room on an m7g.medium: 940m - 135m, 3286 - 40 MiB, 8 - 6 pods: two small pods fit
+    pytest.param([SMALL_A, SMALL_B], ("m7g", "m7i"), {"m7g.medium": 1}, id="small pods on one small node"),
+    pytest.param([X86], ("m7g", "m6i"), {"m6i.large": 1}, id="an amd64-only pod forces an x86 type"),
+    pytest.param([X86, SMALL_A, SMALL_B], ("m7g", "m6i"), {"m6i.large": 1}, id="the rest share the x86 node"),
+    pytest.param([X86, PoolWorkload("arm-only", 500, 512, arches=("arm64",))], ("m7g", "m6i"),
+                 {"m6i.large": 1, "m7g.medium": 1}, id="each pod on its architecture"),
+    # three pods need three pod slots: not an m7g.medium (two free), the c7g.large ($0.0725) instead
+    pytest.param([SMALL_A, SMALL_B, SMALL_C], ("m7g", "c7g"), {"c7g.large": 1}, id="pod slots count"),
+    # 4 GiB: not a c7g.large (3055 - 40 MiB free), an m7g.large
+    pytest.param([PoolWorkload("mem", 500, 4096)], ("c7g", "m7g"), {"m7g.large": 1}, id="memory counts"),
+    # 1800m: not an m7g.large (1930 - 135m free), an m7g.xlarge
+    pytest.param([PoolWorkload("cpu", 1800, 512)], ("m7g",), {"m7g.xlarge": 1}, id="the DaemonSets' CPU counts"),
+    pytest.param([], ("m7g",), {}, id="no pod, no node"),
+])
+def test_cpu_pool_sizing(pods, families, expected):
+    nodes = size_cpu_pool(pods, DATA.in_families(families), DS, lambda t: t.on_demand)
+    assert {n.instance_type: n.count for n in nodes} == expected
+    assert sorted(p for n in nodes for p in n.pods) == sorted(w.name for w in pods for _ in range(w.replicas))
+    for n in nodes:
+        assert all(n.arch in next(w for w in pods if w.name == p).arches for p in n.pods)
+
+
+@pytest.mark.parametrize("pods, families, message", [
+    ([PoolWorkload("huge", 8000, 1024)], ("m7g", "m7i"),
+     "huge (8000m CPU, 1024 MiB, amd64/arm64) fits no allowed instance type beside the node DaemonSets (135m, "
+     "40 MiB, 6 pods): the largest, m7i.2xlarge, allocates 7910m, 29317 MiB"),
+    ([X86], ("m7g",), "x86-only (1000m CPU, 2048 MiB, amd64) fits no allowed instance type beside the node "
+                      "DaemonSets (135m, 40 MiB, 6 pods): none is amd64"),
+])
+def test_a_pod_no_allowed_type_holds_is_an_error(pods, families, message):
+    with pytest.raises(CpuPoolFitError) as info:
+        size_cpu_pool(pods, DATA.in_families(families), DS, lambda t: t.on_demand)
+    assert str(info.value) == message
+
+
+def test_a_pod_too_big_for_every_allowed_type_is_a_config_problem(monkeypatch):
+    monkeypatch.setitem(CPU_POOL, "huge", PoolWorkload("huge", 64000, 1024))
+    assert problems(cpu_instance_families='["m7g"]') == [
+        "cpu_instance_families: huge (64000m CPU, 1024 MiB, amd64/arm64) fits no allowed instance type beside the "
+        "node DaemonSets (135m, 40 MiB, 6 pods): the largest, m7g.xlarge, allocates 3920m, 14103 MiB; allowed: add a "
+        "family with larger instance types"]
+
+
+def test_the_cpu_pool_is_priced_on_each_basis():
+    pool = cost_for().cpu_pool  # one 8B model kept warm: no HTTP add-on, 9 pods, still one m6g.large
+    assert pool.requests == PodLoad(1010, 3186, 9) and pool.daemonsets_per_node == DS
+    assert [(n.instance_type, n.count, n.capacity_type) for n in pool.spot.nodes] == [("m6g.large", 1, "spot")]
+    assert pool.spot.per_hour == pytest.approx(DEV_POOL_SPOT, abs=1e-4)
+    assert [(n.instance_type, n.capacity_type) for n in pool.on_demand.nodes] == [("m6g.large", "on-demand")]
+    assert pool.on_demand.per_hour == pytest.approx(DEV_POOL_ON_DEMAND, abs=1e-4)
+    assert pool.spot.vcpus == 2 and pool.within_limit
+    # without spot, the spot basis prices the pool on demand too
+    on_demand_only = cost_for(cpu_capacity_types='["on-demand"]').cpu_pool
+    assert on_demand_only.spot == on_demand_only.on_demand
+    assert on_demand_only.spot.per_hour == pytest.approx(DEV_POOL_ON_DEMAND, abs=1e-4)
+
+
+def test_the_cpu_pool_follows_the_switches():
+    bare = cost_for(monitoring="false", open_webui="false").cpu_pool
+    # KEDA, and the HTTP add-on (without monitoring every model goes through the interceptor); no node-exporter
+    assert bare.workloads == ("keda-operator", "keda-operator-metrics-apiserver", "keda-admission-webhooks",
+                              "keda-add-ons-http-interceptor", "keda-add-ons-http-external-scaler")
+    assert bare.requests == PodLoad(550, 460, 6) and bare.daemonsets_per_node == PodLoad(135, 40, 5)
+    benchmark = cost_for(genai_perf="true").cpu_pool
+    x86 = [n for n in benchmark.spot.nodes if n.arch == "amd64"]
+    assert x86 and "genai-perf" in x86[0].pods
+    assert all(DATA.types[n.instance_type].arch == n.arch for n in benchmark.spot.nodes)
+
+
+def test_a_cpu_limit_below_the_pool_is_reported(capsys):
+    plan = plan_for("cpu_limit=1")
+    assert "cpu_limit 1 cannot hold the CPU pool's pods: the estimate's nodes have 2 vCPUs" in plan.warnings
+    assert plan_cli.main(["--set", "cpu_limit=1"]) == 0
+    assert "WARNING: cpu_limit 1 cannot hold the CPU pool's pods" in capsys.readouterr().out
+
+
+def test_the_blueprint_is_priced_from_the_same_data():
+    prices = load_prices()
+    bp = blueprint_cost(DATA, prices)
+    assert bp.per_hour.spot == pytest.approx(BLUEPRINT_SPOT, abs=1e-3)
+    assert bp.per_hour.on_demand == pytest.approx(BLUEPRINT_ON_DEMAND, abs=1e-3)
+    gpu = next(i for i in bp.items if i.item.startswith("GPU node (")).detail
+    assert gpu.startswith("1 x g5.2xlarge")
+    assert "NLB" in bp.left_out and "flatters the blueprint" in bp.left_out
+    # the same data: another g5 discount moves its spot basis only
+    cheaper = {**prices, "spot_discount_percent": {**prices["spot_discount_percent"], "g5": [70, 72]}}
+    moved = blueprint_cost(DATA, cheaper)
+    assert moved.per_hour.on_demand == bp.per_hour.on_demand
+    assert bp.per_hour.spot - moved.per_hour.spot == pytest.approx(od("g5.2xlarge") * 0.13, abs=1e-3)
+
+
+def test_cold_start_per_model_in_the_json_and_the_table(dev_plan):
+    cost = dev_cost(dev_plan)
+    [m] = cost.models
+    # an 8B model: GPU node 180 s; 12 GB at 28 MB/s is 429 s; 16 GB at 1500 MiB/s is 11 s, + 70 s engine start
+    assert as_json(m.cold_start) == {"gpu_node_s": 180, "image_pull_s": 429, "model_load_s": 81, "total_s": 690,
+                                     "minutes": 12}
+    lines = cost.render()
+    at = next(i for i, line in enumerate(lines) if line.startswith("meta/llama3-8b-instruct "))
+    assert lines[at + 1].startswith("  cold start ~12 min (est.)")
+    assert "GPU node 180 s + image pull 429 s + model load 81 s = 690 s" in lines[at + 1]
+    several = "\n".join(cost_for(nim_models='["meta/llama3-8b-instruct", "meta/llama-3.2-1b-instruct"]').render())
+    assert several.count("cold start ~") == 2
+    for source in coldstart.SOURCES.values():  # printed once, under the table
+        assert several.count(source) == 1
+
+
+def test_pre_cache_jobs_are_noted_not_counted():
+    [job] = cost_for().precache
+    minutes = 40 * 1024 / 50 / 60  # the 8B model's 40 GiB at the estimated 50 MiB/s
+    # 1 vCPU, 2 GiB, amd64: the cheapest x86 spot estimate, m5.large at 54% off ($0.0442; m6i.large ties; the
+    # estimate takes the first name)
+    assert job.instance_type == "m5.large" and job.download_minutes == pytest.approx(minutes, abs=0.1)
+    assert job.per_run.spot == pytest.approx(spot("m5.large") * minutes / 60, abs=1e-4)
+    assert job.per_run.on_demand == pytest.approx(od("m5.large") * minutes / 60, abs=1e-4)
+    assert cost_for(nim_models='[{"name": "meta/llama3-8b-instruct", "precache": false}]').precache == ()
+    graviton = cost_for(cpu_instance_families='["m7g"]')
+    assert graviton.precache[0].per_run is None
+    assert any("no allowed CPU instance type holds the Job" in line for line in graviton.render())
