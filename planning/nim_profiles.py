@@ -22,10 +22,12 @@ Where the facts come from:
   tensorrt_llm-A100-fp16-tp2-latency, -tp1-throughput, vllm-fp16-tp2, vllm-fp16-tp1, in that order), so more GPUs
   used ranks first. Without LoRA, NIM only looks at profiles without it ("Running NIM without LoRA. Only looking
   for compatible profiles that do not support LoRA.", NIM 1.2.1 log).
-- `download-to-cache --profiles <ids>` downloads the given profiles into NIM_CACHE_PATH without a GPU: the NIM
-  Operator's caching Job runs exactly that, requesting no GPU, for every NGC NIM it caches, NIM 1.0 images included
-  (nimcache_controller.go; its caching guide caches llama3-8b-instruct:1.0.0). One id per call here, so each
-  completed profile gets its marker.
+- `download-to-cache --profiles <ids>` downloads the given profiles into NIM_CACHE_PATH without requesting a GPU: the
+  NIM Operator's caching Job runs exactly that for every NGC NIM it caches, NIM 1.0 images included
+  (nimcache_controller.go; its caching guide caches llama3-8b-instruct:1.0.0). The operator's Job lands on GPU nodes
+  by default, though (its default node selector), so that it works on a node without any GPU is not shown by a
+  source: when it does not (or anything else here fails), `main` says so and succeeds, and the model downloads on
+  its first start instead. One id per call here, so each completed profile gets its marker.
 """
 
 from __future__ import annotations
@@ -242,8 +244,24 @@ def _download(profile: str) -> None:
                          "above") from None
 
 
+FALLBACK = ("PRE-CACHE SKIPPED: {reason}. Nothing is marked in the cache: the model downloads what it needs on its "
+            "first start, on its GPU node, as a model without pre-caching does.")
+
+
 def main(env: dict[str, str] | None = None) -> int:
-    env = dict(os.environ if env is None else env)
+    """Pre-cache, or say why not and succeed anyway: a pre-cache that cannot run (no GPU-less download in this image,
+    no manifest, no profile for a GPU type, a failed download) must not fail `pulumi up`, whose StatefulSet waits for
+    this Job; the first start then downloads, as before pre-caching existed (issue 13: fall back, and say so)."""
+    try:
+        return _main(dict(os.environ if env is None else env))
+    except SystemExit as err:
+        if err.code in (None, 0):
+            raise
+        print(FALLBACK.format(reason=err.code), flush=True)
+        return 0
+
+
+def _main(env: dict[str, str]) -> int:
     cache = Path(env["NIM_CACHE_PATH"])
     pinned = env.get("NIM_MODEL_PROFILE", "").strip()
     if pinned:
