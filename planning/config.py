@@ -47,7 +47,7 @@ from planning.keys import Bad, Secret, boolean, build, distinct_list, group, key
 from planning.models import CAPACITY_TYPES, FIELDS as MODEL_FIELDS, ModelRequest, fit_models, parse_models
 from planning.scaling import DEFAULT_IDLE_MINUTES, MAX_IDLE_MINUTES, MIN_IDLE_MINUTES, needs_interceptor
 from planning.pools import CpuPoolFitError, core_shortfall, cpu_pool, node_daemonsets, size_cpu_pool, unplaceable
-from planning.workloads import HTTP_ADD_ON, cpu_pool_workloads
+from planning.workloads import HTTP_ADD_ON, PRECACHE_JOB, cpu_pool_workloads
 
 NAMESPACE = "nim-on-eks"
 
@@ -458,11 +458,14 @@ def parse_config(
                 "allocatable CPU, memory or pods, such as t4g.medium")
     if "cpu_instance_families" in values:
         pool = cpu_pool(values["cpu_instance_families"], valid("cpu_capacity_types"), valid("cpu_limit"))
-        for w in unplaceable(cpu_pool_workloads(switches), pool.arches):
+        # the pre-cache Jobs too, while a model is pre-cached: they run the NIM image, amd64 only
+        jobs = [PRECACHE_JOB] if any(m.precache and catalog.models[m.name].precache for m in models) else []
+        for w in unplaceable(cpu_pool_workloads(switches) + jobs, pool.arches):
             suggestion = next(f for f in DEFAULT_CPU_FAMILIES if load_instances().family_arch()[f] in w.arches)
+            why = w.when or ("a model with precache" if w is PRECACHE_JOB else "always")
             problems.append(
                 f"cpu_instance_families: {', '.join(pool.families)} give {', '.join(pool.arches)} nodes only, but "
-                f"{w.name} ({w.when}) runs on {', '.join(w.arches)} only; allowed: add a family of that "
+                f"{w.name} ({why}) runs on {', '.join(w.arches)} only; allowed: add a family of that "
                 f"architecture, such as {suggestion}")
         placeable = [w for w in cpu_pool_workloads(switches) if set(w.arches) & set(pool.arches)]
         try:

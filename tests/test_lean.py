@@ -257,7 +257,9 @@ def test_cpu_pool_from_config():
     assert requirement_map(spec)["kubernetes.io/arch"] == ("In", ["amd64"])  # x86 families: no Graviton node
     assert requirement_map(spec)["karpenter.sh/capacity-type"] == ("In", ["on-demand"])
     assert spec["limits"] == {"cpu": "8"}
-    graviton = cpu_pool(plan_for("cpu_instance_families=m7g,t4g"))
+    # Graviton only: every CPU-pool pod must be multi-arch, so no pre-cache Job (the NIM image is amd64)
+    graviton = cpu_pool(plan_for("cpu_instance_families=m7g,t4g",
+                                 'nim_models=[{"name": "meta/llama3-8b-instruct", "precache": false}]'))
     assert requirement_map(graviton)["kubernetes.io/arch"] == ("In", ["arm64"])
 
 
@@ -277,8 +279,9 @@ def test_cpu_config_validation(overrides, expected):
     assert any(p.startswith(expected) for p in found), found
 
 
-def test_graviton_only_families_are_fine_without_genai_perf():
-    assert parse(cpu_instance_families='["m7g"]').cpu.instance_families == ("m7g",)
+def test_graviton_only_families_are_fine_without_genai_perf_or_pre_caching():
+    no_precache = '[{"name": "meta/llama3-8b-instruct", "precache": false}]'
+    assert parse(cpu_instance_families='["m7g"]', nim_models=no_precache).cpu.instance_families == ("m7g",)
 
 
 # ------------------------------------------------------------------------------------------ architectures

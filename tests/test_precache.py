@@ -423,3 +423,14 @@ def test_model_precache_field_names_the_key():
     assert not parse(nim_models='[{"name": "meta/llama3-8b-instruct", "precache": false}]').models[0].precache
     [problem] = problems(nim_models='[{"name": "meta/llama3-8b-instruct", "precache": "sometimes"}]')
     assert problem.startswith("nim_models[0].precache:") and "true or false" in problem
+
+
+def test_graviton_only_cpu_families_are_refused_while_a_model_is_pre_cached():
+    """The pre-cache Job runs the NIM image, amd64 only: with arm64-only CPU families it would stay Pending until its
+    deadline and fail `pulumi up` (review of issue 13). Without pre-caching those families are fine."""
+    assert problems(cpu_instance_families='["m7g","c7g"]') == [
+        "cpu_instance_families: m7g, c7g give arm64 nodes only, but nim-precache (a model with precache) runs on "
+        "amd64 only; allowed: add a family of that architecture, such as m7i"]
+    assert parse(cpu_instance_families='["m7g","c7g"]',
+                 nim_models='[{"name": "meta/llama3-8b-instruct", "precache": false}]').cpu.instance_families == (
+        "m7g", "c7g")
