@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -234,7 +235,8 @@ def test_stack_output(dev_plan):
 @pytest.mark.parametrize("overrides", [
     {}, {"hourly_budget": "2", "gpu_limit": "3"}, {"hourly_budget": "100"},
     {"genai_perf": "true", "cpu_capacity_types": '["on-demand"]', "cpu_limit": "1"},
-    {"cpu_instance_families": '["m7g"]', "nim_models": '[{"name": "meta/llama3-8b-instruct", "min_replicas": 0}]'},
+    {"cpu_instance_families": '["m7g"]',
+     "nim_models": '[{"name": "meta/llama3-8b-instruct", "min_replicas": 0, "precache": false}]'},
     {"eks_version": "1.33", "core_instance_type": "t3.medium", "monitoring": "false",
      "nim_models": '[{"name": "meta/llama3-8b-instruct", "capacity_types": ["on-demand"]}]'},
 ])
@@ -450,7 +452,8 @@ def test_a_pod_no_allowed_type_holds_is_an_error(pods, families, message):
 
 def test_a_pod_too_big_for_every_allowed_type_is_a_config_problem(monkeypatch):
     monkeypatch.setitem(CPU_POOL, "huge", PoolWorkload("huge", 64000, 1024))
-    assert problems(cpu_instance_families='["m7g"]') == [
+    uncached = '[{"name": "meta/llama3-8b-instruct", "precache": false}]'  # Graviton-only needs no pre-cache Job
+    assert problems(cpu_instance_families='["m7g"]', nim_models=uncached) == [
         "cpu_instance_families: huge (64000m CPU, 1024 MiB, amd64/arm64) fits no allowed instance type beside the "
         "node DaemonSets (135m, 40 MiB, 6 pods): the largest, m7g.xlarge, allocates 3920m, 14103 MiB; allowed: add a "
         "family with larger instance types"]
@@ -529,6 +532,9 @@ def test_pre_cache_jobs_are_noted_not_counted():
     assert job.per_run.spot == pytest.approx(spot("m5.large") * minutes / 60, abs=1e-4)
     assert job.per_run.on_demand == pytest.approx(od("m5.large") * minutes / 60, abs=1e-4)
     assert cost_for(nim_models='[{"name": "meta/llama3-8b-instruct", "precache": false}]').precache == ()
-    graviton = cost_for(cpu_instance_families='["m7g"]')
-    assert graviton.precache[0].per_run is None
-    assert any("no allowed CPU instance type holds the Job" in line for line in graviton.render())
+    # config refuses Graviton-only CPU families while a model is pre-cached; should none hold the Job, it says so
+    cfg = parse()
+    graviton = replace(cfg, cpu=replace(cfg.cpu, instance_families=("m7g",)))
+    [job] = estimate(graviton).precache
+    assert job.instance_type is None and job.per_run is None
+    assert any("no allowed CPU instance type holds the Job" in line for line in estimate(graviton).render())
