@@ -351,7 +351,7 @@ class StackConfig:
     alerts: AlertSettings = group()
     hourly_budget: float | None = key(
         "hourly_budget", number(0.01, 100000), None,
-        "USD per hour the stack may cost at `max_replicas`. Above it `pulumi up` warns and `make plan` exits 1, "
+        "USD per hour the stack may cost at `max_replicas` (spot basis, as the estimate shows it). Above it `pulumi up` warns and `make plan` exits 1, "
         "naming the models that drive the cost and what would fit.")
     tags: dict[str, str] = key(
         "tags", tag_map, {},
