@@ -17,6 +17,7 @@ throughput charges, no burstable (T) instances' surplus credits, no taxes.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import date
 from pathlib import Path
@@ -109,11 +110,21 @@ class ColdStartEstimate:
     model_load_s: int
     total_s: int
     minutes: int  # rounded up
+    # What one cold start costs beyond the hours a replica serves (spot basis): the NIM image through the NAT
+    # gateway (a new node has no image; $/GB processed), the weights read from EFS (Elastic throughput bills reads
+    # per GB), and the GPU node billed while it starts. A model at zero saves money only over idle gaps longer than
+    # its idle time plus `break_even_minutes` (the wake's cost over the replica's hourly price).
+    wake_cost: float
+    break_even_minutes: int
 
     @classmethod
-    def of(cls, parameters_b: float) -> ColdStartEstimate:
+    def of(cls, parameters_b: float, per_replica_hour: float, prices: dict[str, Any]) -> ColdStartEstimate:
         start = coldstart.cold_start(parameters_b)
-        return cls(start.gpu_node_s, start.image_pull_s, start.model_load_s, start.total_s, start.minutes)
+        wake = (coldstart.NIM_IMAGE_GB * prices["nat_gateway_per_gb"]
+                + coldstart.weights_gb(parameters_b) * prices["efs_elastic_read_per_gb"]
+                + per_replica_hour * start.total_s / 3600)
+        return cls(start.gpu_node_s, start.image_pull_s, start.model_load_s, start.total_s, start.minutes,
+                   round(wake, 3), math.ceil(wake / per_replica_hour * 60))
 
 
 @dataclass(frozen=True)
@@ -394,6 +405,9 @@ class CostEstimate:
             lines.append(row(f"  cold start ~{c.minutes} min (est.)", ("",) * 3,
                              f"GPU node {c.gpu_node_s} s + image pull {c.image_pull_s} s + model load "
                              f"{c.model_load_s} s = {c.total_s} s"))
+            lines.append(row(f"  each wake ~${c.wake_cost:.2f}", ("",) * 3,
+                             f"image via NAT + weights read from EFS + the GPU while it starts: at zero it saves "
+                             f"money over idle gaps of more than idle_minutes + ~{c.break_even_minutes} min"))
         lines.append(row("TOTAL per hour, spot basis", three(self.total_per_hour.spot, ".2f")))
         lines.append(row("  x the original blueprint", tuple(f"{v}x" for v in three(self.vs_blueprint.spot, ".2f")),
                          f"its ${bp.spot:.3f}/h on the spot basis (below)"))
@@ -463,7 +477,8 @@ def model_cost(model: ModelRequest, entry: CatalogModel, data: InstanceData, pri
         capacity_types=tuple(model.capacity_types), on_demand_per_hour=it.on_demand, spot_estimate_per_hour=spot,
         spot_discount_percent=discount, priced_as=SPOT if spot is not None else ON_DEMAND,
         min_replicas=model.min_replicas, max_replicas=model.max_replicas, replicas=n,
-        per_hour=Bases(scales(per_replica), scales(it.on_demand)), cold_start=ColdStartEstimate.of(entry.parameters_b))
+        per_hour=Bases(scales(per_replica), scales(it.on_demand)),
+        cold_start=ColdStartEstimate.of(entry.parameters_b, per_replica + node_volume, prices))
 
 
 def cpu_node_price(it: InstanceType, capacity_types: tuple[str, ...], prices: dict[str, Any],
@@ -708,7 +723,8 @@ def estimate(cfg: StackConfig, data: InstanceData | None = None, prices: dict[st
         prices_region=data.region,
         prices_date=data.prices_date,
         note=(f"An estimate from {data.region} list prices of {data.prices_date} (your region: {cfg.region}); "
-              "spot prices move daily. Excludes data transfer, NAT and EFS throughput charges, burstable instances' "
+              "spot prices move daily. Excludes data transfer, NAT and EFS throughput charges (but for a model's wake, "
+              "below it), burstable instances' "
               "surplus credits, and taxes."),
         eks_extended_support=extended,
         fixed=tuple(fixed),

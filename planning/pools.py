@@ -150,8 +150,12 @@ def core_shortfall(instance: InstanceType, count: int, switches: dict[str, bool]
 # restart of Prometheus (its volume moves with it) is not traded for pennies every minute; short enough that a node
 # a finished job leaves empty is gone within minutes.
 CPU_CONSOLIDATE_AFTER = "10m"
-# The CPU pool's EC2NodeClass root volume: images (Open WebUI's and the Triton SDK's are several GB each) and logs.
-CPU_ROOT_VOLUME_GB = 50
+# The CPU pool's EC2NodeClass root volume: images and logs. The largest that can share a node: a NIM image for the
+# pre-cache Job (~12 GB compressed, planning/coldstart.py, unpacked about twice that, as NGC's pytorch image: 9.5 GB
+# -> 20.4 GB, aws-ia ml-container-cache), the Triton SDK for GenAI-Perf (a similar NGC image) and Open WebUI's; the
+# kubelet evicts pods when the disk fills (85% by default), so 50 GiB could not hold the first two. gp3 is $0.08/GB-
+# month: 100 GiB is ~$0.011/h a node.
+CPU_ROOT_VOLUME_GB = 100
 
 
 @dataclass(frozen=True)

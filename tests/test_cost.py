@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -175,7 +177,7 @@ def test_budget_check_fires_and_says_what_would_fit(capsys):
     code = plan_cli.main(["--set", "hourly_budget=2"])
     out, err = capsys.readouterr()
     assert code == 1
-    assert "OVER BUDGET: the estimate at max_replicas (spot basis) is $2.91/h, $0.91 over hourly_budget $2.00" in out
+    assert "OVER BUDGET: the estimate at max_replicas (spot basis) is $2.92/h, $0.92 over hourly_budget $2.00" in out
     assert "meta/llama3-8b-instruct costs up to $2.59/h (5 x g6.2xlarge at $0.52/h); max_replicas 3 would fit" in out
     assert "exceeds hourly_budget" in err
     plan = plan_for("hourly_budget=2")
@@ -266,7 +268,8 @@ def test_the_exported_json_keeps_its_shape():
         assert list(bases) == ["spot", "on_demand"]
         assert list(bases["spot"]) == list(bases["on_demand"]) == ["idle", "min", "max"]
     assert list(doc["models"][0]["replicas"]) == ["idle", "min", "max"]
-    assert list(doc["models"][0]["cold_start"]) == ["gpu_node_s", "image_pull_s", "model_load_s", "total_s", "minutes"]
+    assert list(doc["models"][0]["cold_start"]) == ["gpu_node_s", "image_pull_s", "model_load_s", "total_s", "minutes",
+                                                    "wake_cost", "break_even_minutes"]
     assert list(doc["cpu_pool"]) == ["families", "capacity_types", "workloads", "requests", "daemonsets_per_node",
                                      "root_volume_gb", "limit_vcpu", "spot", "on_demand"]
     assert list(doc["cpu_pool"]["spot"]) == ["nodes", "vcpus", "per_hour"]
@@ -347,8 +350,8 @@ DEV_FIXED = (0.10 + 1.05 * 0.50 / 24 + 1.05 * 30 * 0.03 / 730 + 0.045 + 2 * od("
 # kube-proxy 100m, ebs-csi-node 10m/40 MiB, and pod-identity, efs-csi-node, node-exporter: 6 pods). 1395m,
 # 3386 MiB, 18 pods: a c7g.large (3055 MiB) cannot, an m6g.large (1930m, 6844 MiB, 29 pods) can, and at 60% off
 # it is the cheapest spot estimate ($0.0308 vs m7g.large's $0.0310), and the cheapest on demand ($0.077).
-DEV_POOL_SPOT = spot("m6g.large") + gp3(50)
-DEV_POOL_ON_DEMAND = od("m6g.large") + gp3(50)
+DEV_POOL_SPOT = spot("m6g.large") + gp3(100)
+DEV_POOL_ON_DEMAND = od("m6g.large") + gp3(100)
 DEV_GPU_SPOT = spot("g6.2xlarge") + gp3(40)  # per replica, with its 40 GiB root volume
 DEV_GPU_ON_DEMAND = od("g6.2xlarge") + gp3(40)
 
@@ -511,11 +514,17 @@ def test_cold_start_per_model_in_the_json_and_the_table(dev_plan):
     cost = dev_cost(dev_plan)
     [m] = cost.models
     # an 8B model: GPU node 180 s; 12 GB at 28 MB/s is 429 s; 16 GB at 1500 MiB/s is 11 s, + 70 s engine start
+    # a wake: 12 GB of image through the NAT at $0.045/GB, 16 GB of weights read from EFS at $0.03/GB, and the
+    # spot g6.2xlarge with its 40 GiB root volume for the 690 s it starts
+    wake = 12 * 0.045 + 16 * 0.03 + (spot("g6.2xlarge") + gp3(40)) * 690 / 3600
     assert as_json(m.cold_start) == {"gpu_node_s": 180, "image_pull_s": 429, "model_load_s": 81, "total_s": 690,
-                                     "minutes": 12}
+                                     "minutes": 12, "wake_cost": pytest.approx(wake, abs=1e-3),
+                                     "break_even_minutes": math.ceil(wake / (spot("g6.2xlarge") + gp3(40)) * 60)}
+    assert 1.0 < wake < 1.2 and 120 < m.cold_start.break_even_minutes < 140
     lines = cost.render()
     at = next(i for i, line in enumerate(lines) if line.startswith("meta/llama3-8b-instruct "))
     assert lines[at + 1].startswith("  cold start ~12 min (est.)")
+    assert lines[at + 2].startswith("  each wake ~$1.12") and "idle_minutes + ~129 min" in lines[at + 2]
     assert "GPU node 180 s + image pull 429 s + model load 81 s = 690 s" in lines[at + 1]
     several = "\n".join(cost_for(nim_models='["meta/llama3-8b-instruct", "meta/llama-3.2-1b-instruct"]').render())
     assert several.count("cold start ~") == 2
