@@ -56,6 +56,8 @@ WEBHOOK_PORTS = {
     "prometheus-operator": 10250,  # its admission webhook (and metrics) on the operator's https port
 }
 KEDA_METRICS_PORT = 8080  # keda-operator-metrics-apiserver's Prometheus metrics (chart keda 2.20.2)
+# The port the matrix tries for an allow that names no port (any port): one no component uses
+ANY_PORT_SAMPLE = 1234
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ def policies(ns: Namespaces) -> list[dict]:
 
 def expected_flows(ns: Namespaces) -> list[Flow]:
     """The reachability matrix: every declared allow, and the flows that must be denied."""
-    out = [Flow(a.source, a.to, port, True, a.why) for a in allows(ns) for port in (a.ports or (1234,))]
+    out = [Flow(a.source, a.to, port, True, a.why) for a in allows(ns) for port in (a.ports or (ANY_PORT_SAMPLE,))]
     for e in nim_egress(ns):
         src = Peer(ns.nim, GENAI_PERF if e.name in ("nim", "interceptor") else NIM_PODS,
                    name="GenAI-Perf" if e.name in ("nim", "interceptor") else "NIM")
@@ -277,3 +279,19 @@ def expected_flows(ns: Namespaces) -> list[Flow]:
 def _host(cidr: str) -> str:
     """An address inside `cidr` (its tenth), as a /32."""
     return f"{ipaddress.ip_network(cidr)[10]}/32"
+
+
+def readme_reachability_table() -> str:
+    """The README's reachability table: the matrix of a stack with every optional part on (Open WebUI, GenAI-Perf,
+    monitoring, a model at zero behind the interceptor), default VPC CIDR."""
+    ns = Namespaces(nim="nim", vpc_cidr="10.0.0.0/16", genai_perf=True)
+
+    def where(p: Peer) -> str:
+        return f"{p.name} ({p.cidr})" if p.cidr else f"{p.name} (`{p.namespace}`)"
+
+    rows = ["| From | To | Port | | Why |", "|---|---|---|---|---|"]
+    for f in expected_flows(ns):
+        port = "any (same namespace)" if f.port == ANY_PORT_SAMPLE else f"{f.port}/{f.protocol}"
+        rows.append(f"| {where(f.source)} | {where(f.destination)} | {port} | "
+                    f"{'allowed' if f.allowed else '**denied**'} | {f.why} |")
+    return "\n".join(rows)
