@@ -55,7 +55,9 @@ WEBHOOK_PORTS = {
     "keda-operator-metrics-apiserver": 6443,
     "prometheus-operator": 10250,  # its admission webhook (and metrics) on the operator's https port
 }
-KEDA_METRICS_PORT = 8080  # keda-operator-metrics-apiserver's Prometheus metrics (chart keda 2.20.2)
+# keda-operator-metrics-apiserver's Prometheus metrics port (chart keda 2.20.2): nothing scrapes it (the KEDA charts
+# get no ServiceMonitor, components/scaling.py), so it stays closed
+KEDA_METRICS_PORT = 8080
 # The port the matrix tries for an allow that names no port (any port): one no component uses
 ANY_PORT_SAMPLE = 1234
 
@@ -151,8 +153,6 @@ def allows(ns: Namespaces) -> list[Allow]:
         prometheus = Peer(ns.monitoring, PROMETHEUS, name="Prometheus")
         out += [
             Allow("nim-from-prometheus", nim, prometheus, (NIM_PORT,), "the NIM ServiceMonitor scrapes /v1/metrics"),
-            Allow("keda-metrics-from-prometheus", Peer(ns.keda, KEDA_METRICS_API, name="KEDA metrics API server"),
-                  prometheus, (KEDA_METRICS_PORT,), "KEDA's metrics"),
             # The monitoring stack's components talk among themselves on many chart-internal ports (Prometheus
             # scrapes kube-state-metrics, DCGM exporter, Grafana, Alertmanager and the operator; Grafana reads
             # Prometheus; Prometheus sends to Alertmanager): admitted within the namespace, nothing from outside.
@@ -268,6 +268,8 @@ def expected_flows(ns: Namespaces) -> list[Flow]:
             Flow(prometheus, Peer(ns.monitoring, ALERTMANAGER, name="Alertmanager"), 9093, True, "alerts"),
             Flow(Peer(ns.monitoring, GRAFANA, name="Grafana"), nim, NIM_PORT, False, "only Prometheus scrapes NIM"),
             Flow(nim, prometheus, PROMETHEUS_PORT, False, "NIM does not query Prometheus"),
+            Flow(prometheus, Peer(ns.keda, KEDA_METRICS_API, name="KEDA metrics API server"), KEDA_METRICS_PORT,
+                 False, "no ServiceMonitor scrapes KEDA"),
             Flow(vpc_host, grafana, 3000, False, "Grafana only through port-forward"),
         ]
         if ns.open_webui:

@@ -249,8 +249,8 @@ needs_charts = needs_dir(helm_render.CHARTS, f"{helm_render.CHARTS} is absent: t
 
 
 @pytest.fixture(scope="module")
-def chart_pods(dev_plan) -> list[tuple[str, dict, dict[int, str]]]:
-    """(namespace, pod labels, {containerPort: protocol}) of every pod template the dev plan's charts render."""
+def chart_manifests(dev_plan) -> list[tuple[str, dict]]:
+    """(release namespace, manifest) of everything the dev plan's charts in the owned namespaces render."""
     helm = helm_render.find_helm()
     if helm is None:
         unavailable("no helm: `make test` installs it (`make .tools/helm`)")
@@ -262,15 +262,44 @@ def chart_pods(dev_plan) -> list[tuple[str, dict, dict[int, str]]]:
         off = [c for name, c in helm_render.dependency_conditions(helm_render.chart_folder(chart, version)).items()
                if name in missing and c]
         values = helm_render.switched_off(helm_render.release_values(r)[0], off)
-        for m in helm_render.render(helm, folder, name=r.inputs["name"], namespace=r.inputs["namespace"],
-                                    values=values, kube_version=versions.DEFAULT_EKS_VERSION):
-            template = (m.get("spec") or {}).get("template")
-            if m.get("kind") in ("Deployment", "DaemonSet", "StatefulSet") and template:
-                ports = {p["containerPort"]: p.get("protocol", "TCP")
-                         for c in template["spec"]["containers"] for p in c.get("ports", [])}
-                out.append((m["metadata"].get("namespace") or r.inputs["namespace"],
-                            template["metadata"]["labels"], ports))
+        out += [(r.inputs["namespace"], m) for m in helm_render.render(
+            helm, folder, name=r.inputs["name"], namespace=r.inputs["namespace"], values=values,
+            kube_version=versions.DEFAULT_EKS_VERSION)]
     return out
+
+
+@pytest.fixture(scope="module")
+def chart_pods(chart_manifests) -> list[tuple[str, dict, dict[int, str]]]:
+    """(namespace, pod labels, {containerPort: protocol}) of every pod template the dev plan's charts render."""
+    out = []
+    for ns, m in chart_manifests:
+        template = (m.get("spec") or {}).get("template")
+        if m.get("kind") in ("Deployment", "DaemonSet", "StatefulSet") and template:
+            ports = {p["containerPort"]: p.get("protocol", "TCP")
+                     for c in template["spec"]["containers"] for p in c.get("ports", [])}
+            out.append((m["metadata"].get("namespace") or ns, template["metadata"]["labels"], ports))
+    return out
+
+
+@needs_charts
+def test_prometheus_scrapes_nothing_in_keda(chart_manifests, dev_plan):
+    """No ServiceMonitor or PodMonitor targets `keda` (so its metrics ports stay closed), and every ServiceMonitor
+    the program makes targets pods Prometheus is admitted to, on the port's number."""
+    monitors = [m for _, m in chart_manifests if m.get("kind") in ("ServiceMonitor", "PodMonitor")]
+    monitors += [r.inputs for r in dev_plan.resources if r.type.endswith(":ServiceMonitor")]
+    assert not [m["metadata"]["name"] for m in monitors
+                if "keda" in ((m["spec"].get("namespaceSelector") or {}).get("matchNames") or [m["metadata"].get(
+                    "namespace")])]
+    ps = plan_policies(dev_plan)
+    prometheus = Endpoint(namespace="monitoring", labels={**flows.PROMETHEUS, "prometheus": "x"})
+    ours = [r.inputs for r in dev_plan.resources if r.type.endswith(":ServiceMonitor")]
+    assert ours
+    for m in ours:
+        [target] = m["spec"]["namespaceSelector"]["matchNames"]
+        for e in m["spec"]["endpoints"]:
+            assert e["port"] == nim_component.PORT_NAME
+            nim = Endpoint(namespace=target, labels=dict(flows.NIM_PODS), named_ports={e["port"]: nim_component.PORT})
+            assert allowed(ps, prometheus, nim, nim_component.PORT)
 
 
 @needs_charts
