@@ -24,6 +24,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from planning.versions import KEDA_NAMESPACE
+
 NS_LABEL = "kubernetes.io/metadata.name"
 
 # Pods, by the labels their controllers put on them (ours: components/*.py; the charts': rendered by helm,
@@ -104,7 +106,7 @@ class Namespaces:
 
     nim: str
     vpc_cidr: str
-    keda: str = "keda"
+    keda: str = KEDA_NAMESPACE
     monitoring: str | None = "monitoring"  # None: monitoring is off
     open_webui: str | None = "open-webui"  # None: Open WebUI is off
     genai_perf: bool = True
