@@ -13,14 +13,16 @@ from components.alerts import receiver_warning
 from planning.catalog import load_catalog
 from components.cluster import Cluster, ClusterArgs
 from planning.config import load_config
+from planning.flows import Namespaces
 from planning.cost import cost_warnings, estimate
 from components.karpenter import Karpenter, KarpenterArgs
-from components.monitoring import Monitoring, MonitoringArgs
+from components.monitoring import NAMESPACE as monitoring_namespace, Monitoring, MonitoringArgs
+from components.netpol import NetworkPolicies, NetworkPoliciesArgs
 from components.network import Network, NetworkArgs, pick_azs
 from components.nim import NimModel, NimModelArgs, NimNamespace, NimNamespaceArgs, first_start_minutes
 from components.scaling import Scaling, ScalingArgs
 from components.storage import Storage, StorageArgs
-from components.webui import GenAiPerf, GenAiPerfArgs, OpenWebUI, OpenWebUIArgs
+from components.webui import NAMESPACE as webui_namespace, GenAiPerf, GenAiPerfArgs, OpenWebUI, OpenWebUIArgs
 from planning.scaling import can_scale_to_zero, cold_start_limit_seconds, needs_interceptor, scaling_warnings
 
 # --- config: every problem is reported here, before anything is created ---------------------------------
@@ -210,6 +212,22 @@ genai_perf = (
     )
     if cfg.genai_perf
     else None
+)
+
+# --- network policies: default-deny ingress in every namespace the program owns, and the flows it needs ----------
+network_policies = NetworkPolicies(
+    f"{cfg.cluster_name}-network-policies",
+    NetworkPoliciesArgs(
+        namespaces=Namespaces(
+            nim=cfg.nim_namespace, vpc_cidr=cfg.network.vpc_cidr,
+            monitoring=monitoring_namespace if monitoring else None,
+            open_webui=webui_namespace if webui else None,
+            genai_perf=bool(genai_perf), interceptor=needs_interceptor(cfg.models, cfg.monitoring),
+        ),
+        namespace_resources=[nim_namespace.namespace, scaling.namespace,
+                             *([monitoring.namespace] if monitoring else []), *([webui.namespace] if webui else [])],
+    ),
+    opts=providers(cluster.provider),
 )
 
 # --- outputs ---------------------------------------------------------------------------------------------

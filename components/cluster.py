@@ -114,6 +114,12 @@ class Cluster(pulumi.ComponentResource):
             skip_default_node_group=True,
             # pulumi-eks can only manage CoreDNS with its default node group; we manage it below, after ours.
             coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
+            # NetworkPolicy enforcement (components/netpol.py): pulumi-eks v4.4.0 merges this into its vpc-cni
+            # add-on's configurationValues as `enableNetworkPolicy: "true"` (nodejs/eks/addons/cni-addon.ts
+            # mergeConfigurationValues), which starts the network policy agent in aws-node (VPC CNI >= 1.14, EKS >=
+            # 1.25: EKS user guide "cni-network-policy"). The agent uses eBPF and needs the BPF filesystem, mounted by
+            # every EKS AMI from 1.27 (aws/aws-network-policy-agent README); our nodes run AL2023 (kernel 6.1).
+            vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True),
             enabled_cluster_log_types=list(args.logs.types) or None,
             encryption_config_key_arn=self.secrets_key.arn,
             tags=args.tags,

@@ -152,6 +152,7 @@ class Monitoring(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)  # providers (AWS, the cluster's Kubernetes) come from opts
 
         namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=child)
+        self.namespace = namespace  # the NetworkPolicies go into it (components/netpol.py)
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
 
         # --- Grafana admin password: random, kept in Secrets Manager, handed to Grafana as a Kubernetes secret

@@ -38,6 +38,7 @@ class OpenWebUI(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         labels = {"app.kubernetes.io/name": "open-webui", "app.kubernetes.io/part-of": "nim-on-eks"}
         namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=child)
+        self.namespace = namespace  # the NetworkPolicies go into it (components/netpol.py)
         waits_for = [args.storage_class, args.volumes_released, args.cpu_node_pool]
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace, *waits_for])
 

@@ -19,7 +19,8 @@ The cluster security group EKS itself creates (EKS user guide, "View Amazon EKS 
 clusters": `eks-cluster-sg-<name>-<id>`, all traffic from itself, all egress) is attached to the control-plane ENIs
 and to managed node groups that name no security group; it is `eksCluster.vpcConfig.clusterSecurityGroupId`.
 Besides: the cluster's IAM role with AmazonEKSClusterPolicy, the OIDC provider (create_oidc_provider), the VPC CNI
-(inside a VpcCniAddon component) and kube-proxy as managed add-ons at their most recent version, an access entry
+(inside a VpcCniAddon component, its configurationValues with `vpcCniOptions.enableNetworkPolicy`; nodejs/eks/addons/
+cni-addon.ts) and kube-proxy as managed add-ons at their most recent version, an access entry
 (+ policy associations) per `accessEntries` item; no log group (EKS makes `/aws/eks/<name>/cluster` itself when
 logging is on and the group does not exist), no instance role with skipDefaultNodeGroup. Checked at
 pulumi/pulumi-eks@7bf0c1b (nodejs/eks unchanged from v4.3.0 to v4.4.0).
@@ -166,8 +167,18 @@ def eks_cluster(name: str, inputs: dict[str, Any], *, partition: str, region: st
                             "arn": f"arn:{partition}:iam::{account}:oidc-provider/{issuer}"},
                            depends_on=[cluster.name]))
     for addon in ("vpc-cni", "kube-proxy"):
-        out.append(Implied("aws:eks/addon:Addon", f"{name}-{addon}", f"{cname}:{addon}",
-                           {"clusterName": cname, "addonName": addon}, depends_on=[cluster.name]))
+        state: dict[str, Any] = {"clusterName": cname, "addonName": addon}
+        if addon == "vpc-cni":
+            # cni-addon.ts mergeConfigurationValues: `vpcCniOptions.enableNetworkPolicy` becomes the add-on's
+            # `enableNetworkPolicy` ("true"/"false") unless configurationValues already set it; the env defaults it
+            # also writes (WARM_ENI_TARGET, log paths, ...) are not modelled.
+            cni = inputs.get("vpcCniOptions") or {}
+            config = dict(cni.get("configurationValues") or {})
+            if "enableNetworkPolicy" not in config and cni.get("enableNetworkPolicy") is not None:
+                config["enableNetworkPolicy"] = "true" if cni["enableNetworkPolicy"] else "false"
+            state["configurationValues"] = json.dumps(config, sort_keys=True)
+        out.append(Implied("aws:eks/addon:Addon", f"{name}-{addon}", f"{cname}:{addon}", state,
+                           depends_on=[cluster.name]))
     for key, entry in (inputs.get("accessEntries") or {}).items():
         entry_name = f"{name}-{key}"
         out.append(Implied("aws:eks/accessEntry:AccessEntry", entry_name, f"{cname}:{entry.get('principalArn')}",

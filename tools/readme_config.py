@@ -1,4 +1,5 @@
-"""The README's configuration tables, generated from the key declarations (planning/config.py, planning/models.py).
+"""The README's generated tables: configuration, from the key declarations (planning/config.py, planning/models.py),
+and the network reachability matrix (planning/flows.py).
 
     python -m tools.readme_config           # exit 1 and say so if README.md is out of date
     python -m tools.readme_config --write   # rewrite the tables in README.md
@@ -15,10 +16,12 @@ import sys
 from pathlib import Path
 
 from planning.config import readme_config_table
+from planning.flows import readme_reachability_table
 from planning.models import readme_fields_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-TABLES = {"config-keys": readme_config_table, "model-fields": readme_fields_table}
+TABLES = {"config-keys": readme_config_table, "model-fields": readme_fields_table,
+          "reachability": readme_reachability_table}
 
 
 def updated(text: str) -> str:

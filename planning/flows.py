@@ -1,0 +1,301 @@
+"""The network flows the product needs, declared once: components/netpol.py renders NetworkPolicies from them, and
+tests/test_netpol.py checks those objects, through tools/netpol.py, against the same table plus the flows that
+must stay denied. Pure data, no Pulumi.
+
+Model (Kubernetes NetworkPolicy, kubernetes.io/docs/concepts/services-networking/network-policies): every namespace
+the program owns gets a default deny for ingress (a policy selecting all its pods with policyTypes [Ingress] and no
+rule); each `Allow` below adds one policy admitting one peer to some pods' ports. Namespaces are selected by the
+label `kubernetes.io/metadata.name`, which the API server sets on every namespace (same page, "Targeting a
+Namespace by its name").
+
+What policies do not govern, so it is not declared here:
+- kubelet probes: the Amazon VPC CNI's network policy agent always allows traffic to and from the node's IP, so
+  liveness/readiness/startup probes pass every policy (aws/aws-network-policy-agent#56, fixed by PR #65: "allow all
+  traffic to/from Node IP"; Kubernetes says the same of policies in general: "What you can't do": pods cannot block
+  access from their resident node). `kubectl port-forward` enters the pod from the node too (Open WebUI, Grafana).
+- hostNetwork pods (node-exporter, the CSI node plugins) have the node's address: Prometheus reaches them with its
+  egress, which stays open.
+- the EFS mount: the EFS CSI node plugin mounts on the node (hostNetwork), and the kernel's NFS client talks to
+  the mount targets from the node's address, not the pod's; a NIM pod opens no connection to port 2049 itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from planning.versions import KEDA_NAMESPACE
+
+NS_LABEL = "kubernetes.io/metadata.name"
+
+# Pods, by the labels their controllers put on them (ours: components/*.py; the charts': rendered by helm,
+# tests/helm_render.py). `None` labels: every pod of the namespace.
+NIM_PODS = {"app.kubernetes.io/name": "nim-llm"}
+GENAI_PERF = {"app.kubernetes.io/name": "genai-perf"}
+OPEN_WEBUI = {"app.kubernetes.io/name": "open-webui"}
+INTERCEPTOR = {"app.kubernetes.io/name": "http-add-on", "app.kubernetes.io/component": "interceptor"}
+KEDA_WEBHOOKS = {"app.kubernetes.io/name": "keda-admission-webhooks"}
+KEDA_METRICS_API = {"app.kubernetes.io/name": "keda-operator-metrics-apiserver"}
+KEDA_OPERATOR = {"app.kubernetes.io/name": "keda-operator"}
+# prometheus-operator labels the pods of a Prometheus with app.kubernetes.io/name=prometheus
+PROMETHEUS = {"app.kubernetes.io/name": "prometheus"}
+PROMETHEUS_OPERATOR = {"app": "kube-prometheus-stack-operator"}
+GRAFANA = {"app.kubernetes.io/name": "grafana"}
+KUBE_STATE_METRICS = {"app.kubernetes.io/name": "kube-state-metrics"}
+DCGM_EXPORTER = {"app.kubernetes.io/name": "dcgm-exporter"}
+ALERTMANAGER = {"app.kubernetes.io/name": "alertmanager"}
+COREDNS = {"k8s-app": "kube-dns"}
+
+NIM_PORT = 8000  # components/nim.py PORT
+INTERCEPTOR_PORT = 8000  # the HTTP add-on interceptor's proxy port (chart keda-add-ons-http 0.15.0)
+PROMETHEUS_PORT = 9090
+WEBHOOK_PORTS = {
+    # The API server calls these; in EKS it reaches pods from the control-plane ENIs, which sit in the cluster's
+    # subnets with VPC addresses that change as EKS replaces them (EKS user guide, "cluster VPC and subnet
+    # requirements"): the VPC CIDR is the narrowest stable peer.
+    "keda-admission-webhooks": 9443,
+    "keda-operator-metrics-apiserver": 6443,
+    "prometheus-operator": 10250,  # its admission webhook (and metrics) on the operator's https port
+}
+# keda-operator-metrics-apiserver's Prometheus metrics port (chart keda 2.20.2): nothing scrapes it (the KEDA charts
+# get no ServiceMonitor, components/scaling.py), so it stays closed
+KEDA_METRICS_PORT = 8080
+# The port the matrix tries for an allow that names no port (any port): one no component uses
+ANY_PORT_SAMPLE = 1234
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One end of a flow: pods (namespace + labels; labels None = any pod there) or an IP block."""
+
+    namespace: str | None = None
+    labels: dict[str, str] | None = None
+    cidr: str | None = None
+    name: str = ""  # for tables and messages
+
+    def __hash__(self) -> int:
+        return hash((self.namespace, tuple(sorted((self.labels or {}).items())), self.cidr))
+
+
+@dataclass(frozen=True)
+class Allow:
+    """Ingress to `to` from `source` on `ports` (TCP), for `why`."""
+
+    name: str  # the policy's name
+    to: Peer
+    source: Peer
+    ports: tuple[int, ...]
+    why: str
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A connection to check: source -> destination:port/protocol, and whether policies must allow it."""
+
+    source: Peer
+    destination: Peer
+    port: int
+    allowed: bool
+    why: str
+    protocol: str = "TCP"
+
+
+@dataclass
+class Namespaces:
+    """The namespaces the program owns in a stack, and the facts the policies need."""
+
+    nim: str
+    vpc_cidr: str
+    keda: str = KEDA_NAMESPACE
+    monitoring: str | None = "monitoring"  # None: monitoring is off
+    open_webui: str | None = "open-webui"  # None: Open WebUI is off
+    genai_perf: bool = True
+    interceptor: bool = True  # the HTTP add-on runs (a model scales to zero)
+    owned: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.owned = [n for n in (self.nim, self.keda, self.monitoring, self.open_webui) if n]
+
+
+def allows(ns: Namespaces) -> list[Allow]:
+    """Every ingress the product needs into the namespaces it owns."""
+    nim = Peer(ns.nim, NIM_PODS, name="NIM")
+    vpc = Peer(cidr=ns.vpc_cidr, name="VPC CIDR (EKS control plane)")
+    out: list[Allow] = []
+    # --- clients of the models
+    if ns.open_webui:
+        out.append(Allow("nim-from-open-webui", nim, Peer(ns.open_webui, OPEN_WEBUI, name="Open WebUI"),
+                         (NIM_PORT,), "Open WebUI calls a model that never scales to zero directly"))
+    if ns.genai_perf:
+        out.append(Allow("nim-from-genai-perf", nim, Peer(ns.nim, GENAI_PERF, name="GenAI-Perf"), (NIM_PORT,),
+                         "the benchmark pod measures a model directly"))
+    if ns.interceptor:
+        interceptor = Peer(ns.keda, INTERCEPTOR, name="HTTP add-on interceptor")
+        out.append(Allow("nim-from-interceptor", nim, interceptor, (NIM_PORT,),
+                         "the interceptor forwards requests to a model it woke"))
+        # The models' URLs (components/nim.py model_url) name the interceptor for models that scale to zero.
+        for client, labels, name in ((ns.open_webui, OPEN_WEBUI, "Open WebUI"), (ns.nim if ns.genai_perf else None,
+                                                                                 GENAI_PERF, "GenAI-Perf")):
+            if client:
+                out.append(Allow(f"interceptor-from-{labels['app.kubernetes.io/name']}", interceptor,
+                                 Peer(client, labels, name=name), (INTERCEPTOR_PORT,),
+                                 "the model's URL is the interceptor's, which wakes it at zero"))
+    # --- the API server to webhooks and aggregated APIs
+    out += [
+        Allow("keda-webhooks-from-api-server", Peer(ns.keda, KEDA_WEBHOOKS, name="KEDA admission webhooks"), vpc,
+              (WEBHOOK_PORTS["keda-admission-webhooks"],), "ScaledObject validation"),
+        Allow("keda-metrics-api-from-api-server", Peer(ns.keda, KEDA_METRICS_API, name="KEDA metrics API server"),
+              vpc, (WEBHOOK_PORTS["keda-operator-metrics-apiserver"],), "the external metrics API the HPAs read"),
+        # KEDA's own components call each other (metrics server -> operator gRPC, operator -> the add-on's scaler,
+        # scaler -> interceptor admin): chart-internal ports, admitted within the namespace.
+        Allow("keda-within-namespace", Peer(ns.keda, name="KEDA"), Peer(ns.keda, name="KEDA"), (),
+              "KEDA's components call each other on chart-internal ports"),
+    ]
+    if ns.monitoring:
+        prometheus = Peer(ns.monitoring, PROMETHEUS, name="Prometheus")
+        out += [
+            Allow("nim-from-prometheus", nim, prometheus, (NIM_PORT,), "the NIM ServiceMonitor scrapes /v1/metrics"),
+            # The monitoring stack's components talk among themselves on many chart-internal ports (Prometheus
+            # scrapes kube-state-metrics, DCGM exporter, Grafana, Alertmanager and the operator; Grafana reads
+            # Prometheus; Prometheus sends to Alertmanager): admitted within the namespace, nothing from outside.
+            Allow("monitoring-within-namespace", Peer(ns.monitoring, name="monitoring"),
+                  Peer(ns.monitoring, name="monitoring"), (), "the monitoring stack's internal traffic"),
+            Allow("prometheus-from-keda", prometheus, Peer(ns.keda, KEDA_OPERATOR, name="KEDA operator"),
+                  (PROMETHEUS_PORT,), "the models' KEDA triggers query Prometheus"),
+            Allow("prometheus-operator-from-api-server",
+                  Peer(ns.monitoring, PROMETHEUS_OPERATOR, name="prometheus-operator"), vpc,
+                  (WEBHOOK_PORTS["prometheus-operator"],), "PrometheusRule validation webhook"),
+        ]
+    return out
+
+
+@dataclass(frozen=True)
+class Egress:
+    """The egress the `nim` namespace keeps; everything else from it is denied."""
+
+    name: str
+    to: Peer
+    ports: tuple[tuple[str, int], ...]
+    why: str
+
+
+def nim_egress(ns: Namespaces) -> list[Egress]:
+    out = [
+        Egress("dns", Peer("kube-system", COREDNS, name="CoreDNS"), (("UDP", 53), ("TCP", 53)), "name resolution"),
+        # NGC's endpoints (nvcr.io, api.ngc.nvidia.com, the CDN the model files come from) have no fixed addresses:
+        # the policy language has no names, so 443 to anywhere; all other ports to the internet stay closed.
+        Egress("https", Peer(cidr="0.0.0.0/0", name="anywhere (NGC)"), (("TCP", 443),),
+               "NGC (images are pulled by the node; the model files by NIM and the pre-cache Job)"),
+    ]
+    if ns.genai_perf:
+        out.append(Egress("nim", Peer(ns.nim, NIM_PODS, name="NIM"), (("TCP", NIM_PORT),), "GenAI-Perf -> NIM"))
+    if ns.genai_perf and ns.interceptor:
+        out.append(Egress("interceptor", Peer(ns.keda, INTERCEPTOR, name="HTTP add-on interceptor"),
+                          (("TCP", INTERCEPTOR_PORT),), "GenAI-Perf -> a model through the interceptor"))
+    return out
+
+
+def policies(ns: Namespaces) -> list[dict]:
+    """The NetworkPolicy objects (apiVersion networking.k8s.io/v1), as plain dicts."""
+
+    def selector(labels: dict[str, str] | None) -> dict:
+        return {"matchLabels": dict(labels)} if labels else {}
+
+    def peer(p: Peer) -> dict:
+        if p.cidr:
+            return {"ipBlock": {"cidr": p.cidr}}
+        return {"namespaceSelector": {"matchLabels": {NS_LABEL: p.namespace}}, "podSelector": selector(p.labels)}
+
+    def obj(name: str, namespace: str, spec: dict) -> dict:
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": name, "namespace": namespace,
+                             "labels": {"app.kubernetes.io/part-of": "nim-on-eks"}},
+                "spec": spec}
+
+    out = [obj("default-deny-ingress", n, {"podSelector": {}, "policyTypes": ["Ingress"]}) for n in ns.owned]
+    for a in allows(ns):
+        rule: dict = {"from": [peer(a.source)]}
+        if a.ports:
+            rule["ports"] = [{"protocol": "TCP", "port": p} for p in a.ports]
+        out.append(obj(f"allow-{a.name}", a.to.namespace, {"podSelector": selector(a.to.labels),
+                                                           "policyTypes": ["Ingress"], "ingress": [rule]}))
+    out.append(obj("egress-nim", ns.nim, {
+        "podSelector": {}, "policyTypes": ["Egress"],
+        "egress": [{"to": [peer(e.to)], "ports": [{"protocol": proto, "port": port} for proto, port in e.ports]}
+                   for e in nim_egress(ns)],
+    }))
+    return out
+
+
+def expected_flows(ns: Namespaces) -> list[Flow]:
+    """The reachability matrix: every declared allow, and the flows that must be denied."""
+    out = [Flow(a.source, a.to, port, True, a.why) for a in allows(ns) for port in (a.ports or (ANY_PORT_SAMPLE,))]
+    for e in nim_egress(ns):
+        src = Peer(ns.nim, GENAI_PERF if e.name in ("nim", "interceptor") else NIM_PODS,
+                   name="GenAI-Perf" if e.name in ("nim", "interceptor") else "NIM")
+        dst = Peer(cidr="203.0.113.10/32", name="an NGC address") if e.to.cidr else e.to
+        out += [Flow(src, dst, port, True, e.why, proto) for proto, port in e.ports]
+    nim = Peer(ns.nim, NIM_PODS, name="NIM")
+    vpc_host = Peer(cidr=_host(ns.vpc_cidr), name="a VPC address")
+    keda_op = Peer(ns.keda, KEDA_OPERATOR, name="KEDA operator")
+    out += [
+        Flow(Peer(ns.keda, KEDA_WEBHOOKS, name="KEDA admission webhooks"), nim, NIM_PORT, False,
+             "only the interceptor in keda is a client of the models"),
+        Flow(vpc_host, nim, NIM_PORT, False, "nothing outside the cluster reaches NIM"),
+        Flow(Peer(ns.nim, NIM_PODS, name="NIM"), nim, NIM_PORT, False, "models do not call each other"),
+        Flow(nim, Peer(cidr="203.0.113.10/32", name="the internet"), 80, False, "no plain HTTP out of nim"),
+        Flow(nim, Peer(cidr=_host(ns.vpc_cidr), name="a VPC address"), 2049, False,
+             "the EFS mount is the node's, not the pod's"),
+        Flow(nim, Peer(ns.keda, KEDA_OPERATOR, name="KEDA operator"), 9666, False, "nim pods call nothing in keda"),
+        Flow(nim, Peer("kube-system", COREDNS, name="CoreDNS"), 9153, False, "only DNS on CoreDNS"),
+        Flow(vpc_host, Peer(ns.keda, KEDA_OPERATOR, name="KEDA operator"), 9666, False,
+             "only the webhook ports are open to the control plane"),
+        Flow(keda_op, Peer(ns.keda, KEDA_WEBHOOKS, name="KEDA admission webhooks"), 9443, True,
+             "KEDA within its namespace"),
+    ]
+    if ns.open_webui:
+        webui = Peer(ns.open_webui, OPEN_WEBUI, name="Open WebUI")
+        out += [
+            Flow(nim, webui, 8080, False, "nothing in the cluster calls Open WebUI (port-forward comes from the node)"),
+            Flow(vpc_host, webui, 8080, False, "Open WebUI is not reachable from the VPC"),
+        ]
+    if ns.monitoring:
+        prometheus = Peer(ns.monitoring, PROMETHEUS, name="Prometheus")
+        grafana = Peer(ns.monitoring, GRAFANA, name="Grafana")
+        out += [
+            Flow(grafana, prometheus, PROMETHEUS_PORT, True, "Grafana's datasource"),
+            Flow(prometheus, Peer(ns.monitoring, KUBE_STATE_METRICS, name="kube-state-metrics"), 8080, True,
+                 "scrape kube-state-metrics"),
+            Flow(prometheus, Peer(ns.monitoring, DCGM_EXPORTER, name="DCGM exporter"), 9400, True, "GPU metrics"),
+            Flow(prometheus, Peer(ns.monitoring, ALERTMANAGER, name="Alertmanager"), 9093, True, "alerts"),
+            Flow(Peer(ns.monitoring, GRAFANA, name="Grafana"), nim, NIM_PORT, False, "only Prometheus scrapes NIM"),
+            Flow(nim, prometheus, PROMETHEUS_PORT, False, "NIM does not query Prometheus"),
+            Flow(prometheus, Peer(ns.keda, KEDA_METRICS_API, name="KEDA metrics API server"), KEDA_METRICS_PORT,
+                 False, "no ServiceMonitor scrapes KEDA"),
+            Flow(vpc_host, grafana, 3000, False, "Grafana only through port-forward"),
+        ]
+        if ns.open_webui:
+            out.append(Flow(Peer(ns.open_webui, OPEN_WEBUI, name="Open WebUI"), prometheus, PROMETHEUS_PORT, False,
+                            "Open WebUI does not read metrics"))
+    return out
+
+
+def _host(cidr: str) -> str:
+    """An address inside `cidr` (its tenth), as a /32."""
+    return f"{ipaddress.ip_network(cidr)[10]}/32"
+
+
+def readme_reachability_table() -> str:
+    """The README's reachability table: the matrix of a stack with every optional part on (Open WebUI, GenAI-Perf,
+    monitoring, a model at zero behind the interceptor), default VPC CIDR."""
+    ns = Namespaces(nim="nim", vpc_cidr="10.0.0.0/16", genai_perf=True)
+
+    def where(p: Peer) -> str:
+        return f"{p.name} ({p.cidr})" if p.cidr else f"{p.name} (`{p.namespace}`)"
+
+    rows = ["| From | To | Port | | Why |", "|---|---|---|---|---|"]
+    for f in expected_flows(ns):
+        port = "any (same namespace)" if f.port == ANY_PORT_SAMPLE else f"{f.port}/{f.protocol}"
+        rows.append(f"| {where(f.source)} | {where(f.destination)} | {port} | "
+                    f"{'allowed' if f.allowed else '**denied**'} | {f.why} |")
+    return "\n".join(rows)

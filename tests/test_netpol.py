@@ -1,0 +1,332 @@
+"""Network policies: the evaluator (tools/netpol.py) on small cases, the reachability matrix of the dev plan's
+NetworkPolicy objects against the declared flows (planning/flows.py), a planted mistake it catches, the labels and
+ports the flows name against the pods really rendered, and the VPC CNI's enforcement switched on."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from components import nim as nim_component
+from components.monitoring import PROMETHEUS_PORT
+from planning import flows, versions
+from tests import conformance, helm_render
+from tests.conftest import THREE_MODELS, needs_dir, plan_for, unavailable
+from tools import netpol
+from tools.netpol import Endpoint, allowed
+
+NP = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+
+
+def pod(ns, **labels):
+    return Endpoint(namespace=ns, labels=labels)
+
+
+def ip(addr):
+    return Endpoint(ip=addr)
+
+
+def policy(ns, spec, name="p"):
+    return {"metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+DENY_IN = policy("a", {"podSelector": {}, "policyTypes": ["Ingress"]}, "deny")
+
+
+# ------------------------------------------------------------------------------------ the evaluator, small cases
+
+def test_no_policy_allows_everything():
+    assert allowed([], pod("a", app="x"), pod("b", app="y"), 80)
+    assert allowed([], pod("a"), ip("8.8.8.8/32"), 53, "UDP")
+
+
+def test_default_deny_isolates_only_its_namespace_and_direction():
+    assert not allowed([DENY_IN], pod("b"), pod("a", app="x"), 80)
+    assert allowed([DENY_IN], pod("a", app="x"), pod("b"), 80)  # egress of a: not isolated
+    assert allowed([DENY_IN], pod("b"), pod("c"), 80)
+
+
+def test_policies_are_a_union_and_pod_selector_alone_means_own_namespace():
+    allow = policy("a", {"podSelector": {"matchLabels": {"app": "x"}}, "policyTypes": ["Ingress"],
+                         "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}]}]})
+    ps = [DENY_IN, allow]
+    assert allowed(ps, pod("a", role="client"), pod("a", app="x"), 80)
+    assert not allowed(ps, pod("b", role="client"), pod("a", app="x"), 80)  # other namespace
+    assert not allowed(ps, pod("a", role="client"), pod("a", app="z"), 80)  # pod not selected by the allow
+
+
+def test_namespace_and_pod_selector_in_one_peer_is_and_in_two_peers_is_or():
+    both = {"namespaceSelector": {"matchLabels": {netpol.NS_LABEL: "b"}},
+            "podSelector": {"matchLabels": {"role": "client"}}}
+    one = policy("a", {"podSelector": {}, "ingress": [{"from": [both]}]})
+    assert allowed([one], pod("b", role="client"), pod("a"), 80)
+    assert not allowed([one], pod("b", role="other"), pod("a"), 80)
+    assert not allowed([one], pod("a", role="client"), pod("a"), 80)
+    two = policy("a", {"podSelector": {}, "ingress": [{"from": [
+        {"namespaceSelector": both["namespaceSelector"]}, {"podSelector": both["podSelector"]}]}]})
+    assert allowed([two], pod("b", role="other"), pod("a"), 80)  # any pod of namespace b
+    assert allowed([two], pod("a", role="client"), pod("a"), 80)  # client pods of a itself
+    assert not allowed([two], pod("c", role="client"), pod("a"), 80)
+
+
+def test_namespace_labels_beyond_the_name():
+    p = policy("a", {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [
+        {"key": "team", "operator": "In", "values": ["ml"]}]}}]}]})
+    assert allowed([p], pod("b"), pod("a"), 80, ns_labels={"b": {"team": "ml"}})
+    assert not allowed([p], pod("b"), pod("a"), 80, ns_labels={"b": {"team": "web"}})
+
+
+def test_ip_block_with_except_and_pods_never_match_it():
+    p = policy("a", {"podSelector": {}, "ingress": [{"from": [
+        {"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.1.0/24"]}}]}]})
+    assert allowed([p], ip("10.0.2.5/32"), pod("a"), 80)
+    assert not allowed([p], ip("10.0.1.5/32"), pod("a"), 80)
+    assert not allowed([p], ip("10.1.0.5/32"), pod("a"), 80)
+    assert not allowed([p], pod("b"), pod("a"), 80)
+
+
+def test_ports_protocol_end_port_and_named_ports():
+    p = policy("a", {"podSelector": {}, "ingress": [{"ports": [
+        {"port": 53, "protocol": "UDP"}, {"port": 8000, "endPort": 8010}, {"port": "http"}]}]})
+    assert allowed([p], pod("b"), pod("a"), 53, "UDP")
+    assert not allowed([p], pod("b"), pod("a"), 53, "TCP")  # protocol defaults to TCP, and must match
+    assert allowed([p], pod("b"), pod("a"), 8010) and not allowed([p], pod("b"), pod("a"), 8011)
+    web = Endpoint(namespace="a", named_ports={"http": 8080})
+    assert allowed([p], pod("b"), web, 8080) and not allowed([p], pod("b"), web, 9090)
+
+
+def test_empty_rules_and_absent_policy_types():
+    allow_all = policy("a", {"podSelector": {}, "ingress": [{}]})  # one empty rule: everything
+    assert allowed([allow_all], ip("1.2.3.4/32"), pod("a"), 1)
+    deny = policy("a", {"podSelector": {}, "ingress": []})  # no rule: nothing (Ingress implied)
+    assert not allowed([deny], pod("a"), pod("a"), 1)
+    egress = policy("a", {"podSelector": {}, "egress": [{"ports": [{"port": 443}]}]})  # Egress from `egress`
+    assert allowed([egress], pod("a"), ip("1.2.3.4/32"), 443)
+    assert not allowed([egress], pod("a"), ip("1.2.3.4/32"), 80)
+    # without policyTypes Ingress is always implied: the same policy isolates ingress, with no ingress rule
+    assert not allowed([egress], pod("b"), pod("a"), 80)
+
+
+def test_unknown_policy_type_is_refused():
+    with pytest.raises(ValueError, match="Ingres"):
+        allowed([policy("a", {"podSelector": {}, "policyTypes": ["Ingres"]})], pod("b"), pod("a"), 80)
+
+
+def test_both_sides_must_allow():
+    out = policy("a", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": 80}]}]})
+    deny_b = policy("b", {"podSelector": {}, "policyTypes": ["Ingress"]})
+    v = allowed([out, deny_b], pod("a"), pod("b"), 80)
+    assert not v and v.egress and not v.ingress
+
+
+# --------------------------------------------------------------------------------- the dev plan's policies
+
+def plan_policies(plan) -> list[dict]:
+    return [r.inputs for r in plan.of_type(NP)]
+
+
+def dev_namespaces(plan) -> flows.Namespaces:
+    """What __main__.py gives the component, read back from the plan (vpc_cidr: the default the stacks keep)."""
+    namespaces = {n.inputs["metadata"]["name"] for n in plan.of_type("kubernetes:core/v1:Namespace")}
+    deployments = {d.inputs["metadata"]["name"] for d in plan.of_type("kubernetes:apps/v1:Deployment")}
+    charts = {chart for _, chart, _ in conformance.helm_releases(plan)}
+    return flows.Namespaces(nim="nim", vpc_cidr="10.0.0.0/16",
+                            monitoring="monitoring" if "monitoring" in namespaces else None,
+                            open_webui="open-webui" if "open-webui" in namespaces else None,
+                            genai_perf="genai-perf" in deployments, interceptor="keda-add-ons-http" in charts)
+
+
+def endpoint(peer: flows.Peer) -> Endpoint:
+    if peer.cidr:
+        return Endpoint(ip=peer.cidr)
+    return Endpoint(namespace=peer.namespace, labels=dict(peer.labels or {"any": "pod"}))
+
+
+def mismatches(policies, matrix) -> list[str]:
+    out = []
+    for f in matrix:
+        verdict = allowed(policies, endpoint(f.source), endpoint(f.destination), f.port, f.protocol)
+        if bool(verdict) != f.allowed:
+            out.append(f"{f.source.name} -> {f.destination.name}:{f.port}/{f.protocol}: expected "
+                       f"{'allowed' if f.allowed else 'denied'}, got {'allowed' if verdict else 'denied'} ({f.why})")
+    return out
+
+
+def test_reachability_matrix_of_the_dev_plan(dev_plan):
+    ns = dev_namespaces(dev_plan)
+    assert ns.interceptor and ns.monitoring and ns.open_webui  # the dev stack has every client but GenAI-Perf
+    matrix = flows.expected_flows(ns)
+    assert {f.allowed for f in matrix} == {True, False}
+    assert len([f for f in matrix if not f.allowed]) >= 10
+    assert mismatches(plan_policies(dev_plan), matrix) == []
+
+
+@pytest.mark.parametrize("overrides", [("genai_perf=true",), THREE_MODELS,
+                                       ("monitoring=false", "open_webui=false", "genai_perf=true")],
+                         ids=["genai-perf", "three-models", "bare"])
+def test_reachability_matrix_of_other_stacks(overrides):
+    plan = plan_for(*overrides)
+    assert plan.error is None, plan.error
+    assert mismatches(plan_policies(plan), flows.expected_flows(dev_namespaces(plan))) == []
+
+
+def test_every_owned_namespace_denies_ingress_by_default(dev_plan):
+    owned = {"nim", "keda", "monitoring", "open-webui"}
+    assert {n.inputs["metadata"]["name"] for n in dev_plan.of_type("kubernetes:core/v1:Namespace")} >= owned
+    denies = {p["metadata"]["namespace"] for p in plan_policies(dev_plan)
+              if p["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}}
+    assert denies == owned
+    # a pod in each namespace that no allow names is unreachable from anywhere, on any port
+    for n in owned:
+        stranger = Endpoint(namespace=n, labels={"app": "stranger"})
+        assert not allowed(plan_policies(dev_plan), ip("10.0.3.3/32"), stranger, 1234)
+
+
+def test_the_matrix_catches_a_planted_mistake(dev_plan):
+    planted = copy.deepcopy(plan_policies(dev_plan))
+    [webui] = [p for p in planted if p["metadata"]["name"] == "allow-nim-from-open-webui"]
+    webui["spec"]["ingress"][0]["ports"][0]["port"] = 8080  # Open WebUI's own port instead of NIM's
+    found = mismatches(planted, flows.expected_flows(dev_namespaces(dev_plan)))
+    assert found == ["Open WebUI -> NIM:8000/TCP: expected allowed, got denied "
+                     "(Open WebUI calls a model that never scales to zero directly)"]
+    # and an egress widened to every port lets plain HTTP out of nim
+    planted = copy.deepcopy(plan_policies(dev_plan))
+    [egress] = [p for p in planted if p["metadata"]["name"] == "egress-nim"]
+    [https] = [r for r in egress["spec"]["egress"] if r["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}]]
+    del https["ports"]
+    assert any("the internet:80/TCP: expected denied" in m
+               for m in mismatches(planted, flows.expected_flows(dev_namespaces(dev_plan))))
+
+
+def test_nim_egress_is_dns_https_and_the_models_only(dev_plan):
+    ps = plan_policies(dev_plan)
+    nim = Endpoint(namespace="nim", labels=dict(flows.NIM_PODS))
+    coredns = Endpoint(namespace="kube-system", labels=dict(flows.COREDNS))
+    assert allowed(ps, nim, coredns, 53, "UDP") and allowed(ps, nim, coredns, 53, "TCP")
+    assert allowed(ps, nim, ip("52.1.2.3/32"), 443)
+    for port in (22, 80, 2049, 5432):
+        assert not allowed(ps, nim, ip("52.1.2.3/32"), port)
+    # IMDS: NIM needs no AWS credentials
+    assert not allowed(ps, nim, ip("169.254.169.254/32"), 80)
+
+
+def test_stacks_without_the_optional_parts():
+    """Three models on demand (no interceptor), and a stack without monitoring, Open WebUI and GenAI-Perf: every
+    owned namespace still denies by default, and no policy names a namespace the stack lacks."""
+    for overrides in (THREE_MODELS, ("monitoring=false", "open_webui=false", "genai_perf=false")):
+        plan = plan_for(*overrides)
+        assert plan.error is None, plan.error
+        namespaces = {n.inputs["metadata"]["name"] for n in plan.of_type("kubernetes:core/v1:Namespace")}
+        ps = plan_policies(plan)
+        assert {p["metadata"]["namespace"] for p in ps} <= namespaces
+        for p in ps:
+            for rule in p["spec"].get("ingress", []) + p["spec"].get("egress", []):
+                for peer in rule.get("from", []) + rule.get("to", []):
+                    named = peer.get("namespaceSelector", {}).get("matchLabels", {}).get(netpol.NS_LABEL)
+                    assert named is None or named in namespaces | {"kube-system"}, (p["metadata"], named)
+
+
+def test_ports_match_the_components():
+    assert flows.NIM_PORT == nim_component.PORT
+    assert flows.PROMETHEUS_PORT == PROMETHEUS_PORT
+
+
+def test_labels_select_the_pods_the_program_renders():
+    """The labels the flows name are on the pods (NIM, Open WebUI, GenAI-Perf)."""
+    plan = plan_for("genai_perf=true")
+    templates = [r.inputs["spec"]["template"] for r in plan.resources
+                 if r.type in ("kubernetes:apps/v1:StatefulSet", "kubernetes:apps/v1:Deployment")]
+    for labels in (flows.NIM_PODS, flows.OPEN_WEBUI, flows.GENAI_PERF):
+        assert any(netpol.selects({"matchLabels": labels}, t["metadata"]["labels"]) for t in templates), labels
+
+
+# ------------------------------------------------------------------------ the charts' pods, rendered for real
+
+needs_charts = needs_dir(helm_render.CHARTS, f"{helm_render.CHARTS} is absent: the pinned charts live beside the "
+                                             "clone in CI (see ../shared/charts/README.md)")
+
+
+@pytest.fixture(scope="module")
+def chart_manifests(dev_plan) -> list[tuple[str, dict]]:
+    """(release namespace, manifest) of everything the dev plan's charts in the owned namespaces render."""
+    helm = helm_render.find_helm()
+    if helm is None:
+        unavailable("no helm: `make test` installs it (`make .tools/helm`)")
+    out = []
+    for r, chart, version in conformance.helm_releases(dev_plan):
+        if chart not in ("keda", "keda-add-ons-http", "kube-prometheus-stack", "dcgm-exporter"):
+            continue
+        folder, missing = helm_render.without_missing_dependencies(helm_render.chart_folder(chart, version))
+        off = [c for name, c in helm_render.dependency_conditions(helm_render.chart_folder(chart, version)).items()
+               if name in missing and c]
+        values = helm_render.switched_off(helm_render.release_values(r)[0], off)
+        out += [(r.inputs["namespace"], m) for m in helm_render.render(
+            helm, folder, name=r.inputs["name"], namespace=r.inputs["namespace"], values=values,
+            kube_version=versions.DEFAULT_EKS_VERSION)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def chart_pods(chart_manifests) -> list[tuple[str, dict, dict[int, str]]]:
+    """(namespace, pod labels, {containerPort: protocol}) of every pod template the dev plan's charts render."""
+    out = []
+    for ns, m in chart_manifests:
+        template = (m.get("spec") or {}).get("template")
+        if m.get("kind") in ("Deployment", "DaemonSet", "StatefulSet") and template:
+            ports = {p["containerPort"]: p.get("protocol", "TCP")
+                     for c in template["spec"]["containers"] for p in c.get("ports", [])}
+            out.append((m["metadata"].get("namespace") or ns, template["metadata"]["labels"], ports))
+    return out
+
+
+@needs_charts
+def test_prometheus_scrapes_nothing_in_keda(chart_manifests, dev_plan):
+    """No ServiceMonitor or PodMonitor targets `keda` (so its metrics ports stay closed), and every ServiceMonitor
+    the program makes targets pods Prometheus is admitted to, on the port's number."""
+    monitors = [m for _, m in chart_manifests if m.get("kind") in ("ServiceMonitor", "PodMonitor")]
+    monitors += [r.inputs for r in dev_plan.resources if r.type.endswith(":ServiceMonitor")]
+    assert not [m["metadata"]["name"] for m in monitors
+                if "keda" in ((m["spec"].get("namespaceSelector") or {}).get("matchNames") or [m["metadata"].get(
+                    "namespace")])]
+    ps = plan_policies(dev_plan)
+    prometheus = Endpoint(namespace="monitoring", labels={**flows.PROMETHEUS, "prometheus": "x"})
+    ours = [r.inputs for r in dev_plan.resources if r.type.endswith(":ServiceMonitor")]
+    assert ours
+    for m in ours:
+        [target] = m["spec"]["namespaceSelector"]["matchNames"]
+        for e in m["spec"]["endpoints"]:
+            assert e["port"] == nim_component.PORT_NAME
+            nim = Endpoint(namespace=target, labels=dict(flows.NIM_PODS), named_ports={e["port"]: nim_component.PORT})
+            assert allowed(ps, prometheus, nim, nim_component.PORT)
+
+
+@needs_charts
+def test_chart_pods_carry_the_labels_and_ports_the_flows_name(chart_pods):
+    def ports_of(ns, labels):
+        found = [ports for n, pod_labels, ports in chart_pods
+                 if n == ns and netpol.selects({"matchLabels": labels}, pod_labels)]
+        assert len(found) == 1, (ns, labels, len(found))
+        return found[0]
+
+    assert flows.INTERCEPTOR_PORT in ports_of("keda", flows.INTERCEPTOR)
+    assert flows.WEBHOOK_PORTS["keda-admission-webhooks"] in ports_of("keda", flows.KEDA_WEBHOOKS)
+    metrics_api = ports_of("keda", flows.KEDA_METRICS_API)
+    assert flows.WEBHOOK_PORTS["keda-operator-metrics-apiserver"] in metrics_api
+    assert flows.KEDA_METRICS_PORT in metrics_api
+    ports_of("keda", flows.KEDA_OPERATOR)
+    assert flows.WEBHOOK_PORTS["prometheus-operator"] in ports_of("monitoring", flows.PROMETHEUS_OPERATOR)
+    # (Grafana's and kube-state-metrics' subcharts are not vendored beside the charts: the render leaves them out;
+    # the monitoring namespace admits its own pods whatever their labels)
+    assert 9400 in ports_of("monitoring", flows.DCGM_EXPORTER)
+
+
+# --------------------------------------------------------------------------------------- enforcement is on
+
+def test_vpc_cni_enforces_network_policies(dev_plan):
+    [cluster] = dev_plan.of_type("eks:index:Cluster")
+    assert cluster.inputs["vpcCniOptions"]["enableNetworkPolicy"] is True
+    [cni] = [r for r in dev_plan.of_type("aws:eks/addon:Addon") if r.inputs["addonName"] == "vpc-cni"]
+    assert cni.implied
+    assert json.loads(cni.inputs["configurationValues"])["enableNetworkPolicy"] == "true"
