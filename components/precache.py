@@ -114,6 +114,7 @@ def job_spec(model: ModelRequest, entry: CatalogModel, *, claim: str, cache_path
                         "limits": {"memory": f"{PRECACHE_MEMORY_LIMIT_MIB}Mi"},
                     },
                     "volumeMounts": [{"name": "model-store", "mountPath": cache_path}],
+                    # not a read-only root, like the server's (components/nim.py): the same image and download code
                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                                         "runAsNonRoot": True},
                     # `kubectl describe` shows why it failed (the program's last lines)
