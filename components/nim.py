@@ -22,7 +22,7 @@ import pulumi_kubernetes as k8s
 from planning.catalog import CatalogModel
 from planning.models import ModelRequest
 from planning.scheduling import GPU_TOLERATION, gpu_node_affinity
-from planning.security import NIM_MEMORY_LIMIT_FACTOR, pod_security_labels, restricted_container
+from planning.security import NIM_MEMORY_LIMIT_FACTOR, by_digest, pod_security_labels, restricted_container
 from planning.workloads import NIM_UID
 from components.precache import precache_job, precache_off_reason
 from components.scaling import ModelScaling, ModelScalingArgs, Scaling
@@ -119,6 +119,7 @@ class NimModelArgs:
     # The Prometheus KEDA's triggers query (Monitoring.prometheus_address); None: monitoring is off, and the model
     # scales on requests through the interceptor.
     prometheus_address: str | None = None
+    image_digests: dict[str, str] = field(default_factory=dict)  # config image_digests: pull by digest when given
 
 
 class NimModel(pulumi.ComponentResource):
@@ -163,7 +164,7 @@ class NimModel(pulumi.ComponentResource):
         else:
             self.precache = precache_job(
                 f"{name}-precache", m, entry, namespace=ns, claim=f"{app}-cache", cache_path=CACHE_PATH,
-                pull_secret=PULL_SECRET, api_key_secret=API_KEY_SECRET,
+                pull_secret=PULL_SECRET, api_key_secret=API_KEY_SECRET, image_digests=args.image_digests,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[
                     args.namespace, args.storage_class, args.volumes_released, args.cpu_node_pool, self.cache]),
             )
@@ -202,7 +203,7 @@ class NimModel(pulumi.ComponentResource):
             "terminationGracePeriodSeconds": 180,
             "containers": [{
                 "name": "nim-llm",
-                "image": f"{entry.image}:{m.image_tag}",
+                "image": by_digest(f"{entry.image}:{m.image_tag}", args.image_digests),
                 "imagePullPolicy": "IfNotPresent",
                 "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
                 "env": env,

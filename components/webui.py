@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from planning import versions
-from planning.security import GENAI_PERF_UID, OPEN_WEBUI_UID, pod_security_labels, restricted_container, restricted_pod
+from planning.security import GENAI_PERF_UID, by_digest, OPEN_WEBUI_UID, pod_security_labels, restricted_container, restricted_pod
 from planning.scheduling import AMD64_NODE_SELECTOR, CPU_POOL_AFFINITY
 from planning.workloads import CPU_POOL, OPEN_WEBUI_DATA_GB
 from components.nim import PULL_SECRET, NimNamespace
@@ -37,6 +37,7 @@ class OpenWebUIArgs:
     storage_class: k8s.storage.v1.StorageClass
     volumes_released: VolumesReleased
     cpu_node_pool: k8s.apiextensions.CustomResource
+    image_digests: dict[str, str] = field(default_factory=dict)  # config image_digests: pull by digest when given
 
 
 class OpenWebUI(pulumi.ComponentResource):
@@ -70,6 +71,7 @@ class OpenWebUI(pulumi.ComponentResource):
                   "resources": {"requests": {"storage": f"{OPEN_WEBUI_DATA_GB}Gi"}}},
             opts=in_ns,
         )
+        image = by_digest(versions.OPEN_WEBUI_IMAGE, args.image_digests)
         env = [{"name": k, "value": v} for k, v in openai_env(args.model_urls).items()]
         env += [
             {"name": "WEBUI_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "open-webui", "key": "WEBUI_SECRET_KEY"}}},
@@ -86,7 +88,7 @@ class OpenWebUI(pulumi.ComponentResource):
         # Copies the image's static files into the writable emptyDir the server then uses (STATIC_DIR above).
         static_init = {
             "name": "static-files",
-            "image": versions.OPEN_WEBUI_IMAGE,
+            "image": image,
             "command": ["sh", "-c", f"cp -R {STATIC_DIR}/. /static/"],
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
             "volumeMounts": [{"name": "static", "mountPath": "/static"}],
@@ -107,7 +109,7 @@ class OpenWebUI(pulumi.ComponentResource):
                     "initContainers": [static_init],
                     "containers": [{
                         "name": "open-webui",
-                        "image": versions.OPEN_WEBUI_IMAGE,
+                        "image": image,
                         "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
                         "env": env,
                         "resources": {"requests": CPU_POOL["open-webui"].main.as_k8s(),
@@ -150,6 +152,7 @@ class GenAiPerfArgs:
     # The NIM namespace, so `--url nim-llm-<model>:8000` resolves; the pod pulls with its NGC secret, so waits for it.
     namespace: NimNamespace
     cpu_node_pool: k8s.apiextensions.CustomResource  # Karpenter's CPU NodePool, which it runs on
+    image_digests: dict[str, str] = field(default_factory=dict)  # config image_digests: pull by digest when given
 
 
 class GenAiPerf(pulumi.ComponentResource):
@@ -176,7 +179,7 @@ class GenAiPerf(pulumi.ComponentResource):
                     "securityContext": restricted_pod(GENAI_PERF_UID, fs_group=False),
                     "containers": [{
                         "name": "genai-perf",
-                        "image": versions.GENAI_PERF_IMAGE,
+                        "image": by_digest(versions.GENAI_PERF_IMAGE, args.image_digests),
                         "command": ["sleep", "infinity"],
                         "workingDir": "/work",
                         "env": [{"name": "HOME", "value": "/work"}],

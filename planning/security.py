@@ -6,6 +6,8 @@ the plan (and every chart's render) against the level its namespace enforces.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from planning.versions import SUPPORTED_EKS_VERSIONS
@@ -67,3 +69,33 @@ def restricted_pod(uid: int, *, fs_group: bool = True) -> dict[str, Any]:
 
 def restricted_container(read_only_root: bool) -> dict[str, Any]:
     return {**RESTRICTED_CONTAINER, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": read_only_root}
+
+
+# An image reference as the program pins it (repository:tag), and an OCI content digest of sha256 (64 hex digits).
+IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def digest_map(raw: Any) -> dict[str, str]:
+    """`image_digests`: a JSON map from an image as pinned (`repository:tag`) to the `sha256:` digest to pull it by.
+    Raises ValueError saying what is allowed (planning/config.py wraps it as the key's problem)."""
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError:
+        value = None
+    example = '{"ghcr.io/open-webui/open-webui:v0.6.43": "sha256:<64 hex digits>"}'
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"allowed: a JSON map from image to digest, e.g. {example}")
+    bad_images = [k for k in value if "@" in k or not IMAGE_RE.fullmatch(k)]
+    bad_digests = [k for k, v in value.items() if not DIGEST_RE.fullmatch(v)]
+    if bad_images or bad_digests:
+        raise ValueError(
+            f"{', '.join(bad_images + bad_digests)}: allowed: keys are images as pinned (repository:tag, no digest) "
+            f"and values sha256:<64 lowercase hex digits>, e.g. {example}")
+    return dict(value)
+
+
+def by_digest(image: str, digests: dict[str, str]) -> str:
+    """The reference to pull `image` by: `repository:tag@sha256:...` when its digest is given (the runtime checks
+    the content against the digest and ignores the tag), else the tag alone."""
+    return f"{image}@{digests[image]}" if image in digests else image
