@@ -13,7 +13,7 @@ import pytest
 from planning import versions
 from planning.security import NIM_MEMORY_LIMIT_FACTOR, POD_SECURITY_VERSION
 from tests import conformance, helm_render, placement
-from tests.conftest import THREE_MODELS, needs_dir, plan_for, unavailable
+from tests.conftest import THREE_MODELS, needs_dir, plan_for, release, unavailable
 from tests.pod_security import violations
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
@@ -143,15 +143,15 @@ def test_the_charts_pods_meet_their_namespaces_level(name, helm):
     ns_levels = levels(plan)
     version = plan.config.get("nim-on-eks:eks_version") or versions.DEFAULT_EKS_VERSION
     checked = set()
-    for release, chart, chart_version in conformance.helm_releases(plan):
+    for rel, chart, chart_version in conformance.helm_releases(plan):
         folder = helm_render.chart_folder(chart, chart_version)
         assert folder is not None, chart
         renderable, missing = helm_render.without_missing_dependencies(folder)
         conditions = helm_render.dependency_conditions(folder)
-        values, _, secrets = helm_render.release_values(release)
+        values, _, secrets = helm_render.release_values(rel)
         values = helm_render.switched_off(values, [conditions[m] for m in missing if conditions.get(m)])
-        namespace = release.inputs["namespace"]
-        manifests = helm_render.render(helm, renderable, name=release.inputs["name"], namespace=namespace,
+        namespace = rel.inputs["namespace"]
+        manifests = helm_render.render(helm, renderable, name=rel.inputs["name"], namespace=namespace,
                                        values=values, kube_version=version, include_crds=False,
                                        cache=None if secrets else helm_render.CACHE)
         for m in manifests:
@@ -163,3 +163,19 @@ def test_the_charts_pods_meet_their_namespaces_level(name, helm):
             assert violations(level, pod) == [], (chart, m["metadata"]["name"], ns, level)
             checked.add((ns, level))
     assert ("keda", "restricted") in checked
+
+
+def test_grafana_reads_configmaps_of_its_namespace_only(dev_plan):
+    """Grafana's sidecars watch ConfigMaps of `monitoring` under a Role (not every Secret of the cluster under the
+    chart's default ClusterRole): every dashboard of the plan is a ConfigMap there. (The chart's own dashboards and
+    data source go to the release's namespace, kube-prometheus-stack templates/grafana/*: they do not render here,
+    the Grafana sub-chart is absent from ../shared/charts.)"""
+    grafana = release(dev_plan, "kube-prometheus-stack").inputs["values"]["grafana"]
+    assert grafana["rbac"] == {"namespaced": True}
+    for sidecar in ("dashboards", "datasources"):
+        assert grafana["sidecar"][sidecar]["searchNamespace"] == "monitoring", sidecar
+        assert grafana["sidecar"][sidecar]["resource"] == "configmap", sidecar
+    labelled = [r for r in dev_plan.resources if r.type.startswith("kubernetes:")
+                and "grafana_dashboard" in (r.inputs.get("metadata", {}).get("labels") or {})]
+    assert labelled and all(r.type == "kubernetes:core/v1:ConfigMap" and r.inputs["metadata"]["namespace"] ==
+                            "monitoring" for r in labelled)
