@@ -183,6 +183,7 @@ models = [
             device_plugin=capacity.device_plugin,
             metrics_pipeline=monitoring.ready if monitoring else [],
             prometheus_address=monitoring.prometheus_address if monitoring else None,
+            image_digests=cfg.image_digests,
         ),
         opts=providers(cluster.provider),
     )
@@ -198,6 +199,7 @@ webui = (
             storage_class=storage.gp3_storage_class,
             volumes_released=storage.volumes_released,
             cpu_node_pool=capacity.cpu_node_pool,
+            image_digests=cfg.image_digests,
         ),
         opts=providers(cluster.provider),
     )
@@ -207,7 +209,8 @@ webui = (
 genai_perf = (
     GenAiPerf(
         f"{cfg.cluster_name}-genai-perf",
-        GenAiPerfArgs(namespace=nim_namespace, cpu_node_pool=capacity.cpu_node_pool),
+        GenAiPerfArgs(namespace=nim_namespace, cpu_node_pool=capacity.cpu_node_pool,
+                      image_digests=cfg.image_digests),
         opts=providers(cluster.provider),
     )
     if cfg.genai_perf

@@ -20,6 +20,7 @@ import pulumi_random as random
 
 from parts import helm
 from planning import versions
+from planning.security import pod_security_labels
 from components.alerts import Alerts, AlertsArgs, alertmanager_config
 from components.waiters import VolumesReleased
 from planning.config import AlertSettings, PrometheusSettings
@@ -151,7 +152,12 @@ class Monitoring(pulumi.ComponentResource):
         super().__init__("nim-on-eks:index:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)  # providers (AWS, the cluster's Kubernetes) come from opts
 
-        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=child)
+        # Privileged: node-exporter (kube-prometheus-stack) runs with hostNetwork, hostPID and hostPath mounts, and
+        # dcgm-exporter mounts the kubelet's pod-resources socket from the host (hostPath) with the SYS_ADMIN
+        # capability its profiling metrics need; hostPath is not allowed even at baseline (Pod Security Standards).
+        # Warnings and audit still flag every pod below restricted.
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-ns", metadata={"name": NAMESPACE, "labels": pod_security_labels("privileged")}, opts=child)
         self.namespace = namespace  # the NetworkPolicies go into it (components/netpol.py)
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
 
@@ -238,8 +244,14 @@ class Monitoring(pulumi.ComponentResource):
                     "enabled": True,
                     "admin": {"existingSecret": GRAFANA_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
                     # each of its sidecars (dashboards, datasources) takes these requests
+                    # Its sidecars read dashboards and the data source from ConfigMaps in this namespace only (all
+                    # this program and the chart create live here), never Secrets; with a namespaced Role instead of
+                    # the chart's default ClusterRole, which lets it read every Secret of the cluster (grafana chart
+                    # 12.11.1 templates/clusterrole.yaml: configmaps and secrets, get/watch/list).
+                    "rbac": {"namespaced": True},
                     "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1",
-                                               "searchNamespace": "ALL"},
+                                               "searchNamespace": NAMESPACE, "resource": "configmap"},
+                                "datasources": {"searchNamespace": NAMESPACE, "resource": "configmap"},
                                 "resources": {"requests": GRAFANA_SIDECAR.as_k8s()}},
                     "affinity": CPU_POOL_AFFINITY,
                     "resources": {"requests": CPU_POOL["grafana"].main.as_k8s(), "limits": {"memory": "512Mi"}},

@@ -22,6 +22,7 @@ import pulumi_kubernetes as k8s
 from planning.catalog import CatalogModel
 from planning.models import ModelRequest
 from planning.scheduling import GPU_TOLERATION, gpu_node_affinity
+from planning.security import NIM_MEMORY_LIMIT_FACTOR, by_digest, pod_security_labels, restricted_container
 from planning.workloads import NIM_UID
 from components.precache import precache_job, precache_off_reason
 from components.scaling import ModelScaling, ModelScalingArgs, Scaling
@@ -57,10 +58,9 @@ class NimNamespace(pulumi.ComponentResource):
             f"{name}-ns",
             metadata={"name": args.namespace, "labels": {
                 "app.kubernetes.io/part-of": "nim-on-eks",
-                # NIM pods meet the restricted Pod Security Standard; GenAI-Perf's SDK image runs as root, so the
-                # namespace enforces baseline and warns about anything below restricted.
-                "pod-security.kubernetes.io/enforce": "baseline",
-                "pod-security.kubernetes.io/warn": "restricted",
+                # Every pod in it meets the restricted Pod Security Standard: NIM, its pre-cache Jobs, and GenAI-Perf
+                # (non-root: components/webui.py) (tests/test_pod_security.py).
+                **pod_security_labels("restricted"),
             }},
             opts=child,
         )
@@ -119,6 +119,7 @@ class NimModelArgs:
     # The Prometheus KEDA's triggers query (Monitoring.prometheus_address); None: monitoring is off, and the model
     # scales on requests through the interceptor.
     prometheus_address: str | None = None
+    image_digests: dict[str, str] = field(default_factory=dict)  # config image_digests: pull by digest when given
 
 
 class NimModel(pulumi.ComponentResource):
@@ -163,7 +164,7 @@ class NimModel(pulumi.ComponentResource):
         else:
             self.precache = precache_job(
                 f"{name}-precache", m, entry, namespace=ns, claim=f"{app}-cache", cache_path=CACHE_PATH,
-                pull_secret=PULL_SECRET, api_key_secret=API_KEY_SECRET,
+                pull_secret=PULL_SECRET, api_key_secret=API_KEY_SECRET, image_digests=args.image_digests,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[
                     args.namespace, args.storage_class, args.volumes_released, args.cpu_node_pool, self.cache]),
             )
@@ -186,7 +187,8 @@ class NimModel(pulumi.ComponentResource):
         startup_checks = startup_minutes(entry.cache_gib) * 6  # every 10 s
         resources = {
             "requests": {"cpu": str(entry.cpu), "memory": f"{entry.memory_gib}Gi", "nvidia.com/gpu": str(m.gpus)},
-            "limits": {"nvidia.com/gpu": str(m.gpus)},
+            # host memory: a leak stops before it takes the node's other replicas (planning/security.py)
+            "limits": {"memory": f"{entry.memory_gib * NIM_MEMORY_LIMIT_FACTOR}Gi", "nvidia.com/gpu": str(m.gpus)},
         }
         pod_spec = {
             "serviceAccountName": "default",
@@ -201,15 +203,18 @@ class NimModel(pulumi.ComponentResource):
             "terminationGracePeriodSeconds": 180,
             "containers": [{
                 "name": "nim-llm",
-                "image": f"{entry.image}:{m.image_tag}",
+                "image": by_digest(f"{entry.image}:{m.image_tag}", args.image_digests),
                 "imagePullPolicy": "IfNotPresent",
                 "ports": [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}],
                 "env": env,
                 "resources": resources,
                 "volumeMounts": [{"name": "model-store", "mountPath": CACHE_PATH},
                                  {"name": "dshm", "mountPath": "/dev/shm"}],
-                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                                    "runAsNonRoot": True},
+                # Not a read-only root: NVIDIA documents the cache and /dev/shm as NIM's only mounts, but not where
+                # its engines (TensorRT-LLM, vLLM, PyTorch, Triton kernels) write their compile caches and temporary
+                # files besides (HOME, /tmp, or folders of the image per release), and a missed one fails a model
+                # at load time on a paid GPU. Non-root, it cannot change the image's root-owned files anyway.
+                "securityContext": restricted_container(read_only_root=False),
                 "startupProbe": probe("/v1/health/live", 10, startup_checks, delay=40),
                 "livenessProbe": probe("/v1/health/live", 15, 4),
                 "readinessProbe": probe("/v1/health/ready", 10, 3),

@@ -41,6 +41,7 @@ from planning import nim_profiles
 from planning.catalog import CatalogModel
 from planning.models import ModelRequest
 from planning.scheduling import CPU_POOL_AMD64_AFFINITY
+from planning.security import by_digest
 from planning.workloads import NIM_UID, PRECACHE_JOB, PRECACHE_MEMORY_LIMIT_MIB, precache_timeout_minutes
 
 # What the container runs: planning/nim_profiles.py, under the Python that runs NIM's own `download-to-cache` (a
@@ -64,7 +65,8 @@ def precache_off_reason(model: ModelRequest, entry: CatalogModel) -> str | None:
 
 
 def job_spec(model: ModelRequest, entry: CatalogModel, *, claim: str, cache_path: str, pull_secret: str,
-             api_key_secret: str, labels: dict[str, str]) -> dict[str, Any]:
+             api_key_secret: str, labels: dict[str, str], image_digests: dict[str, str] | None = None
+             ) -> dict[str, Any]:
     """The Job's spec: one pod on the CPU pool that downloads the model's profiles into its cache claim."""
     env_given = dict(model.env)
     timeout_minutes = precache_timeout_minutes(entry.cache_gib)
@@ -104,7 +106,7 @@ def job_spec(model: ModelRequest, entry: CatalogModel, *, claim: str, cache_path
                 "affinity": CPU_POOL_AMD64_AFFINITY,
                 "containers": [{
                     "name": "precache",
-                    "image": f"{entry.image}:{model.image_tag}",
+                    "image": by_digest(f"{entry.image}:{model.image_tag}", image_digests or {}),
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["sh", "-c", LAUNCH],
                     "args": [SCRIPT],
@@ -114,6 +116,7 @@ def job_spec(model: ModelRequest, entry: CatalogModel, *, claim: str, cache_path
                         "limits": {"memory": f"{PRECACHE_MEMORY_LIMIT_MIB}Mi"},
                     },
                     "volumeMounts": [{"name": "model-store", "mountPath": cache_path}],
+                    # not a read-only root, like the server's (components/nim.py): the same image and download code
                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                                         "runAsNonRoot": True},
                     # `kubectl describe` shows why it failed (the program's last lines)
@@ -127,7 +130,7 @@ def job_spec(model: ModelRequest, entry: CatalogModel, *, claim: str, cache_path
 
 def precache_job(name: str, model: ModelRequest, entry: CatalogModel, *, namespace: str, claim: str,
                  cache_path: str, pull_secret: str, api_key_secret: str,
-                 opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
+                 opts: pulumi.ResourceOptions, image_digests: dict[str, str] | None = None) -> k8s.batch.v1.Job:
     """The model's pre-cache Job, `<k8s name>-precache`, waited for by `pulumi up` (see the module docstring)."""
     app = model.k8s_name
     labels = {"app.kubernetes.io/name": "nim-llm-precache", "app.kubernetes.io/instance": app,
@@ -138,7 +141,7 @@ def precache_job(name: str, model: ModelRequest, entry: CatalogModel, *, namespa
         metadata={"name": f"{app}-precache", "namespace": namespace, "labels": labels,
                   "annotations": {"pulumi.com/replaceUnready": "true"}},
         spec=job_spec(model, entry, claim=claim, cache_path=cache_path, pull_secret=pull_secret,
-                      api_key_secret=api_key_secret, labels=labels),
+                      api_key_secret=api_key_secret, labels=labels, image_digests=image_digests),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
             custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout))),
     )

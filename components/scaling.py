@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 
 from parts import helm
 from planning import versions
+from planning.security import pod_security_labels
 from planning.catalog import CatalogModel
 from planning.models import ModelRequest
 from planning.scaling import WAKE_ONLY_CONCURRENCY, can_scale_to_zero, cold_start_limit_seconds, \
@@ -132,7 +133,7 @@ class Scaling(pulumi.ComponentResource):
             f"{name}-ns",
             # every pod in it meets the restricted Pod Security Standard (tests/test_scaling.py renders them)
             metadata={"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "nim-on-eks",
-                                                    "pod-security.kubernetes.io/enforce": "restricted"}},
+                                                    **pod_security_labels("restricted")}},
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.keda = helm.release(

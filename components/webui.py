@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from planning import versions
+from planning.security import GENAI_PERF_UID, by_digest, OPEN_WEBUI_UID, pod_security_labels, restricted_container, restricted_pod
 from planning.scheduling import AMD64_NODE_SELECTOR, CPU_POOL_AFFINITY
 from planning.workloads import CPU_POOL, OPEN_WEBUI_DATA_GB
 from components.nim import PULL_SECRET, NimNamespace
 from components.waiters import VolumesReleased
 
 NAMESPACE = "open-webui"
+# Where Open WebUI's backend keeps the static files it serves, and copies the frontend's icons into on every start
+# (backend/open_webui/config.py: STATIC_DIR, default OPEN_WEBUI_DIR/static; the image's WORKDIR is /app/backend). In the
+# image it belongs to root: as a non-root user on a read-only root the copy's `mkdir` of a missing folder would fail,
+# so it is an emptyDir that an init container fills from the image first.
+STATIC_DIR = "/app/backend/open_webui/static"
+DATA_DIR = "/app/backend/data"
 
 
 def openai_env(urls: list[str]) -> dict[str, str]:
@@ -30,6 +37,7 @@ class OpenWebUIArgs:
     storage_class: k8s.storage.v1.StorageClass
     volumes_released: VolumesReleased
     cpu_node_pool: k8s.apiextensions.CustomResource
+    image_digests: dict[str, str] = field(default_factory=dict)  # config image_digests: pull by digest when given
 
 
 class OpenWebUI(pulumi.ComponentResource):
@@ -37,7 +45,9 @@ class OpenWebUI(pulumi.ComponentResource):
         super().__init__("nim-on-eks:index:OpenWebUI", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = {"app.kubernetes.io/name": "open-webui", "app.kubernetes.io/part-of": "nim-on-eks"}
-        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE}, opts=child)
+        # every pod in it meets the restricted Pod Security Standard (tests/test_pod_security.py)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-ns", metadata={"name": NAMESPACE, "labels": pod_security_labels("restricted")}, opts=child)
         self.namespace = namespace  # the NetworkPolicies go into it (components/netpol.py)
         waits_for = [args.storage_class, args.volumes_released, args.cpu_node_pool]
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace, *waits_for])
@@ -62,6 +72,7 @@ class OpenWebUI(pulumi.ComponentResource):
                   "resources": {"requests": {"storage": f"{OPEN_WEBUI_DATA_GB}Gi"}}},
             opts=in_ns,
         )
+        image = by_digest(versions.OPEN_WEBUI_IMAGE, args.image_digests)
         env = [{"name": k, "value": v} for k, v in openai_env(args.model_urls).items()]
         env += [
             {"name": "WEBUI_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "open-webui", "key": "WEBUI_SECRET_KEY"}}},
@@ -72,7 +83,18 @@ class OpenWebUI(pulumi.ComponentResource):
             # config.py: persistence is on only for the value "true"); changes made in the admin panel last until
             # the next restart.
             {"name": "ENABLE_PERSISTENT_CONFIG", "value": "false"},
+            # not the image's /root (root's, and read-only here): what libraries keep under ~ goes to /tmp
+            {"name": "HOME", "value": "/tmp"},
         ]
+        # Copies the image's static files into the writable emptyDir the server then uses (STATIC_DIR above).
+        static_init = {
+            "name": "static-files",
+            "image": image,
+            "command": ["sh", "-c", f"cp -R {STATIC_DIR}/. /static/"],
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+            "volumeMounts": [{"name": "static", "mountPath": "/static"}],
+            "securityContext": restricted_container(read_only_root=True),
+        }
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata={"name": "open-webui", "namespace": NAMESPACE, "labels": labels},
@@ -82,23 +104,34 @@ class OpenWebUI(pulumi.ComponentResource):
                 "selector": {"matchLabels": labels},
                 "template": {"metadata": {"labels": labels}, "spec": {
                     "affinity": CPU_POOL_AFFINITY,
+                    "automountServiceAccountToken": False,  # it never calls the Kubernetes API
+                    # non-root; fsGroup makes the data volume (EBS, formatted by root) the group's, so it can write
+                    "securityContext": restricted_pod(OPEN_WEBUI_UID),
+                    "initContainers": [static_init],
                     "containers": [{
                         "name": "open-webui",
-                        "image": versions.OPEN_WEBUI_IMAGE,
+                        "image": image,
                         "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
                         "env": env,
                         "resources": {"requests": CPU_POOL["open-webui"].main.as_k8s(),
                                       "limits": {"cpu": "2", "memory": "3Gi"}},
-                        "volumeMounts": [{"name": "data", "mountPath": "/app/backend/data"}],
+                        # Writable: its data (database, uploads, model caches: DATA_DIR), the static files, /tmp (HOME,
+                        # uploads in flight). start.sh's `tee server.log` into /app/backend cannot open its file on
+                        # the read-only root; tee still passes the log to stdout (GNU tee goes on after a file error).
+                        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR},
+                                         {"name": "static", "mountPath": STATIC_DIR},
+                                         {"name": "tmp", "mountPath": "/tmp"}],
                         # the first start downloads its embedding model
                         "startupProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10,
                                          "failureThreshold": 60},
                         "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10},
                         "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 30,
                                           "failureThreshold": 4},
-                        "securityContext": {"allowPrivilegeEscalation": False},
+                        "securityContext": restricted_container(read_only_root=True),
                     }],
-                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "open-webui-data"}}],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "open-webui-data"}},
+                                {"name": "static", "emptyDir": {"sizeLimit": "256Mi"}},
+                                {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}],
                 }},
             },
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[
@@ -120,6 +153,7 @@ class GenAiPerfArgs:
     # The NIM namespace, so `--url nim-llm-<model>:8000` resolves; the pod pulls with its NGC secret, so waits for it.
     namespace: NimNamespace
     cpu_node_pool: k8s.apiextensions.CustomResource  # Karpenter's CPU NodePool, which it runs on
+    image_digests: dict[str, str] = field(default_factory=dict)  # config image_digests: pull by digest when given
 
 
 class GenAiPerf(pulumi.ComponentResource):
@@ -139,14 +173,24 @@ class GenAiPerf(pulumi.ComponentResource):
                     # the Triton SDK image is amd64 only, as far as checked (planning/versions.py GENAI_PERF_ARCHES)
                     "nodeSelector": AMD64_NODE_SELECTOR,
                     "imagePullSecrets": [{"name": PULL_SECRET}],
+                    "automountServiceAccountToken": False,  # it measures NIM over HTTP, never calls the API
+                    # The Triton SDK image runs as root by default; nothing in it needs root: `sleep`, and the
+                    # genai-perf CLI, which writes its artifacts under the working directory and downloads the
+                    # tokenizer to the Hugging Face cache under HOME. Both are the emptyDir `work`, /tmp another.
+                    "securityContext": restricted_pod(GENAI_PERF_UID, fs_group=False),
                     "containers": [{
                         "name": "genai-perf",
-                        "image": versions.GENAI_PERF_IMAGE,
+                        "image": by_digest(versions.GENAI_PERF_IMAGE, args.image_digests),
                         "command": ["sleep", "infinity"],
+                        "workingDir": "/work",
+                        "env": [{"name": "HOME", "value": "/work"}],
                         "resources": {"requests": CPU_POOL["genai-perf"].main.as_k8s(),
                                       "limits": {"cpu": "4", "memory": "8Gi"}},
-                        "securityContext": {"allowPrivilegeEscalation": False},
+                        "volumeMounts": [{"name": "work", "mountPath": "/work"}, {"name": "tmp", "mountPath": "/tmp"}],
+                        "securityContext": restricted_container(read_only_root=True),
                     }],
+                    "volumes": [{"name": "work", "emptyDir": {"sizeLimit": "10Gi"}},
+                                {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}],
                     "terminationGracePeriodSeconds": 5,
                 }},
             },

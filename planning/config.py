@@ -45,6 +45,7 @@ from planning.instances import load_instances
 from planning.keys import Bad, Secret, boolean, build, distinct_list, group, key, keys_of, matching, names, \
     number, one_of, parse_keys, readme_table, show, unknown_keys, whole, whole_choice
 from planning.models import CAPACITY_TYPES, FIELDS as MODEL_FIELDS, ModelRequest, fit_models, parse_models
+from planning.security import digest_map
 from planning.scaling import DEFAULT_IDLE_MINUTES, MAX_IDLE_MINUTES, MIN_IDLE_MINUTES, needs_interceptor
 from planning.pools import CpuPoolFitError, core_shortfall, cpu_pool, node_daemonsets, size_cpu_pool, unplaceable
 from planning.workloads import HTTP_ADD_ON, PRECACHE_JOB, cpu_pool_workloads
@@ -103,6 +104,13 @@ def private_cidr(raw: str) -> str:
     if not 16 <= net.prefixlen <= 20:
         raise Bad("allowed: a prefix from /16 (AWS's largest VPC) to /20 (pods take VPC addresses)")
     return str(net)
+
+
+def image_digests(raw: Any) -> dict[str, str]:
+    try:
+        return digest_map(raw)
+    except ValueError as err:
+        raise Bad(str(err)) from None
 
 
 def tag_map(raw: str) -> dict[str, str]:
@@ -362,6 +370,11 @@ class StackConfig:
                            "(without it they scale on requests through the interceptor).")
     open_webui: bool = key("open_webui", boolean, True, "Open WebUI chat front end.")
     genai_perf: bool = key("genai_perf", boolean, False, "A GenAI-Perf pod for interactive benchmarks.")
+    image_digests: dict[str, str] = key(
+        "image_digests", image_digests, {},
+        "Pull images by digest: a JSON map from an image as the plan shows it (`repository:tag`: Open WebUI, "
+        "GenAI-Perf, a model's NIM) to its `sha256:` digest; the tag stays pinned, the digest makes it immutable. "
+        "A key naming no image of the stack is an error.")
     # not keys
     project: str
     stack: str
@@ -480,6 +493,14 @@ def parse_config(
                 f"core_node_count: {values['core_node_count']} is greater than core_node_max "
                 f"{values['core_node_max']}; allowed: core_node_count <= core_node_max"
             )
+
+    if values.get("image_digests"):
+        used = {catalog.models[m.name].image + ":" + m.image_tag for m in models} | (
+            {versions.OPEN_WEBUI_IMAGE} if valid("open_webui") else set()) | (
+            {versions.GENAI_PERF_IMAGE} if valid("genai_perf") else set())
+        if unused := sorted(set(values["image_digests"]) - used):
+            problems.append(f"image_digests: {', '.join(unused)} is no image of this stack; allowed: "
+                            f"{', '.join(sorted(used))}")
 
     cluster_name = values.get("cluster_name") or default_cluster_name(project, stack)
     if values.get("cluster_name") is None and not re.fullmatch(CLUSTER_NAME_RE, cluster_name):
