@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from planning.flows import Namespaces, policies
+from planning.flows import DEFAULT_DENY, Namespaces, policies
 
 
 @dataclass
@@ -25,11 +25,19 @@ class NetworkPolicies(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nim-on-eks:index:NetworkPolicies", name, None, opts)
         in_namespaces = pulumi.ResourceOptions(parent=self, depends_on=args.namespace_resources)
-        self.policies = [
-            k8s.networking.v1.NetworkPolicy(
-                f"{name}-{p['metadata']['namespace']}-{p['metadata']['name']}",
-                metadata=p["metadata"], spec=p["spec"], opts=in_namespaces,
-            )
-            for p in policies(args.namespaces)
-        ]
+        everything = policies(args.namespaces)
+
+        def make(p: dict, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+            return k8s.networking.v1.NetworkPolicy(f"{name}-{p['metadata']['namespace']}-{p['metadata']['name']}",
+                                                   metadata=p["metadata"], spec=p["spec"], opts=opts)
+
+        # The allows first, then each namespace's default deny: applied together on a cluster already running, the
+        # deny alone would drop the product's flows (and the API server's calls to fail-closed webhooks) for the
+        # seconds between them; on destroy the deny goes first for the same reason.
+        allows = [(p["metadata"]["namespace"], make(p, in_namespaces)) for p in everything
+                  if p["metadata"]["name"] != DEFAULT_DENY]
+        denies = [make(p, pulumi.ResourceOptions.merge(in_namespaces, pulumi.ResourceOptions(
+                      depends_on=[r for ns, r in allows if ns == p["metadata"]["namespace"]])))
+                  for p in everything if p["metadata"]["name"] == DEFAULT_DENY]
+        self.policies = [r for _, r in allows] + denies
         self.register_outputs({"count": len(self.policies)})

@@ -22,7 +22,7 @@ import pulumi_kubernetes as k8s
 from planning.catalog import CatalogModel
 from planning.models import ModelRequest
 from planning.scheduling import GPU_TOLERATION, gpu_node_affinity
-from planning.security import NIM_MEMORY_LIMIT_FACTOR, by_digest, pod_security_labels, restricted_container
+from planning.security import NIM_SHM_GIB, by_digest, nim_memory_limit_gib, pod_security_labels, restricted_container
 from planning.workloads import NIM_UID
 from components.precache import precache_job, precache_off_reason
 from components.scaling import ModelScaling, ModelScalingArgs, Scaling
@@ -188,7 +188,7 @@ class NimModel(pulumi.ComponentResource):
         resources = {
             "requests": {"cpu": str(entry.cpu), "memory": f"{entry.memory_gib}Gi", "nvidia.com/gpu": str(m.gpus)},
             # host memory: a leak stops before it takes the node's other replicas (planning/security.py)
-            "limits": {"memory": f"{entry.memory_gib * NIM_MEMORY_LIMIT_FACTOR}Gi", "nvidia.com/gpu": str(m.gpus)},
+            "limits": {"memory": f"{nim_memory_limit_gib(entry.memory_gib)}Gi", "nvidia.com/gpu": str(m.gpus)},
         }
         pod_spec = {
             "serviceAccountName": "default",
@@ -223,7 +223,7 @@ class NimModel(pulumi.ComponentResource):
             "volumes": [
                 {"name": "model-store", "persistentVolumeClaim": {"claimName": f"{app}-cache"}},
                 # NCCL and the inference engine share tensors through /dev/shm: memory-backed, not the 64 MiB default.
-                {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
+                {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{NIM_SHM_GIB}Gi"}},
             ],
         }
 

@@ -64,6 +64,9 @@ KEDA_METRICS_PORT = 8080
 ANY_PORT_SAMPLE = 1234
 
 
+# Each owned namespace's policy that selects every pod for ingress and allows nothing (the other policies allow).
+DEFAULT_DENY = "default-deny-ingress"
+
 @dataclass(frozen=True)
 class Peer:
     """One end of a flow: pods (namespace + labels; labels None = any pod there) or an IP block."""
@@ -212,7 +215,7 @@ def policies(ns: Namespaces) -> list[dict]:
                              "labels": {"app.kubernetes.io/part-of": "nim-on-eks"}},
                 "spec": spec}
 
-    out = [obj("default-deny-ingress", n, {"podSelector": {}, "policyTypes": ["Ingress"]}) for n in ns.owned]
+    out = [obj(DEFAULT_DENY, n, {"podSelector": {}, "policyTypes": ["Ingress"]}) for n in ns.owned]
     for a in allows(ns):
         rule: dict = {"from": [peer(a.source)]}
         if a.ports:

@@ -37,6 +37,14 @@ GENAI_PERF_UID = 1000
 # reserve; twice the request leaves room for the peaks of a model load (weights staged through host memory before
 # they go to the GPUs). Page cache of the weights read from EFS is reclaimable and does not OOM-kill the pod.
 NIM_MEMORY_LIMIT_FACTOR = 2
+# NIM's /dev/shm: a memory-backed emptyDir (NCCL and the engine share tensors through it), whose files count against
+# the container's memory limit (kubernetes.io/docs/concepts/storage/volumes/#emptydir), so the limit adds its size.
+NIM_SHM_GIB = 16
+
+
+def nim_memory_limit_gib(memory_gib: int) -> int:
+    """NIM's host memory limit: twice what a loaded model uses, plus all of /dev/shm."""
+    return memory_gib * NIM_MEMORY_LIMIT_FACTOR + NIM_SHM_GIB
 
 LEVELS = ("privileged", "baseline", "restricted")
 

@@ -330,3 +330,16 @@ def test_vpc_cni_enforces_network_policies(dev_plan):
     [cni] = [r for r in dev_plan.of_type("aws:eks/addon:Addon") if r.inputs["addonName"] == "vpc-cni"]
     assert cni.implied
     assert json.loads(cni.inputs["configurationValues"])["enableNetworkPolicy"] == "true"
+
+
+def test_each_default_deny_waits_for_the_allows_of_its_namespace(dev_plan):
+    """Applied together on a running cluster, a deny created before its allows would drop the product's flows (and
+    the API server's calls to fail-closed webhooks) for the seconds between them (review of issue 14)."""
+    found = dev_plan.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    denies = [p for p in found if p.inputs["metadata"]["name"] == "default-deny-ingress"]
+    assert denies
+    for deny in denies:
+        ns = deny.inputs["metadata"]["namespace"]
+        allows = [p for p in found if p.inputs["metadata"]["namespace"] == ns and p is not deny]
+        assert all(dev_plan.depends_on(deny, a) for a in allows), ns  # open-webui has none: reached by port-forward
+    assert sum(1 for p in found if p.inputs["metadata"]["namespace"] == "nim") >= 3

@@ -80,9 +80,9 @@ def test_statefulset_server(dev_plan):
     assert env["NIM_SERVED_MODEL_NAME"]["value"] == "meta/llama3-8b-instruct"
     assert env["NIM_JSONL_LOGGING"]["value"] == "1"
     assert c["ports"] == [{"name": "http-openai", "containerPort": 8000, "protocol": "TCP"}]
-    # host memory limited at twice the request (planning/security.py NIM_MEMORY_LIMIT_FACTOR)
+    # host memory limited at twice the request plus the 16 GiB of /dev/shm, whose files count against it
     assert c["resources"] == {"requests": {"cpu": "4", "memory": "26Gi", "nvidia.com/gpu": "1"},
-                              "limits": {"memory": "52Gi", "nvidia.com/gpu": "1"}}
+                              "limits": {"memory": "68Gi", "nvidia.com/gpu": "1"}}
     pod = spec["template"]["spec"]
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in pod["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from planning import versions
-from planning.security import NIM_MEMORY_LIMIT_FACTOR, POD_SECURITY_VERSION
+from planning.security import NIM_MEMORY_LIMIT_FACTOR, NIM_SHM_GIB, POD_SECURITY_VERSION
 from tests import conformance, helm_render, placement
 from tests.conftest import THREE_MODELS, needs_dir, plan_for, release, unavailable
 from tests.pod_security import violations
@@ -122,7 +122,9 @@ def test_hardening_beyond_the_standard(dev_plan):
     for pod in nim:
         [c] = pod["containers"]
         req, lim = c["resources"]["requests"]["memory"], c["resources"]["limits"]["memory"]
-        assert int(lim.removesuffix("Gi")) == NIM_MEMORY_LIMIT_FACTOR * int(req.removesuffix("Gi"))
+        shm = next(v for v in pod["volumes"] if v["name"] == "dshm")["emptyDir"]["sizeLimit"]
+        assert shm == f"{NIM_SHM_GIB}Gi"
+        assert int(lim.removesuffix("Gi")) == NIM_MEMORY_LIMIT_FACTOR * int(req.removesuffix("Gi")) + NIM_SHM_GIB
         assert c["securityContext"]["readOnlyRootFilesystem"] is False
 
 
