@@ -2,7 +2,7 @@
 
 Composition only; it reads like the architecture diagram:
 config (and its cost) -> network -> cluster -> (capacity, storage, monitoring, scaling) -> one NimModel per model
--> Open WebUI, GenAI-Perf -> outputs. Each component gets its providers once, in opts; what it waits for is named
+-> Open WebUI, GenAI-Perf -> network policies -> outputs. Each component gets its providers once, in opts; what it waits for is named
 in its Args.
 """
 
@@ -10,11 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alerts import receiver_warning
-from planning.catalog import load_catalog
 from components.cluster import Cluster, ClusterArgs
-from planning.config import load_config
-from planning.flows import Namespaces
-from planning.cost import cost_warnings, estimate
 from components.karpenter import Karpenter, KarpenterArgs
 from components.monitoring import NAMESPACE as monitoring_namespace, Monitoring, MonitoringArgs
 from components.netpol import NetworkPolicies, NetworkPoliciesArgs
@@ -23,6 +19,10 @@ from components.nim import NimModel, NimModelArgs, NimNamespace, NimNamespaceArg
 from components.scaling import Scaling, ScalingArgs
 from components.storage import Storage, StorageArgs
 from components.webui import NAMESPACE as webui_namespace, GenAiPerf, GenAiPerfArgs, OpenWebUI, OpenWebUIArgs
+from planning.catalog import load_catalog
+from planning.config import load_config
+from planning.cost import cost_warnings, estimate
+from planning.flows import Namespaces
 from planning.scaling import can_scale_to_zero, cold_start_limit_seconds, needs_interceptor, scaling_warnings
 
 # --- config: every problem is reported here, before anything is created ---------------------------------
