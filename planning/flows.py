@@ -75,9 +75,10 @@ class Peer:
     labels: dict[str, str] | None = None
     cidr: str | None = None
     name: str = ""  # for tables and messages
+    excluded: tuple[str, ...] = ()  # ranges inside `cidr` that are not part of it (ipBlock `except`)
 
     def __hash__(self) -> int:
-        return hash((self.namespace, tuple(sorted((self.labels or {}).items())), self.cidr))
+        return hash((self.namespace, tuple(sorted((self.labels or {}).items())), self.cidr, self.excluded))
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,9 @@ def nim_egress(ns: Namespaces) -> list[Egress]:
         Egress("dns", Peer("kube-system", COREDNS, name="CoreDNS"), (("UDP", 53), ("TCP", 53)), "name resolution"),
         # NGC's endpoints (nvcr.io, api.ngc.nvidia.com, the CDN the model files come from) have no fixed addresses:
         # the policy language has no names, so 443 to anywhere; all other ports to the internet stay closed.
-        Egress("https", Peer(cidr="0.0.0.0/0", name="anywhere (NGC)"), (("TCP", 443),),
+        # ... but not inside the VPC (the API server's private endpoint, other services): nothing NIM needs is there
+        Egress("https", Peer(cidr="0.0.0.0/0", name="anywhere outside the VPC (NGC)", excluded=(ns.vpc_cidr,)),
+               (("TCP", 443),),
                "NGC (images are pulled by the node; the model files by NIM and the pre-cache Job)"),
     ]
     if ns.genai_perf:
@@ -206,7 +209,7 @@ def policies(ns: Namespaces) -> list[dict]:
 
     def peer(p: Peer) -> dict:
         if p.cidr:
-            return {"ipBlock": {"cidr": p.cidr}}
+            return {"ipBlock": {"cidr": p.cidr, **({"except": list(p.excluded)} if p.excluded else {})}}
         return {"namespaceSelector": {"matchLabels": {NS_LABEL: p.namespace}}, "podSelector": selector(p.labels)}
 
     def obj(name: str, namespace: str, spec: dict) -> dict:
@@ -249,6 +252,8 @@ def expected_flows(ns: Namespaces) -> list[Flow]:
         Flow(nim, Peer(cidr="203.0.113.10/32", name="the internet"), 80, False, "no plain HTTP out of nim"),
         Flow(nim, Peer(cidr=_host(ns.vpc_cidr), name="a VPC address"), 2049, False,
              "the EFS mount is the node's, not the pod's"),
+        Flow(nim, Peer(cidr=_host(ns.vpc_cidr), name="a VPC address"), 443, False,
+             "HTTPS out of nim goes outside the VPC only (NGC), not to the API server or other services in it"),
         Flow(nim, Peer(ns.keda, KEDA_OPERATOR, name="KEDA operator"), 9666, False, "nim pods call nothing in keda"),
         Flow(nim, Peer("kube-system", COREDNS, name="CoreDNS"), 9153, False, "only DNS on CoreDNS"),
         Flow(vpc_host, Peer(ns.keda, KEDA_OPERATOR, name="KEDA operator"), 9666, False,

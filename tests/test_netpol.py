@@ -194,10 +194,19 @@ def test_the_matrix_catches_a_planted_mistake(dev_plan):
     # and an egress widened to every port lets plain HTTP out of nim
     planted = copy.deepcopy(plan_policies(dev_plan))
     [egress] = [p for p in planted if p["metadata"]["name"] == "egress-nim"]
-    [https] = [r for r in egress["spec"]["egress"] if r["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}]]
+    [https] = [r for r in egress["spec"]["egress"] if r["to"][0].get("ipBlock", {}).get("cidr") == "0.0.0.0/0"]
     del https["ports"]
     assert any("the internet:80/TCP: expected denied" in m
                for m in mismatches(planted, flows.expected_flows(dev_namespaces(dev_plan))))
+    # and the HTTPS egress without its VPC exception reaches the API server's private endpoint
+    planted = copy.deepcopy(plan_policies(dev_plan))
+    [egress] = [p for p in planted if p["metadata"]["name"] == "egress-nim"]
+    [https] = [r for r in egress["spec"]["egress"] if r["to"][0].get("ipBlock", {}).get("cidr") == "0.0.0.0/0"]
+    assert https["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/16"]}}]
+    del https["to"][0]["ipBlock"]["except"]
+    assert [m for m in mismatches(planted, flows.expected_flows(dev_namespaces(dev_plan))) if ":443/TCP" in m] == [
+        "NIM -> a VPC address:443/TCP: expected denied, got allowed (HTTPS out of nim goes outside the VPC only "
+        "(NGC), not to the API server or other services in it)"]
 
 
 def test_nim_egress_is_dns_https_and_the_models_only(dev_plan):
