@@ -23,7 +23,7 @@ import pulumi  # noqa: E402
 
 from planning.catalog import load_catalog  # noqa: E402
 from planning.config import ConfigError, parse_config  # noqa: E402
-from tests import conformance  # noqa: E402
+from tests import conformance, helm_render  # noqa: E402
 from tools import mockrun  # noqa: E402
 from tools.baseline import THREE_MODELS  # noqa: E402,F401 - the second reference stack, shared with the baseline
 
@@ -151,3 +151,13 @@ def pytest_runtest_makereport(item, call):
 
 
 needs_reference = needs_dir(conformance.REFERENCE, conformance.SKIP_REASON)
+
+
+@pytest.fixture(scope="session")
+def helm() -> helm_render.Helm:
+    """The helm binary the render tests run (helm 3.8+ on PATH, or the one `make test` puts in .tools)."""
+    found = helm_render.find_helm()
+    if found is None:
+        unavailable(f"no helm {helm_render.MIN_HELM[0]}.{helm_render.MIN_HELM[1]}+ on PATH and no "
+                    f"{helm_render.TOOL_HELM}: `make test` installs it (`make .tools/helm`)")
+    return found

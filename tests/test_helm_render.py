@@ -64,13 +64,6 @@ def _cases() -> list:
     return params
 
 
-@pytest.fixture(scope="session")
-def helm() -> helm_render.Helm:
-    found = helm_render.find_helm()
-    if found is None:
-        unavailable(f"no helm {helm_render.MIN_HELM[0]}.{helm_render.MIN_HELM[1]}+ on PATH and no "
-                    f"{helm_render.TOOL_HELM}: `make test` installs it (`make .tools/helm`)")
-    return found
 
 
 # Sub-charts ../shared/charts lacks (its README says they are there; its copy of the upstream repo dropped

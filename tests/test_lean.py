@@ -51,12 +51,6 @@ def switches(plan) -> dict[str, bool]:
     return {**on, HTTP_ADD_ON: any(r.name.endswith("-scaling-http-add-on") for r in plan.resources)}
 
 
-@pytest.fixture(scope="module")
-def helm() -> helm_render.Helm:
-    found = helm_render.find_helm()
-    if found is None:
-        unavailable("no helm 3.8+ on PATH and no .tools/helm: `make test` installs it")
-    return found
 
 
 _PODS: dict[str, list[placement.Pod]] = {}

@@ -13,7 +13,7 @@ from components import nim as nim_component
 from components.monitoring import PROMETHEUS_PORT
 from planning import flows, versions
 from tests import conformance, helm_render
-from tests.conftest import THREE_MODELS, needs_dir, plan_for, unavailable
+from tests.conftest import THREE_MODELS, needs_dir, plan_for
 from tools import netpol
 from tools.netpol import Endpoint, allowed
 
@@ -258,11 +258,8 @@ needs_charts = needs_dir(helm_render.CHARTS, f"{helm_render.CHARTS} is absent: t
 
 
 @pytest.fixture(scope="module")
-def chart_manifests(dev_plan) -> list[tuple[str, dict]]:
+def chart_manifests(dev_plan, helm) -> list[tuple[str, dict]]:
     """(release namespace, manifest) of everything the dev plan's charts in the owned namespaces render."""
-    helm = helm_render.find_helm()
-    if helm is None:
-        unavailable("no helm: `make test` installs it (`make .tools/helm`)")
     out = []
     for r, chart, version in conformance.helm_releases(dev_plan):
         if chart not in ("keda", "keda-add-ons-http", "kube-prometheus-stack", "dcgm-exporter"):

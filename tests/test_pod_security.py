@@ -13,7 +13,7 @@ import pytest
 from planning import versions
 from planning.security import NIM_MEMORY_LIMIT_FACTOR, NIM_SHM_GIB, POD_SECURITY_VERSION
 from tests import conformance, helm_render, placement
-from tests.conftest import THREE_MODELS, needs_dir, plan_for, release, unavailable
+from tests.conftest import THREE_MODELS, needs_dir, plan_for, release
 from tests.pod_security import violations
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
@@ -128,12 +128,6 @@ def test_hardening_beyond_the_standard(dev_plan):
         assert c["securityContext"]["readOnlyRootFilesystem"] is False
 
 
-@pytest.fixture(scope="module")
-def helm() -> helm_render.Helm:
-    found = helm_render.find_helm()
-    if found is None:
-        unavailable("no helm 3.8+ on PATH and no .tools/helm: `make test` installs it")
-    return found
 
 
 @needs_charts

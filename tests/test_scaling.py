@@ -18,8 +18,7 @@ from planning.scaling import DEFAULT_CONCURRENCY_TARGET, WAKE_ONLY_CONCURRENCY, 
 from planning.scheduling import CPU_POOL_AFFINITY
 from planning.workloads import CPU_POOL, HTTP_ADD_ON
 from tests import conformance, helm_render
-from tests.conftest import CATALOG, THREE_MODELS, needs_dir, needs_reference, obj, parse, plan_for, release, \
-    unavailable
+from tests.conftest import CATALOG, THREE_MODELS, needs_dir, needs_reference, obj, parse, plan_for, release
 from tools import checks
 
 DEV = "nim-llm-llama3-8b-instruct"
@@ -132,11 +131,8 @@ needs_charts = needs_dir(helm_render.CHARTS, f"{helm_render.CHARTS} is absent: t
 
 
 @pytest.fixture(scope="module")
-def rendered(dev_plan) -> dict[str, list[dict]]:
+def rendered(dev_plan, helm) -> dict[str, list[dict]]:
     """Chart name -> the manifests `helm template` renders for the dev plan's release of it."""
-    helm = helm_render.find_helm()
-    if helm is None:
-        unavailable("no helm: `make test` installs it (`make .tools/helm`)")
     found = {}
     for r, chart, version in conformance.helm_releases(dev_plan):
         if chart not in ("keda", "keda-add-ons-http", "kube-prometheus-stack"):
