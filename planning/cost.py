@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import math
+import types
+import typing
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import date
 from pathlib import Path
@@ -57,9 +59,23 @@ def as_json(value: Any) -> Any:
     return value
 
 
-def _discount(data: dict[str, Any], key: str = "spot_discount_percent") -> dict[str, Any]:
-    """A from_json helper: the JSON list of a (low, high) discount back as a tuple."""
-    return {key: tuple(data[key]) if data.get(key) else None}
+def from_json(kind: Any, value: Any) -> Any:
+    """The inverse of `as_json`: `value` back as the type `kind` says, read from the dataclasses' field types
+    (nested dataclasses, tuples of them, optional ones); anything else as it is."""
+    if value is None:
+        return None
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        [inner] = [a for a in args if a is not type(None)]
+        return from_json(inner, value)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(from_json(args[0], v) for v in value)
+        return tuple(from_json(a, v) for a, v in zip(args, value))
+    if is_dataclass(kind):
+        hints = typing.get_type_hints(kind)
+        return kind(**{f.name: from_json(hints[f.name], value[f.name]) for f in fields(kind)})
+    return value
 
 
 @dataclass(frozen=True)
@@ -78,10 +94,6 @@ class Bases:
 
     spot: Scales
     on_demand: Scales
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Bases:
-        return cls(Scales(**data["spot"]), Scales(**data["on_demand"]))
 
 
 @dataclass(frozen=True)
@@ -170,12 +182,6 @@ class ModelCost:
     def instances_at_max(self) -> float:
         return self.per_replica * self.max_replicas
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ModelCost:
-        return cls(**{**data, "capacity_types": tuple(data["capacity_types"]), **_discount(data),
-                      "replicas": Replicas(**data["replicas"]), "per_hour": Bases.from_json(data["per_hour"]),
-                      "cold_start": ColdStartEstimate(**data["cold_start"])})
-
 
 @dataclass(frozen=True)
 class PoolNodeCost:
@@ -196,10 +202,6 @@ class PoolNodeCost:
             return f"{self.count} x {self.instance_type} spot est. ${self.per_node_hour:.3f}/h ({low}-{high}% off)"
         return f"{self.count} x {self.instance_type} on-demand ${self.per_node_hour:.3f}/h"
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PoolNodeCost:
-        return cls(**{**data, **_discount(data), "pods": tuple(data["pods"])})
-
 
 @dataclass(frozen=True)
 class PoolChoice:
@@ -212,10 +214,6 @@ class PoolChoice:
     @property
     def text(self) -> str:
         return " + ".join(n.text for n in self.nodes) or "no node (no pod on the pool)"
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PoolChoice:
-        return cls(tuple(PoolNodeCost.from_json(n) for n in data["nodes"]), data["vcpus"], data["per_hour"])
 
 
 @dataclass(frozen=True)
@@ -242,13 +240,6 @@ class CpuPoolCost:
         return (f"cpu_limit {self.limit_vcpu} cannot hold the CPU pool's pods: the estimate's nodes have "
                 f"{max(self.spot.vcpus, self.on_demand.vcpus)} vCPUs")
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CpuPoolCost:
-        return cls(**{**data, "families": tuple(data["families"]), "capacity_types": tuple(data["capacity_types"]),
-                      "workloads": tuple(data["workloads"]), "requests": PodLoad(**data["requests"]),
-                      "daemonsets_per_node": PodLoad(**data["daemonsets_per_node"]),
-                      "spot": PoolChoice.from_json(data["spot"]), "on_demand": PoolChoice.from_json(data["on_demand"])})
-
 
 @dataclass(frozen=True)
 class PrecacheCost:
@@ -260,10 +251,6 @@ class PrecacheCost:
     download_minutes: float
     instance_type: str | None  # None: no allowed CPU type holds it
     per_run: BasisPrice | None  # USD, once
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PrecacheCost:
-        return cls(**{**data, "per_run": BasisPrice(**data["per_run"]) if data["per_run"] else None})
 
 
 @dataclass(frozen=True)
@@ -281,12 +268,6 @@ class BlueprintCost:
     items: tuple[BlueprintItem, ...]
     per_hour: BasisPrice
     left_out: str
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> BlueprintCost:
-        return cls(**{**data, "items": tuple(BlueprintItem(i["item"], BasisPrice(**i["per_hour"]), i["detail"])
-                                              for i in data["items"]),
-                      "per_hour": BasisPrice(**data["per_hour"])})
 
 
 @dataclass(frozen=True)
@@ -355,16 +336,7 @@ class CostEstimate:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CostEstimate:
         """The estimate back from its `cost_estimate` output."""
-        return cls(**{**data, "fixed": tuple(FixedCost(**i) for i in data["fixed"]),
-                      "cpu_pool": CpuPoolCost.from_json(data["cpu_pool"]),
-                      "models": tuple(ModelCost.from_json(m) for m in data["models"]),
-                      "total_per_hour": Bases.from_json(data["total_per_hour"]),
-                      "total_per_month": Bases.from_json(data["total_per_month"]),
-                      "blueprint": BlueprintCost.from_json(data["blueprint"]),
-                      "vs_blueprint": Bases.from_json(data["vs_blueprint"]),
-                      "precache": tuple(PrecacheCost.from_json(p) for p in data["precache"]),
-                      "gpu_limit": GpuLimitCheck(**data["gpu_limit"]),
-                      "budget": BudgetCheck(**data["budget"]) if data["budget"] else None})
+        return from_json(cls, data)
 
     def render(self) -> list[str]:
         """The plan's cost table: $/hour at idle, min and max on the spot basis, then the on-demand basis, the
