@@ -42,14 +42,17 @@ from planning.catalog import CatalogModel
 from planning.models import ModelRequest
 from planning.scheduling import CPU_POOL_AMD64_AFFINITY
 from planning.security import by_digest
-from planning.workloads import NIM_UID, PRECACHE_JOB, PRECACHE_MEMORY_LIMIT_MIB, precache_timeout_minutes
+from planning.workloads import NIM_UID, PRECACHE_JOB, PRECACHE_MEMORY_LIMIT_MIB, PRECACHE_START_MINUTES, \
+    precache_timeout_minutes
 
 # What the container runs: planning/nim_profiles.py, under the Python that runs NIM's own `download-to-cache` (a
 # console script of NIM's virtualenv, e.g. /opt/nim/llm/.venv/bin, so its python3 has NIM's packages), else the
 # first python3 on PATH. `sh -c` gives the program, the first argument, as $0.
 SCRIPT = Path(nim_profiles.__file__).read_text()
+# An image without any python3 cannot run it: say so and succeed, as the program does for what stops it.
 LAUNCH = ('bin="$(dirname "$(command -v download-to-cache)")"; py="$bin/python3"; '
-          '[ -x "$py" ] || py=python3; exec "$py" -c "$0"')
+          '[ -x "$py" ] || py="$(command -v python3)" || { echo "PRE-CACHE SKIPPED: no python3 in this image. The '
+          'model downloads on its first start, on its GPU node."; exit 0; }; exec "$py" -c "$0"')
 # A NIM with LoRA adapters looks for LoRA profiles (NIM for LLMs docs, PEFT: NIM_PEFT_SOURCE).
 LORA_ENV = "NIM_PEFT_SOURCE"
 PIN_ENV = "NIM_MODEL_PROFILE"
@@ -77,6 +80,8 @@ def job_spec(model: ModelRequest, entry: CatalogModel, *, claim: str, cache_path
         {"name": "NIM_ON_EKS_GPU_TYPES", "value": json.dumps(list(model.gpu_types))},
         {"name": "NIM_ON_EKS_GPUS", "value": str(model.gpus)},
         {"name": "NIM_ON_EKS_LORA", "value": "true" if LORA_ENV in env_given else "false"},
+        # the download's share of the Job's deadline (the rest is for a CPU node and the image)
+        {"name": "NIM_ON_EKS_DOWNLOAD_SECONDS", "value": str((timeout_minutes - PRECACHE_START_MINUTES) * 60)},
     ]
     # The model's own NIM environment too (a pinned NIM_MODEL_PROFILE, a repository override, a proxy): the download
     # sees what the server would.

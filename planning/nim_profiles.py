@@ -37,6 +37,8 @@ import os
 import re
 import subprocess
 import sys
+import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,9 +235,12 @@ def precache(cache: Path, profiles: list[str], download: Any = None, log: Any = 
     return done
 
 
-def _download(profile: str) -> None:
+def _download(profile: str, timeout_s: float | None = None) -> None:
     try:
-        subprocess.run(["download-to-cache", "--profiles", profile], check=True)
+        subprocess.run(["download-to-cache", "--profiles", profile], check=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"download-to-cache --profiles {profile} did not finish within the Job's download time "
+                         f"({timeout_s:.0f} s left; NGC slower than estimated)") from None
     except FileNotFoundError:
         raise SystemExit("download-to-cache is not in this image: it cannot pre-cache; set precache to false for "
                          "this model") from None
@@ -244,7 +249,7 @@ def _download(profile: str) -> None:
                          "above") from None
 
 
-FALLBACK = ("PRE-CACHE SKIPPED: {reason}. Nothing is marked in the cache: the model downloads what it needs on its "
+FALLBACK = ("PRE-CACHE SKIPPED: {reason}. Profiles not marked complete in the cache are downloaded by the model on its "
             "first start, on its GPU node, as a model without pre-caching does.")
 
 
@@ -258,11 +263,25 @@ def main(env: dict[str, str] | None = None) -> int:
         if err.code in (None, 0):
             raise
         print(FALLBACK.format(reason=err.code), flush=True)
-        return 0
+    except Exception as err:  # noqa: BLE001 - an unforeseen failure (no PyYAML, an odd manifest) falls back too
+        traceback.print_exc()
+        print(FALLBACK.format(reason=f"{type(err).__name__}: {err}"), flush=True)
+    return 0
 
 
 def _main(env: dict[str, str]) -> int:
     cache = Path(env["NIM_CACHE_PATH"])
+    # The Job's time for downloading (its deadline less the node's and image's start allowance): a download that
+    # would outlast it stops and falls back, instead of the Job failing at its deadline and with it `pulumi up`.
+    budget = float(env["NIM_ON_EKS_DOWNLOAD_SECONDS"]) if env.get("NIM_ON_EKS_DOWNLOAD_SECONDS") else None
+    ends = time.monotonic() + budget if budget is not None else None
+
+    def download(profile: str) -> None:
+        left = None if ends is None else ends - time.monotonic()
+        if left is not None and left <= 0:
+            raise SystemExit(f"no download time left for {profile}")
+        _download(profile, left)
+
     pinned = env.get("NIM_MODEL_PROFILE", "").strip()
     if pinned:
         print(f"NIM_MODEL_PROFILE is pinned: caching {pinned}")
@@ -282,7 +301,7 @@ def _main(env: dict[str, str]) -> int:
         for gpu_type, ids in selection.items():
             print(f"{gpu_type} x {gpus}: {', '.join(ids)}")
         wanted = wanted_profiles(selection)
-    precache(cache, wanted)
+    precache(cache, wanted, download)
     return 0
 
 

@@ -259,6 +259,58 @@ def test_the_container_command_runs_the_program_with_nims_python(tmp_path):
     assert (tmp_path / "cache" / np_.MARKER_DIR / "tensorrt_llm-l40s-bf16-tp2-throughput").exists()
 
 
+def test_an_image_without_python_falls_back(tmp_path):
+    """No python3 anywhere (nor download-to-cache): the launcher says so and succeeds, as the program would."""
+    spec = precache_component.job_spec(model(), CATALOG.models["meta/llama3-8b-instruct"], claim="c",
+                                       cache_path="/model-store", pull_secret="p", api_key_secret="k", labels={})
+    container = spec["template"]["spec"]["containers"][0]
+    (tmp_path / "empty").mkdir()
+    run = subprocess.run(["/bin/sh", *container["command"][1:], *container["args"]],
+                         env={"PATH": str(tmp_path / "empty")}, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("PRE-CACHE SKIPPED: no python3 in this image"), run
+
+
+def test_any_failure_of_the_program_falls_back(tmp_path, monkeypatch, capsys):
+    """Not only what the program foresees (SystemExit): no PyYAML in the image, an odd manifest, a cache it cannot
+    write also end in PRE-CACHE SKIPPED and success, with the traceback in the log (final review)."""
+    manifest = tmp_path / "model_manifest.yaml"
+    manifest.write_text(FULL)
+    monkeypatch.setattr(np_, "MANIFEST_PATHS", (str(manifest),))
+
+    def no_yaml(_text):
+        raise ModuleNotFoundError("No module named 'yaml'")
+
+    monkeypatch.setattr(np_, "load_manifest", no_yaml)
+    env = {"NIM_CACHE_PATH": str(tmp_path / "cache"), "NIM_ON_EKS_GPU_TYPES": '["h100"]', "NIM_ON_EKS_GPUS": "1"}
+    assert np_.main(env) == 0
+    captured = capsys.readouterr()
+    assert "PRE-CACHE SKIPPED: ModuleNotFoundError: No module named 'yaml'" in captured.out
+    assert "Traceback" in captured.err
+
+
+def test_a_download_slower_than_the_jobs_time_falls_back(tmp_path, monkeypatch, capsys):
+    """NGC slower than estimated: the download stops within the Job's download time and falls back, instead of the
+    Job hitting its deadline and failing `pulumi up` (final review)."""
+    bin_dir = fake_nim(tmp_path)
+    (bin_dir / "download-to-cache").write_text("#!/bin/sh\nsleep 5\n")
+    manifest = tmp_path / "model_manifest.yaml"
+    manifest.write_text(FULL)
+    monkeypatch.setattr(np_, "MANIFEST_PATHS", (str(manifest),))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    env = {"NIM_CACHE_PATH": str(tmp_path / "cache"), "NIM_ON_EKS_GPU_TYPES": '["h100"]', "NIM_ON_EKS_GPUS": "1",
+           "NIM_ON_EKS_DOWNLOAD_SECONDS": "0.5"}
+    assert np_.main(env) == 0
+    assert "did not finish within the Job's download time" in capsys.readouterr().out
+    assert not list((tmp_path / "cache" / np_.MARKER_DIR).iterdir())
+
+
+def test_the_download_gets_the_jobs_deadline_less_the_start_allowance():
+    spec = precache_component.job_spec(model(), CATALOG.models["meta/llama3-8b-instruct"], claim="c",
+                                       cache_path="/model-store", pull_secret="p", api_key_secret="k", labels={})
+    env = {e["name"]: e.get("value") for e in spec["template"]["spec"]["containers"][0]["env"]}
+    assert int(env["NIM_ON_EKS_DOWNLOAD_SECONDS"]) == spec["activeDeadlineSeconds"] - 20 * 60
+
+
 def test_the_program_is_this_file_and_needs_nothing_of_the_project():
     assert precache_component.SCRIPT == Path(np_.__file__).read_text()
     imports = [line for line in precache_component.SCRIPT.splitlines() if line.startswith(("import ", "from "))]
