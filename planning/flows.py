@@ -183,13 +183,29 @@ class Egress:
     why: str
 
 
+# Where EKS puts Service addresses when the cluster names no range, as this stack's does not: 10.100.0.0/16 or
+# 172.20.0.0/16 (EKS API, KubernetesNetworkConfigRequest.serviceIpv4Cidr); kube-dns is the .10 of it.
+EKS_SERVICE_RANGES = ("10.100.0.0/16", "172.20.0.0/16")
+
+
+def _kube_dns_ip(service_range: str) -> str:
+    return f"{ipaddress.ip_network(service_range)[10]}/32"
+
+
 def nim_egress(ns: Namespaces) -> list[Egress]:
     out = [
         Egress("dns", Peer("kube-system", COREDNS, name="CoreDNS"), (("UDP", 53), ("TCP", 53)), "name resolution"),
+        # and kube-dns's Service address itself: the agent checks a Service's address against the rules, and the
+        # controller adding it for the selector above has been reported missed (amazon-network-policy-controller-k8s
+        # #222); a pod cannot resolve names without it
+        *(Egress(f"dns-service-{i}", Peer(cidr=_kube_dns_ip(r), name="kube-dns Service"), (("UDP", 53), ("TCP", 53)),
+                 "name resolution through the kube-dns Service address") for i, r in enumerate(EKS_SERVICE_RANGES)),
         # NGC's endpoints (nvcr.io, api.ngc.nvidia.com, the CDN the model files come from) have no fixed addresses:
         # the policy language has no names, so 443 to anywhere; all other ports to the internet stay closed.
-        # ... but not inside the VPC (the API server's private endpoint, other services): nothing NIM needs is there
-        Egress("https", Peer(cidr="0.0.0.0/0", name="anywhere outside the VPC (NGC)", excluded=(ns.vpc_cidr,)),
+        # ... but not inside the VPC (the API server's private endpoint, other services) nor to Service addresses (the
+        # Kubernetes API, webhooks): nothing NIM needs is there
+        Egress("https", Peer(cidr="0.0.0.0/0", name="anywhere outside the VPC (NGC)",
+                             excluded=(ns.vpc_cidr, *EKS_SERVICE_RANGES)),
                (("TCP", 443),),
                "NGC (images are pulled by the node; the model files by NIM and the pre-cache Job)"),
     ]
@@ -239,7 +255,8 @@ def expected_flows(ns: Namespaces) -> list[Flow]:
     for e in nim_egress(ns):
         src = Peer(ns.nim, GENAI_PERF if e.name in ("nim", "interceptor") else NIM_PODS,
                    name="GenAI-Perf" if e.name in ("nim", "interceptor") else "NIM")
-        dst = Peer(cidr="203.0.113.10/32", name="an NGC address") if e.to.cidr else e.to
+        # a range stands for an address in it: anywhere (NGC) for a sample public one, a single address as itself
+        dst = Peer(cidr="203.0.113.10/32", name="an NGC address") if e.to.cidr == "0.0.0.0/0" else e.to
         out += [Flow(src, dst, port, True, e.why, proto) for proto, port in e.ports]
     nim = Peer(ns.nim, NIM_PODS, name="NIM")
     vpc_host = Peer(cidr=_host(ns.vpc_cidr), name="a VPC address")
@@ -254,6 +271,8 @@ def expected_flows(ns: Namespaces) -> list[Flow]:
              "the EFS mount is the node's, not the pod's"),
         Flow(nim, Peer(cidr=_host(ns.vpc_cidr), name="a VPC address"), 443, False,
              "HTTPS out of nim goes outside the VPC only (NGC), not to the API server or other services in it"),
+        *(Flow(nim, Peer(cidr=f"{ipaddress.ip_network(r)[1]}/32", name="the Kubernetes API Service"), 443, False,
+               "nor to Service addresses: the Kubernetes API, webhooks") for r in EKS_SERVICE_RANGES),
         Flow(nim, Peer(ns.keda, KEDA_OPERATOR, name="KEDA operator"), 9666, False, "nim pods call nothing in keda"),
         Flow(nim, Peer("kube-system", COREDNS, name="CoreDNS"), 9153, False, "only DNS on CoreDNS"),
         Flow(vpc_host, Peer(ns.keda, KEDA_OPERATOR, name="KEDA operator"), 9666, False,

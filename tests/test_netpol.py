@@ -202,11 +202,26 @@ def test_the_matrix_catches_a_planted_mistake(dev_plan):
     planted = copy.deepcopy(plan_policies(dev_plan))
     [egress] = [p for p in planted if p["metadata"]["name"] == "egress-nim"]
     [https] = [r for r in egress["spec"]["egress"] if r["to"][0].get("ipBlock", {}).get("cidr") == "0.0.0.0/0"]
-    assert https["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/16"]}}]
+    assert https["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/16", "10.100.0.0/16",
+                                                                         "172.20.0.0/16"]}}]
     del https["to"][0]["ipBlock"]["except"]
     assert [m for m in mismatches(planted, flows.expected_flows(dev_namespaces(dev_plan))) if ":443/TCP" in m] == [
         "NIM -> a VPC address:443/TCP: expected denied, got allowed (HTTPS out of nim goes outside the VPC only "
-        "(NGC), not to the API server or other services in it)"]
+        "(NGC), not to the API server or other services in it)",
+        "NIM -> the Kubernetes API Service:443/TCP: expected denied, got allowed (nor to Service addresses: the "
+        "Kubernetes API, webhooks)",
+        "NIM -> the Kubernetes API Service:443/TCP: expected denied, got allowed (nor to Service addresses: the "
+        "Kubernetes API, webhooks)"]
+    # and without the kube-dns Service address, name resolution through it fails
+    planted = copy.deepcopy(plan_policies(dev_plan))
+    [egress] = [p for p in planted if p["metadata"]["name"] == "egress-nim"]
+    egress["spec"]["egress"] = [r for r in egress["spec"]["egress"]
+                                if r["to"][0].get("ipBlock", {}).get("cidr") != "172.20.0.10/32"]
+    assert [m for m in mismatches(planted, flows.expected_flows(dev_namespaces(dev_plan))) if "kube-dns" in m] == [
+        "NIM -> kube-dns Service:53/UDP: expected allowed, got denied (name resolution through the kube-dns Service "
+        "address)",
+        "NIM -> kube-dns Service:53/TCP: expected allowed, got denied (name resolution through the kube-dns Service "
+        "address)"]
 
 
 def test_nim_egress_is_dns_https_and_the_models_only(dev_plan):
