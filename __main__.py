@@ -11,6 +11,7 @@ import pulumi_aws as aws
 
 from components.alerts import receiver_warning
 from components.cluster import Cluster, ClusterArgs
+from components.gateway import Gateway, GatewayArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.monitoring import NAMESPACE as monitoring_namespace, Monitoring, MonitoringArgs
 from components.netpol import NetworkPolicies, NetworkPoliciesArgs
@@ -23,6 +24,7 @@ from planning.catalog import load_catalog
 from planning.config import load_config
 from planning.cost import cost_warnings, estimate
 from planning.flows import Namespaces
+from planning.gateway import RoutedModel, answer_timeout_seconds
 from planning.scaling import can_scale_to_zero, cold_start_limit_seconds, needs_interceptor, scaling_warnings
 
 # --- config: every problem is reported here, before anything is created ---------------------------------
@@ -190,12 +192,40 @@ models = [
     for model in cfg.models
 ]
 
+# --- one authenticated OpenAI-compatible endpoint for every model, routed by the request's `model` ----------------
+gateway = (
+    Gateway(
+        f"{cfg.cluster_name}-gateway",
+        GatewayArgs(
+            cluster_name=cfg.cluster_name,
+            region=cfg.region,
+            models=[RoutedModel(m.served_model_name, spec.k8s_name, m.host, m.port,
+                                answer_timeout_seconds(can_scale_to_zero(spec),
+                                                       cold_start_limit_seconds(catalog.models[spec.name].cache_gib)))
+                    for m, spec in zip(models, cfg.models)],
+            keys=cfg.api_keys,
+            tls=False,
+            service_annotations={},
+            load_balancer_class=None,
+            cpu_node_pool=capacity.cpu_node_pool,
+            load_balancer_ready=[],
+            model_resources=models,
+            monitor_labels=monitoring.monitor_labels if monitoring else None,
+            metrics_pipeline=monitoring.ready if monitoring else [],
+        ),
+        opts=providers(aws_provider, cluster.provider),
+    )
+    if cfg.gateway
+    else None
+)
+
 # --- try and measure the models ------------------------------------------------------------------------------
 webui = (
     OpenWebUI(
         f"{cfg.cluster_name}-open-webui",
         OpenWebUIArgs(
-            model_urls=[m.url for m in models],
+            model_urls=[gateway.url_in_cluster] if gateway else [m.url for m in models],
+            api_key=gateway.open_webui_key if gateway else None,
             storage_class=storage.gp3_storage_class,
             volumes_released=storage.volumes_released,
             cpu_node_pool=capacity.cpu_node_pool,
@@ -251,6 +281,9 @@ if webui:
     pulumi.export("open_webui_port_forward", webui.port_forward)
 if genai_perf:
     pulumi.export("genai_perf_exec", genai_perf.exec)
+if gateway:
+    pulumi.export("api_keys_secret_name", gateway.api_keys_secret_name)
+    pulumi.export("api_keys_command", gateway.api_keys_command)
 pulumi.export("estimated_cost_per_hour", cost.per_hour_json())
 pulumi.export("cost_estimate", cost.as_json())
 pulumi.export("nim_models", {

@@ -304,6 +304,8 @@ class NimModel(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.url = model_url(self.scaling.host, ns)
+        # where the gateway sends the model's requests: the same host and port as `url`
+        self.host, self.port = f"{self.scaling.host}.{ns}.svc.cluster.local", PORT
         self.served_model_name = entry.served_model_name
         self.port_forward = f"kubectl -n {ns} port-forward svc/{app} {PORT}:{PORT}"
         self.register_outputs({"url": self.url, "served_model_name": self.served_model_name,

@@ -29,15 +29,26 @@ def openai_env(urls: list[str]) -> dict[str, str]:
     return {"OPENAI_API_BASE_URLS": ";".join(urls), "OPENAI_API_KEYS": ";".join("not-needed" for _ in urls)}
 
 
+def openai_env_vars(urls: list[str], keyed: bool) -> list[dict[str, object]]:
+    """The connections as container env: through the gateway (`keyed`: one URL, its API key from the Secret), or
+    straight to each model."""
+    if not keyed:
+        return [{"name": k, "value": v} for k, v in openai_env(urls).items()]
+    return [{"name": "OPENAI_API_BASE_URLS", "value": ";".join(urls)},
+            {"name": "OPENAI_API_KEYS", "valueFrom": {"secretKeyRef": {"name": "open-webui", "key": "OPENAI_API_KEY"}}}]
+
+
 @dataclass
 class OpenWebUIArgs:
-    model_urls: list[str]  # in-cluster /v1 URLs, in config order
+    model_urls: list[str]  # in-cluster /v1 URLs, in config order (the gateway's alone when it runs)
     # What every object of Open WebUI waits for, and on destroy goes before: gp3 (its data volume's claim takes the
     # class's name), the volume waiter (its EBS volume is released first), the CPU NodePool it runs on.
     storage_class: k8s.storage.v1.StorageClass
     volumes_released: VolumesReleased
     cpu_node_pool: k8s.apiextensions.CustomResource
     image_digests: dict[str, str] = field(default_factory=dict)  # config image_digests: pull by digest when given
+    # The gateway's key for Open WebUI (a secret); None: no gateway, the models are called directly.
+    api_key: pulumi.Output[str] | None = None
 
 
 class OpenWebUI(pulumi.ComponentResource):
@@ -58,7 +69,8 @@ class OpenWebUI(pulumi.ComponentResource):
             f"{name}-secret",
             metadata={"name": "open-webui", "namespace": NAMESPACE, "labels": labels},
             type="Opaque",
-            string_data={"WEBUI_SECRET_KEY": pulumi.Output.secret(key.result)},
+            string_data={"WEBUI_SECRET_KEY": pulumi.Output.secret(key.result),
+                         **({"OPENAI_API_KEY": args.api_key} if args.api_key is not None else {})},
             opts=in_ns,
         )
         # Accounts, chats and settings survive restarts.
@@ -73,7 +85,7 @@ class OpenWebUI(pulumi.ComponentResource):
             opts=in_ns,
         )
         image = by_digest(versions.OPEN_WEBUI_IMAGE, args.image_digests)
-        env = [{"name": k, "value": v} for k, v in openai_env(args.model_urls).items()]
+        env = openai_env_vars(args.model_urls, keyed=args.api_key is not None)
         env += [
             {"name": "WEBUI_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": "open-webui", "key": "WEBUI_SECRET_KEY"}}},
             {"name": "ENABLE_OLLAMA_API", "value": "false"},  # no Ollama here: do not probe localhost:11434

@@ -48,7 +48,8 @@ from planning.models import CAPACITY_TYPES, FIELDS as MODEL_FIELDS, ModelRequest
 from planning.security import digest_map
 from planning.scaling import DEFAULT_IDLE_MINUTES, MAX_IDLE_MINUTES, MIN_IDLE_MINUTES, needs_interceptor
 from planning.pools import CpuPoolFitError, core_shortfall, cpu_pool, node_daemonsets, size_cpu_pool, unplaceable
-from planning.workloads import HTTP_ADD_ON, PRECACHE_JOB, cpu_pool_workloads
+from planning.workloads import GATEWAY, HTTP_ADD_ON, PRECACHE_JOB, RATE_LIMITS, cpu_pool_workloads
+from planning.gateway import KEY_NAME_RE, RESERVED_KEY_NAMES, ApiKey, needs_rate_limits
 
 NAMESPACE = "nim-on-eks"
 
@@ -111,6 +112,37 @@ def image_digests(raw: Any) -> dict[str, str]:
         return digest_map(raw)
     except ValueError as err:
         raise Bad(str(err)) from None
+
+
+def api_keys(raw: Any) -> tuple[ApiKey, ...]:
+    """`api_keys`: a JSON list of names or of objects {name, tokens_per_minute, rotation}; comma-separated names too."""
+    value = names(raw)
+    allowed = ('allowed: a JSON list of key names or objects {"name": "team-a", "tokens_per_minute": 100000, '
+               '"rotation": 1}, e.g. ["default"]')
+    if not isinstance(value, list) or not value:
+        raise Bad(allowed)
+    parsed, problems = [], []
+    for item in value:
+        item = {"name": item} if isinstance(item, str) else item
+        if not isinstance(item, dict) or not set(item) <= {"name", "tokens_per_minute", "rotation"}:
+            problems.append(f"{show(item)}: {allowed}")
+            continue
+        name, tpm, rotation = item.get("name"), item.get("tokens_per_minute"), item.get("rotation", 0)
+        if not isinstance(name, str) or not KEY_NAME_RE.fullmatch(name) or name in RESERVED_KEY_NAMES:
+            problems.append(f"name {show(name)}: allowed: 1-32 lowercase letters, digits and '-', starting with a "
+                            f"letter, not {', '.join(RESERVED_KEY_NAMES)} (the gateway's own clients)")
+        if tpm is not None and (isinstance(tpm, bool) or not isinstance(tpm, int) or not 1 <= tpm <= 10**9):
+            problems.append(f"{name}: tokens_per_minute {show(tpm)}: allowed: a whole number of tokens from 1 to "
+                            "1000000000 (0 would refuse every request; leave it out for no limit)")
+        if isinstance(rotation, bool) or not isinstance(rotation, int) or rotation < 0:
+            problems.append(f"{name}: rotation {show(rotation)}: allowed: a whole number from 0; change it to issue "
+                            "a new key")
+        parsed.append(ApiKey(name, tpm, rotation) if isinstance(name, str) else None)
+    if duplicated := sorted({k.name for k in parsed if k and [p.name for p in parsed if p].count(k.name) > 1}):
+        problems.append(f"{', '.join(duplicated)}: a name is given twice; allowed: distinct names")
+    if problems:
+        raise Bad("; ".join(problems))
+    return tuple(k for k in parsed if k)
 
 
 def tag_map(raw: str) -> dict[str, str]:
@@ -370,6 +402,17 @@ class StackConfig:
                            "(without it they scale on requests through the interceptor).")
     open_webui: bool = key("open_webui", boolean, True, "Open WebUI chat front end.")
     genai_perf: bool = key("genai_perf", boolean, False, "A GenAI-Perf pod for interactive benchmarks.")
+    gateway: bool = key(
+        "gateway", boolean, True,
+        "One authenticated, OpenAI-compatible endpoint for every model (Envoy AI Gateway behind an NLB): requests "
+        "name the model in `model` and carry an API key. Off: models are reachable only inside the cluster.")
+    api_keys: tuple[ApiKey, ...] = key(
+        "api_keys", api_keys, (ApiKey("default"),),
+        "The gateway's API keys, a JSON list of names or objects `{name, tokens_per_minute, rotation}`. Each key is "
+        "generated (48 random characters) and kept in one AWS Secrets Manager secret (the `api_keys_command` "
+        "output reads it); `tokens_per_minute` limits the tokens (prompt and answer) its requests may use per "
+        "minute (then 429); a new `rotation` number issues a new key for that name.",
+        shown_default='`["default"]`')
     image_digests: dict[str, str] = key(
         "image_digests", image_digests, {},
         "Pull images by digest: a JSON map from an image as the plan shows it (`repository:tag`: Open WebUI, "
@@ -390,11 +433,12 @@ class StackConfig:
 KEYS = {k.name: k for k in keys_of(StackConfig)}
 
 
-def pool_switches(monitoring: bool, open_webui: bool, genai_perf: bool,
-                  models: tuple[ModelRequest, ...]) -> dict[str, bool]:
+def pool_switches(monitoring: bool, open_webui: bool, genai_perf: bool, models: tuple[ModelRequest, ...], *,
+                  gateway: bool, keys: tuple[ApiKey, ...]) -> dict[str, bool]:
     """What decides which CPU-pool workloads run (planning/workloads.py PoolWorkload.when)."""
     return {"monitoring": monitoring, "open_webui": open_webui, "genai_perf": genai_perf,
-            HTTP_ADD_ON: needs_interceptor(models, monitoring)}
+            HTTP_ADD_ON: needs_interceptor(models, monitoring), GATEWAY: gateway,
+            RATE_LIMITS: gateway and needs_rate_limits(keys)}
 
 
 def readme_config_table() -> str:
@@ -461,7 +505,8 @@ def parse_config(
                                    load_instances().in_families(GPU_FAMILIES))
         problems += found + unfit
 
-    switches = pool_switches(valid("monitoring"), valid("open_webui"), valid("genai_perf"), models)
+    switches = pool_switches(valid("monitoring"), valid("open_webui"), valid("genai_perf"), models,
+                             gateway=valid("gateway"), keys=valid("api_keys"))
     if "core_instance_type" in values and isinstance(values.get("core_node_count"), int):
         core_type = load_instances().types[values["core_instance_type"]]
         if short := core_shortfall(core_type, values["core_node_count"], switches):

@@ -114,6 +114,35 @@ KEDA_NAMESPACE = "keda"
 GENAI_PERF_ARCHES = ("amd64",)
 
 
+# The authenticated endpoint (planning/gateway.py). Envoy Gateway v1.9.0: chart gateway-helm (OCI, chart version =
+# tag, envoyproxy/gateway charts/gateway-helm @ v1.9.0); the Envoy AI Gateway v1.1.0 requires EG's extension manager
+# and Backend API (envoyproxy/ai-gateway manifests/envoy-gateway-values.yaml @ v1.1.0) and ships its CRDs in a chart
+# of their own (site/docs/getting-started/installation.md: CRDs first, then the controller).
+ENVOY_GATEWAY = ChartPin("gateway-helm", "oci://docker.io/envoyproxy/gateway-helm", "v1.9.0")
+AI_GATEWAY_CRDS = ChartPin("ai-gateway-crds-helm", "oci://docker.io/envoyproxy/ai-gateway-crds-helm", "v1.1.0")
+AI_GATEWAY = ChartPin("ai-gateway-helm", "oci://docker.io/envoyproxy/ai-gateway-helm", "v1.1.0")
+# Redis for the token limits' counters: the image and tag the AI Gateway's own example runs
+# (examples/token_ratelimit/redis.yaml @ v1.1.0), the official image of docker-library/redis.
+REDIS_IMAGE = "docker.io/library/redis:8.2.4-alpine3.22"
+# Images EG and the AI Gateway start at run time (not in any chart's render): the Envoy proxy (EG v1.9.0
+# api/v1alpha1/shared_types.go DefaultEnvoyProxyImage), the AI Gateway's external processor (the controller's
+# --extProcImage, chart ai-gateway-helm v1.1.0: tag = appVersion), EG's rate limit service (DefaultRateLimitImage).
+ENVOY_PROXY_IMAGE = "docker.io/envoyproxy/envoy:distroless-v1.39.0"
+EXTPROC_IMAGE = "docker.io/envoyproxy/ai-gateway-extproc:v1.1.0"
+RATELIMIT_IMAGE = "docker.io/envoyproxy/ratelimit:17b1956c"
+EG_ARCHES = "envoyproxy/gateway tools/make/image.mk @ v1.9.0: IMAGE_PLATFORMS linux_amd64 linux_arm64"
+AI_GATEWAY_ARCHES = ("envoyproxy/ai-gateway .github/workflows/docker_build_job.yaml @ v1.1.0: ENABLE_MULTI_PLATFORMS=true "
+                     "(Makefile: --platform linux/amd64,linux/arm64), run by release.yaml")
+GATEWAY_RUNTIME_IMAGES: dict[str, tuple[tuple[str, ...], str]] = {
+    ENVOY_PROXY_IMAGE: (("amd64", "arm64"), "envoyproxy/envoy ci/docker_ci.sh builds its release images for "
+                                            "linux/arm64,linux/amd64 (version read: the one in the library; that "
+                                            "the distroless variant is among them is not checked)"),
+    EXTPROC_IMAGE: (("amd64", "arm64"), AI_GATEWAY_ARCHES),
+    RATELIMIT_IMAGE: (("amd64", "arm64"), "envoyproxy/ratelimit .github/workflows/main.yaml: every main commit is "
+                                          "pushed by `make docker_multiarch_push`, tagged with its short sha"),
+}
+
+
 # Architectures of every image a pod of this program runs (registry/repository:tag as the pod names it, digest
 # left out), with where each was checked: a pod that may land on an arm64 node (the core node group, Karpenter's
 # CPU nodes) may run only images built for arm64 (tests/test_placement.py). Chart images are those the pinned
@@ -153,4 +182,9 @@ IMAGE_ARCHES: dict[str, tuple[tuple[str, ...], str]] = {
                "KEDA / HTTP add-on release build files (above)")
        for image, platforms in KEDA_IMAGE_PLATFORMS.items()},
     GENAI_PERF_IMAGE: (GENAI_PERF_ARCHES, "no arm64 -py3-sdk build found (above)"),
+    "docker.io/envoyproxy/gateway:v1.9.0": (("amd64", "arm64"), EG_ARCHES),
+    "docker.io/envoyproxy/ai-gateway-controller:v1.1.0": (("amd64", "arm64"), AI_GATEWAY_ARCHES),
+    REDIS_IMAGE: (("amd64", "arm64"), "docker-library/official-images library/redis: the alpine variants are built "
+                                      "for amd64 and arm64v8 (among others)"),
+    **GATEWAY_RUNTIME_IMAGES,
 }

@@ -113,6 +113,30 @@ CPU_POOL.update({w.name: w for w in (
 )})
 
 
+# The authenticated endpoint (planning/gateway.py), while the `gateway` switch is on; the rate limit service and its
+# Redis only while a key has a token limit. EG's controller asks what its chart asks (gateway-helm v1.9.0 values.yaml
+# deployment.envoyGateway.resources: 100m, 256Mi). Each proxy pod holds Envoy, EG's shutdown manager (EG v1.9.0
+# api/v1alpha1/shared_types.go: 10m, 32Mi) and the AI Gateway's external processor. Requests are what the scheduler
+# reserves, not a ceiling (no CPU limits): LLM traffic is a few requests a second, each waiting seconds on a GPU, so
+# Envoy (EG's default 100m, and 256Mi instead of its 512Mi: a few routes, no TLS) and the external processor (half
+# the 100m of the AI Gateway's examples/gateway-config/comprehensive.yaml, its 128Mi) ask little, and the gateway
+# fits on the CPU node the stack runs anyway. Two proxies: a node drain or spot interruption never leaves none. The
+# controllers, rate limit service and Redis: one each (leader-elected, or only consulted per request).
+GATEWAY = "gateway"
+RATE_LIMITS = "rate_limits"  # planning/gateway.needs_rate_limits: a key has tokens_per_minute
+SHUTDOWN_MANAGER = Requests(cpu_m=10, memory_mib=32)
+EXTPROC_SIDECAR = Requests(cpu_m=50, memory_mib=128)
+CPU_POOL.update({w.name: w for w in (
+    PoolWorkload("envoy-gateway", cpu_m=100, memory_mib=256, when=GATEWAY),
+    PoolWorkload("ai-gateway-controller", cpu_m=100, memory_mib=128, when=GATEWAY),
+    PoolWorkload("envoy-proxy", cpu_m=100 + SHUTDOWN_MANAGER.cpu_m + EXTPROC_SIDECAR.cpu_m,
+                 memory_mib=256 + SHUTDOWN_MANAGER.memory_mib + EXTPROC_SIDECAR.memory_mib, replicas=2, when=GATEWAY,
+                 sidecars=(SHUTDOWN_MANAGER, EXTPROC_SIDECAR)),
+    PoolWorkload("envoy-ratelimit", cpu_m=50, memory_mib=64, when=RATE_LIMITS),
+    PoolWorkload("ratelimit-redis", cpu_m=50, memory_mib=64, when=RATE_LIMITS),
+)})
+
+
 def cpu_pool_workloads(switches: dict[str, bool]) -> list[PoolWorkload]:
     """The CPU NodePool's pods with these config switches (monitoring, open_webui, genai_perf)."""
     return [w for w in CPU_POOL.values() if w.enabled(switches)]

@@ -66,8 +66,14 @@ def manifest(r: Resource) -> dict[str, Any]:
     return {"apiVersion": inputs.get("apiVersion", api_version), "kind": inputs.get("kind", kind), **body}
 
 
+# API groups named *.k8s.io that Kubernetes does not serve: their CRDs come with a chart (Gateway API: with gateway-helm)
+CRD_GROUPS_OF_K8S_IO = ("gateway.networking.k8s.io", "gateway.networking.x-k8s.io")
+
+
 def is_builtin(m: dict[str, Any]) -> bool:
     group = m["apiVersion"].rpartition("/")[0]
+    if group in CRD_GROUPS_OF_K8S_IO:
+        return False
     return group == "" or "." not in group or group.endswith(".k8s.io")
 
 
@@ -416,6 +422,10 @@ CHART_REFERENCES: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
         # Alertmanager's own configuration file, not the chart's schema (tests/test_alerts.py checks it)
         "alertmanager.config")),
     ("keda", "2.20.2"): ("keda-2.20.2", ()),
+    # config.envoyGateway is EG's EnvoyGateway config file, not chart keys: EG_CONFIG_KEYS below checks it.
+    ("gateway-helm", "v1.9.0"): ("envoy-gateway-v1.9.0", ("config.envoyGateway", "deployment.pod.affinity",
+                                                        "deployment.envoyGateway.resources", "certgen.job.affinity")),
+    ("ai-gateway-helm", "v1.1.0"): ("envoy-ai-gateway-v1.1.0", ("controller.affinity", "controller.resources")),
     # podSecurityContext: "[Pod security context] for all pods", given to them whole (toYaml); its values.yaml shows
     # runAsNonRoot and friends in comments only. The rendered pods are checked against the Kubernetes schema.
     ("keda-add-ons-http", "0.15.0"): ("keda-http-add-on-0.15.0", ("podSecurityContext",)),
@@ -451,8 +461,36 @@ def _leaf_paths(values: Any, path: str = "") -> list[str]:
     return [p for k, v in values.items() for p in _leaf_paths(v, f"{path}.{k}" if path else k)]
 
 
+# The EnvoyGateway config paths the program sets, each checked by hand against the Go types' json tags
+# (envoyproxy/gateway api/v1alpha1/envoygateway_types.go @ v1.9.0: EnvoyGateway, EnvoyGatewayProvider,
+# EnvoyGatewayKubernetesProvider.rateLimitDeployment, ExtensionManager{hooks.xdsTranslator{translation, post},
+# service.fqdn{hostname, port}}, ExtensionAPISettings, RateLimit{backend{type, redis{url}}, failClosed};
+# shared_types.go KubernetesDeploymentSpec{replicas, pod{affinity}, container{resources}}). Below a free-form
+# prefix (Kubernetes' own types) anything goes; the rendered ConfigMap is what EG reads.
+EG_CONFIG_KEYS = {
+    "gateway.controllerName", "provider.type", "provider.kubernetes.rateLimitDeployment.replicas",
+    "logging.level.default", "extensionApis.enableEnvoyPatchPolicy", "extensionApis.enableBackend",
+    *(f"extensionManager.hooks.xdsTranslator.translation.{p}.includeAll"
+      for p in ("listener", "route", "cluster", "secret")),
+    "extensionManager.hooks.xdsTranslator.post", "extensionManager.service.fqdn.hostname",
+    "extensionManager.service.fqdn.port", "rateLimit.backend.type", "rateLimit.backend.redis.url",
+    "rateLimit.failClosed",
+}
+EG_CONFIG_FREE = ("provider.kubernetes.rateLimitDeployment.pod.affinity",
+                  "provider.kubernetes.rateLimitDeployment.container.resources")
+
+
 def release_values_errors(release: Resource, chart: str, version: str) -> list[str]:
     values = release.inputs.get("values", {})
+    if not values:  # the chart's defaults (e.g. ai-gateway-crds-helm, CRDs only)
+        return []
+    if (chart, version) == ("gateway-helm", "v1.9.0"):
+        config = values.get("config", {}).get("envoyGateway", {})
+        errors = [f"{release.name} ({chart} {version}): config.envoyGateway.{p}: not an EnvoyGateway field we "
+                  "checked" for p in _leaf_paths(config)
+                  if p not in EG_CONFIG_KEYS and not any(p.startswith(f + ".") for f in EG_CONFIG_FREE)]
+        if errors:
+            return errors
     if (chart, version) == ("dcgm-exporter", "4.8.2"):
         free = {"nodeSelector", "tolerations", "affinity", "resources", "serviceMonitor.additionalLabels",
                 "podLabels", "arguments"}

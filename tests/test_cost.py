@@ -374,7 +374,7 @@ def test_dev_stack_figures_from_the_price_table(dev_plan):
     assert cost.blueprint.per_hour.on_demand == pytest.approx(BLUEPRINT_ON_DEMAND, abs=1e-3)
     [node] = cost.cpu_pool.spot.nodes
     assert (node.instance_type, node.count, node.capacity_type) == ("m6g.large", 1, "spot")
-    assert len(node.pods) == 12
+    assert len(node.pods) == 16  # 12, and the gateway's controllers and two proxies (issue 14): one node still
 
 
 def test_the_targets_of_issue_13(dev_plan):
@@ -463,8 +463,8 @@ def test_a_pod_too_big_for_every_allowed_type_is_a_config_problem(monkeypatch):
 
 
 def test_the_cpu_pool_is_priced_on_each_basis():
-    pool = cost_for().cpu_pool  # one 8B model kept warm: no HTTP add-on, 9 pods, still one m6g.large
-    assert pool.requests == PodLoad(1010, 3186, 9) and pool.daemonsets_per_node == DS
+    pool = cost_for().cpu_pool  # one 8B model kept warm: no HTTP add-on, 13 pods, still one m6g.large
+    assert pool.requests == PodLoad(1530, 4402, 13) and pool.daemonsets_per_node == DS
     assert [(n.instance_type, n.count, n.capacity_type) for n in pool.spot.nodes] == [("m6g.large", 1, "spot")]
     assert pool.spot.per_hour == pytest.approx(DEV_POOL_SPOT, abs=1e-4)
     assert [(n.instance_type, n.capacity_type) for n in pool.on_demand.nodes] == [("m6g.large", "on-demand")]
@@ -477,11 +477,18 @@ def test_the_cpu_pool_is_priced_on_each_basis():
 
 
 def test_the_cpu_pool_follows_the_switches():
-    bare = cost_for(monitoring="false", open_webui="false").cpu_pool
+    bare = cost_for(monitoring="false", open_webui="false", gateway="false").cpu_pool
     # KEDA, and the HTTP add-on (without monitoring every model goes through the interceptor); no node-exporter
     assert bare.workloads == ("keda-operator", "keda-operator-metrics-apiserver", "keda-admission-webhooks",
                               "keda-add-ons-http-interceptor", "keda-add-ons-http-external-scaler")
     assert bare.requests == PodLoad(550, 460, 6) and bare.daemonsets_per_node == PodLoad(135, 40, 5)
+    # the gateway's controllers and proxies; the rate limit service and its Redis only while a key has a limit
+    gateway = ("envoy-gateway", "ai-gateway-controller", "envoy-proxy")
+    assert set(gateway) <= set(cost_for().cpu_pool.workloads)
+    assert not {"envoy-ratelimit", "ratelimit-redis"} & set(cost_for().cpu_pool.workloads)
+    limited = cost_for(api_keys='[{"name": "a", "tokens_per_minute": 1000}]').cpu_pool.workloads
+    assert {"envoy-ratelimit", "ratelimit-redis"} <= set(limited)
+    assert not set(gateway) & set(cost_for(gateway="false").cpu_pool.workloads)
     benchmark = cost_for(genai_perf="true").cpu_pool
     x86 = [n for n in benchmark.spot.nodes if n.arch == "amd64"]
     assert x86 and "genai-perf" in x86[0].pods

@@ -18,7 +18,8 @@ from planning.catalog import load_catalog
 from planning.instances import load_instances
 from planning.pools import CORE_PODS, LEGACY_CORE, core_load, core_node_group_name, core_shortfall
 from planning.scheduling import ADDON_PLACEMENT, CORE_TAINT
-from planning.workloads import CONFIG_RELOADER, CPU_POOL, GRAFANA_SIDECAR, HTTP_ADD_ON, KARPENTER_CONTROLLER
+from planning.workloads import CONFIG_RELOADER, CPU_POOL, GATEWAY, GRAFANA_SIDECAR, HTTP_ADD_ON, KARPENTER_CONTROLLER, \
+    RATE_LIMITS
 from tests import helm_render, placement
 from tests.conftest import ROOT, THREE_MODELS, needs_dir, obj, parse, plan_for, problems, release, unavailable
 from tools import checks
@@ -37,7 +38,9 @@ PLANS = {
 # KNOWN_MISSING_SUBCHARTS); their CPU_POOL entries are checked against the release's values instead.
 UNRENDERED = {"kube-prometheus-stack": {"grafana", "kube-state-metrics", "prometheus-node-exporter",
                                         "prometheus-windows-exporter"}}
-UNRENDERED_POOL_ENTRIES = {CPU_POOL["grafana"].name, CPU_POOL["kube-state-metrics"].name}
+UNRENDERED_POOL_ENTRIES = {CPU_POOL["grafana"].name, CPU_POOL["kube-state-metrics"].name,
+                           # pods EG starts at run time: tests/test_gateway.py checks what they ask
+                           CPU_POOL["envoy-proxy"].name, CPU_POOL["envoy-ratelimit"].name}
 
 needs_charts = needs_dir(helm_render.CHARTS, f"{helm_render.CHARTS} is absent: the pinned charts live beside the "
                                              "clone in CI (see ../shared/charts/README.md)")
@@ -48,7 +51,9 @@ def switches(plan) -> dict[str, bool]:
     on = {k: cfg.get(f"nim-on-eks:{k}", {"monitoring": "true", "open_webui": "true", "genai_perf": "false"}[k])
           == "true" for k in ("monitoring", "open_webui", "genai_perf")}
     # the HTTP add-on runs when a model can be at zero (or monitoring is off): the plan shows whether it is there
-    return {**on, HTTP_ADD_ON: any(r.name.endswith("-scaling-http-add-on") for r in plan.resources)}
+    return {**on, HTTP_ADD_ON: any(r.name.endswith("-scaling-http-add-on") for r in plan.resources),
+            GATEWAY: any(r.name.endswith("-gateway-envoy-gateway") for r in plan.resources),
+            RATE_LIMITS: any(r.name.endswith("-gateway-redis") for r in plan.resources)}
 
 
 
@@ -392,6 +397,9 @@ def test_everything_on_a_node_pool_goes_before_it(dev_plan):
         ("nim-on-eks-dev-scaling-http-add-on", "cpu"),
         ("nim-on-eks-dev-nim-llm-llama3-8b-instruct-precache", "cpu"),
         ("nim-on-eks-dev-open-webui-deployment", "cpu"),
+        ("nim-on-eks-dev-gateway-envoy-gateway", "cpu"),
+        ("nim-on-eks-dev-gateway-ai-gateway-crds", "cpu"),
+        ("nim-on-eks-dev-gateway-ai-gateway", "cpu"),
         ("nim-on-eks-dev-monitoring-dcgm-exporter", "gpu"),
         ("nim-on-eks-dev-karpenter-nvidia-device-plugin", "gpu"),
         ("nim-on-eks-dev-nim-llm-llama3-8b-instruct-sts", "gpu"),

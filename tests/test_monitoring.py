@@ -81,10 +81,10 @@ def test_grafana_password_is_a_secret_everywhere(dev_plan):
     values = release(dev_plan, "kube-prometheus-stack").inputs["values"]["grafana"]
     assert values["admin"] == {"existingSecret": "grafana-admin", "userKey": "admin-user", "passwordKey": "admin-password"}
     assert "adminPassword" not in values
-    secret = dev_plan.one("aws:secretsmanager/secret:Secret")
+    secret = dev_plan.one("aws:secretsmanager/secret:Secret", f"{NAME}-grafana")
     assert secret.inputs["namePrefix"] == "nim-on-eks-dev-grafana-"
     assert secret.inputs["recoveryWindowInDays"] == 0
-    version = dev_plan.one("aws:secretsmanager/secretVersion:SecretVersion")
+    version = dev_plan.one("aws:secretsmanager/secretVersion:SecretVersion", f"{NAME}-grafana")
     assert version.inputs["secretString"] == "[secret]"
     k8s_secret = dev_plan.one("kubernetes:core/v1:Secret", f"{NAME}-grafana-admin")
     assert k8s_secret.inputs["stringData"] == "[secret]"
@@ -316,5 +316,6 @@ def test_disabling_monitoring_removes_all_of_it():
         for r in plan.of_type("kubernetes:helm.sh/v3:Release"))
     assert plan.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler") == []
     assert plan.of_type("kubernetes:monitoring.coreos.com/v1:ServiceMonitor") == []
-    assert plan.of_type("aws:secretsmanager/secret:Secret") == []
+    assert [s.name for s in plan.of_type("aws:secretsmanager/secret:Secret")] == ["nim-on-eks-dev-gateway-api-keys"]
+    assert plan.of_type("kubernetes:monitoring.coreos.com/v1:PodMonitor") == []
     assert "grafana_secret_name" not in plan.outputs

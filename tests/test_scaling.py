@@ -271,10 +271,9 @@ def test_the_url_of_a_model_at_zero_goes_through_the_interceptor(dev_plan):
     route = spec(dev_plan, ROUTE, DEV)
     assert url.hostname in route["rules"][0]["hosts"]
     assert {f"{name}.nim", name} <= set(route["rules"][0]["hosts"])  # short names, from inside the namespace
-    # ... and the same URL is what every consumer is given
-    env = {e["name"]: e.get("value") for e in obj(dev_plan, "kubernetes:apps/v1:Deployment", "open-webui").inputs[
-        "spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["OPENAI_API_BASE_URLS"] == url.geturl()
+    # ... and the same host and port are where the gateway sends the model's requests
+    backend = obj(dev_plan, "kubernetes:gateway.envoyproxy.io/v1alpha1:Backend", "nim-llm-llama3-8b-instruct")
+    assert backend.inputs["spec"]["endpoints"] == [{"fqdn": {"hostname": url.hostname, "port": url.port}}]
 
 
 def test_the_route_forwards_to_the_clusterip_service_once_a_replica_is_ready(dev_plan):

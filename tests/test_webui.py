@@ -21,14 +21,15 @@ def test_open_webui(dev_plan):
     repo, tag = c["image"].rsplit(":", 1)
     assert repo == "ghcr.io/open-webui/open-webui" and tag.startswith("v0.") and tag not in ("main", "latest")
     env = {e["name"]: e for e in c["env"]}
-    # the dev model scales to zero: Open WebUI reaches it through the interceptor, like every consumer
-    assert env["OPENAI_API_BASE_URLS"]["value"] == dev_plan.outputs["nim_models"]["meta/llama3-8b-instruct"]["url"] \
-        == "http://nim-llm-llama3-8b-instruct-proxy.nim.svc.cluster.local:8000/v1"
-    assert env["OPENAI_API_KEYS"]["value"] == "not-needed"
+    # Open WebUI calls every model through the gateway, as a client with a key of its own (kept in its Secret)
+    assert env["OPENAI_API_BASE_URLS"]["value"] == "http://nim-gateway.envoy-gateway-system.svc.cluster.local:80/v1"
+    assert env["OPENAI_API_KEYS"]["valueFrom"] == {"secretKeyRef": {"name": "open-webui", "key": "OPENAI_API_KEY"}}
     assert env["WEBUI_SECRET_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "open-webui", "key": "WEBUI_SECRET_KEY"}}
     secret = dev_plan.one("kubernetes:core/v1:Secret", f"{NAME}-secret")
     assert secret.inputs["stringData"] == "[secret]"
     assert len(secret.revealed["stringData"]["WEBUI_SECRET_KEY"]) >= 32
+    credentials = dev_plan.one("kubernetes:core/v1:Secret", "nim-on-eks-dev-gateway-api-keys")
+    assert secret.revealed["stringData"]["OPENAI_API_KEY"] == credentials.revealed["stringData"]["open-webui"]
     assert c["resources"]["requests"] and c["resources"]["limits"]
     assert {"name": "data", "mountPath": "/app/backend/data"} in c["volumeMounts"]
     pvc = dev_plan.one("kubernetes:core/v1:PersistentVolumeClaim", f"{NAME}-data").inputs
@@ -47,8 +48,19 @@ def test_open_webui(dev_plan):
     assert dev_plan.outputs["open_webui_port_forward"] == "kubectl -n open-webui port-forward svc/open-webui 8080:80"
 
 
+def test_without_the_gateway_open_webui_calls_each_model_directly():
+    plan = plan_for("gateway=false")
+    [c] = deployment(plan, f"{NAME}-deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    # the dev model scales to zero: Open WebUI reaches it through the interceptor, like every consumer
+    assert env["OPENAI_API_BASE_URLS"] == plan.outputs["nim_models"]["meta/llama3-8b-instruct"]["url"] \
+        == "http://nim-llm-llama3-8b-instruct-proxy.nim.svc.cluster.local:8000/v1"
+    assert env["OPENAI_API_KEYS"] == "not-needed"
+    assert "OPENAI_API_KEY" not in plan.one("kubernetes:core/v1:Secret", f"{NAME}-secret").revealed["stringData"]
+
+
 def test_every_model_in_config_order():
-    plan = plan_for(*THREE_MODELS)
+    plan = plan_for(*THREE_MODELS, "gateway=false")
     [c] = deployment(plan, f"{NAME}-deployment")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in c["env"]}
     urls = env["OPENAI_API_BASE_URLS"].split(";")
