@@ -106,6 +106,7 @@ capacity = Karpenter(
         cpu=cfg.cpu,
         pod_identity_agent=cluster.pod_identity_agent,
         tags=cfg.aws_tags,
+        image_digests=cfg.image_digests,
     ),
     opts=providers(aws_provider, cluster.provider),
 )
@@ -147,6 +148,7 @@ monitoring = (
             cpu_node_pool=capacity.cpu_node_pool,
             gpu_node_pool=capacity.gpu_node_pool,
             eks_cluster_name=cluster.cluster_name,
+            image_digests=cfg.image_digests,
         ),
         opts=providers(aws_provider, cluster.provider),
     )

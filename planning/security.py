@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+from planning import versions
 from planning.versions import SUPPORTED_EKS_VERSIONS
 
 # Pod Security Admission checks a namespace against the profile as defined at this Kubernetes version, so a cluster
@@ -107,3 +108,119 @@ def by_digest(image: str, digests: dict[str, str]) -> str:
     """The reference to pull `image` by: `repository:tag@sha256:...` when its digest is given (the runtime checks
     the content against the digest and ignores the tag), else the tag alone."""
     return f"{image}@{digests[image]}" if image in digests else image
+
+
+# --- the images the pinned charts run, and the values key (if any) that pulls each by digest
+# Each chart builds the reference from its own keys; the digest's form is the chart's: HEX (the template writes
+# `@sha256:` before the value) or PREFIXED (the value is `sha256:<hex>` and the template writes only `@`). Checked in
+# the charts' templates at the pinned versions (../shared/charts; sub-charts absent there at their upstream tags).
+HEX, PREFIXED = "hex", "prefixed"
+KPS_TEMPLATES = "kube-prometheus-stack 88.5.3 templates/"
+GRAFANA_POD = "grafana chart 12.11.1 (grafana-community/helm-charts tag grafana-12.11.1 @ 864f7794) templates/_pod.tpl"
+
+
+class DigestKey:
+    """Where a chart takes an image's digest: `path` (dotted, in the release's values) and the value's form."""
+
+    def __init__(self, chart: str, path: str, form: str, source: str):
+        self.chart, self.path, self.form, self.source = chart, path, form, source
+
+    def value(self, digest: str) -> str:
+        return digest.removeprefix("sha256:") if self.form == HEX else digest
+
+    def __repr__(self) -> str:
+        return f"{self.chart} values {self.path}"
+
+
+class NoDigestKey:
+    """A chart image the chart can only pull by tag, and where that was checked."""
+
+    def __init__(self, chart: str, source: str):
+        self.chart, self.source = chart, source
+
+
+KPS = versions.KUBE_PROMETHEUS_STACK.name
+CHART_IMAGE_DIGESTS: dict[str, DigestKey | NoDigestKey] = {
+    # The chart already pins this image by its own digest (values.yaml controller.image.digest); a user's replaces it.
+    "public.ecr.aws/karpenter/controller:1.14.1": DigestKey(
+        versions.KARPENTER.name, "controller.image.digest", PREFIXED,
+        "karpenter 1.14.1 templates/_helpers.tpl karpenter.controller.image: repository:tag@digest"),
+    "quay.io/prometheus/prometheus:v3.14.0-distroless": DigestKey(
+        KPS, "prometheus.prometheusSpec.image.sha", HEX, KPS_TEMPLATES + "prometheus/prometheus.yaml"),
+    "quay.io/prometheus/alertmanager:v0.34.0": DigestKey(
+        KPS, "alertmanager.alertmanagerSpec.image.sha", HEX, KPS_TEMPLATES + "alertmanager/alertmanager.yaml"),
+    "quay.io/prometheus-operator/prometheus-operator:v0.93.1": DigestKey(
+        KPS, "prometheusOperator.image.sha", HEX, KPS_TEMPLATES + "prometheus-operator/deployment.yaml"),
+    "quay.io/prometheus-operator/prometheus-config-reloader:v0.93.1": DigestKey(
+        KPS, "prometheusOperator.prometheusConfigReloader.image.sha", HEX,
+        KPS_TEMPLATES + "prometheus-operator/deployment.yaml (the operator's --prometheus-config-reloader)"),
+    "ghcr.io/jkroepke/kube-webhook-certgen:1.8.7": DigestKey(
+        KPS, "prometheusOperator.admissionWebhooks.patch.image.sha", HEX,
+        KPS_TEMPLATES + "prometheus-operator/admission-webhooks/job-patch/"),
+    "docker.io/grafana/grafana:13.2.0": DigestKey(KPS, "grafana.image.sha", HEX, GRAFANA_POD),
+    "quay.io/kiwigrid/k8s-sidecar:2.10.1": DigestKey(KPS, "grafana.sidecar.image.sha", HEX, GRAFANA_POD),
+    "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0": DigestKey(
+        KPS, "kube-state-metrics.image.sha", PREFIXED,
+        "kube-state-metrics chart 8.4.0 (prometheus-community/helm-charts tag kube-state-metrics-8.4.0 @ 1982f1c5) "
+        "templates/_helpers.tpl kube-state-metrics.image: repository:tag@sha"),
+    # image.sha is refused by this chart ("image.sha forbidden. Use image.digest instead")
+    "quay.io/prometheus/node-exporter:v1.12.1-distroless": DigestKey(
+        KPS, "prometheus-node-exporter.image.digest", PREFIXED,
+        "prometheus-node-exporter chart 4.56.1 (prometheus-community/helm-charts tag prometheus-node-exporter-4.56.1 "
+        "@ 8b8e639c) templates/_helpers.tpl prometheus-node-exporter.image: repository:tag-distroless@digest"),
+    "nvcr.io/nvidia/k8s-device-plugin:v0.20.0": NoDigestKey(
+        versions.NVIDIA_DEVICE_PLUGIN.name,
+        "values.yaml image: repository, tag; templates/_helpers.tpl fullimage is repository:tag"),
+    "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless": NoDigestKey(
+        versions.DCGM_EXPORTER.name, "values.yaml image: repository, tag; templates/daemonset.yaml repository:tag"),
+    **{image: NoDigestKey(
+        versions.KEDA_HTTP_ADD_ON.name if "/http-add-on-" in image else versions.KEDA.name,
+        "keda values.yaml image.<component>: registry, repository, tag; keda-add-ons-http values.yaml images: one "
+        "tag for all; the deployments' templates write repository:tag") for image in versions.KEDA_IMAGE_PLATFORMS},
+}
+
+
+def chart_digest_values(chart: str, digests: dict[str, str]) -> dict[str, Any]:
+    """The values that pull `chart`'s images by the digests given (nested, to merge into the release's values);
+    empty when none of its images has one, so a stack without image_digests renders exactly as before."""
+    out: dict[str, Any] = {}
+    for image, where in CHART_IMAGE_DIGESTS.items():
+        if isinstance(where, DigestKey) and where.chart == chart and image in digests:
+            *parents, leaf = where.path.split(".")
+            node = out
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = where.value(digests[image])
+    return out
+
+
+def merged(values: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`values` with `overlay` merged in, map by map (the overlay wins on a leaf); neither is changed."""
+    out = dict(values)
+    for key, value in overlay.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def stack_charts(monitoring: bool, http_add_on: bool) -> set[str]:
+    """The charts a stack installs (__main__.py): Karpenter, the device plugin and KEDA always, the monitoring
+    charts with monitoring, the HTTP add-on when a model is reached through its interceptor."""
+    return ({versions.KARPENTER.name, versions.NVIDIA_DEVICE_PLUGIN.name, versions.KEDA.name}
+            | ({KPS, versions.DCGM_EXPORTER.name} if monitoring else set())
+            | ({versions.KEDA_HTTP_ADD_ON.name} if http_add_on else set()))
+
+
+def digest_problems(digests: dict[str, str], own_images: set[str], charts: set[str]) -> list[str]:
+    """What is wrong with `image_digests` for a stack that renders `own_images` itself and installs `charts`: a key
+    naming no image of the stack, or an image whose chart cannot take a digest. Each problem names the key."""
+    by_chart = {image: where for image, where in CHART_IMAGE_DIGESTS.items() if where.chart in charts}
+    allowed = sorted(own_images | {i for i, w in by_chart.items() if isinstance(w, DigestKey)})
+    problems = []
+    if unused := sorted(set(digests) - own_images - set(by_chart)):
+        problems.append(f"image_digests: {', '.join(unused)} is no image of this stack; allowed: {', '.join(allowed)}")
+    for image in sorted(set(digests) - own_images):
+        if isinstance(where := by_chart.get(image), NoDigestKey):
+            problems.append(
+                f"image_digests: {image}: {digests[image]} cannot be used: its chart ({where.chart}) has no values key "
+                f"for a digest ({where.source}), so it runs by its pinned tag; allowed: {', '.join(allowed)}")
+    return problems
