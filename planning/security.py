@@ -113,7 +113,9 @@ def by_digest(image: str, digests: dict[str, str]) -> str:
 # --- the images the pinned charts run, and the values key (if any) that pulls each by digest
 # Each chart builds the reference from its own keys; the digest's form is the chart's: HEX (the template writes
 # `@sha256:` before the value) or PREFIXED (the value is `sha256:<hex>` and the template writes only `@`). Checked in
-# the charts' templates at the pinned versions (../shared/charts; sub-charts absent there at their upstream tags).
+# the charts' templates at the pinned versions (../shared/charts; the Grafana, kube-state-metrics and node-exporter
+# sub-charts, absent there, at their upstream tags, and rendered once with them in place: every image came out as
+# repository:tag@sha256:<given>). tests/test_image_digests.py renders what ../shared/charts holds.
 HEX, PREFIXED = "hex", "prefixed"
 KPS_TEMPLATES = "kube-prometheus-stack 88.5.3 templates/"
 GRAFANA_POD = "grafana chart 12.11.1 (grafana-community/helm-charts tag grafana-12.11.1 @ 864f7794) templates/_pod.tpl"
