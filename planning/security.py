@@ -43,6 +43,20 @@ NIM_MEMORY_LIMIT_FACTOR = 2
 NIM_SHM_GIB = 16
 
 
+# NIM's root filesystem stays writable (its server and the pre-cache Job, which runs the same image): no NVIDIA source
+# lists the paths a NIM for LLMs 1.x image writes besides the cache and /dev/shm, and a path missed fails the model as
+# it loads, on a paid GPU. Checked (2026-11): NVIDIA/k8s-nim-operator @ f63f74d7 renders NIMService pods with only
+# the cache, /dev/shm (and /scratch for sidecars) mounted, sets no readOnlyRootFilesystem, gives NIM an OpenShift SCC
+# with `readOnlyRootFilesystem: false` (manifests/scc.yaml), and points OUTLINES_CACHE_DIR at /tmp/outlines (so NIM
+# writes under /tmp of the image); its NIMCache Job is hardened as ours, also writable; an open request to make the
+# pods' securityContext settable for read-only-root policies (k8s-nim-operator#635). NVIDIA/nim-deploy helm/nim-llm
+# @ be34031c (the chart's last version there): the same mounts and OUTLINES_CACHE_DIR, its example container context
+# `readOnlyRootFilesystem: false`. NIM for LLMs docs: the 2.x environment-variable reference (2.1.5-pb7) announces a
+# section on writable paths (for 2.x images, and not readable here in full); for the catalog's 1.x images we found
+# none (configuration pages 1.10.0, 1.12.0). tests/test_nim.py keeps both containers as recorded here.
+NIM_READ_ONLY_ROOT = False
+
+
 def nim_memory_limit_gib(memory_gib: int) -> int:
     """NIM's host memory limit: twice what a loaded model uses, plus all of /dev/shm."""
     return memory_gib * NIM_MEMORY_LIMIT_FACTOR + NIM_SHM_GIB
