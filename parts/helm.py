@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from planning.security import chart_digest_values, merged
+from planning.security import chart_digest_values
 from planning.versions import ChartPin
 
 
@@ -28,3 +28,11 @@ def release(resource_name: str, chart: ChartPin, *, name: str, namespace: str, v
         timeout=timeout,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on or []),
     )
+
+
+def merged(values: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`values` with `overlay` merged in, map by map (the overlay wins on a leaf); neither is changed."""
+    out = dict(values)
+    for key, value in overlay.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from planning import versions
@@ -135,24 +136,25 @@ KPS_TEMPLATES = "kube-prometheus-stack 88.5.3 templates/"
 GRAFANA_POD = "grafana chart 12.11.1 (grafana-community/helm-charts tag grafana-12.11.1 @ 864f7794) templates/_pod.tpl"
 
 
+@dataclass(frozen=True)
 class DigestKey:
     """Where a chart takes an image's digest: `path` (dotted, in the release's values) and the value's form."""
 
-    def __init__(self, chart: str, path: str, form: str, source: str):
-        self.chart, self.path, self.form, self.source = chart, path, form, source
+    chart: str
+    path: str
+    form: str  # HEX or PREFIXED
+    source: str
 
     def value(self, digest: str) -> str:
         return digest.removeprefix("sha256:") if self.form == HEX else digest
 
-    def __repr__(self) -> str:
-        return f"{self.chart} values {self.path}"
 
-
+@dataclass(frozen=True)
 class NoDigestKey:
     """A chart image the chart can only pull by tag, and where that was checked."""
 
-    def __init__(self, chart: str, source: str):
-        self.chart, self.source = chart, source
+    chart: str
+    source: str
 
 
 KPS = versions.KUBE_PROMETHEUS_STACK.name
@@ -207,14 +209,6 @@ def chart_digest_values(chart: str, digests: dict[str, str]) -> dict[str, Any]:
             for key in parents:
                 node = node.setdefault(key, {})
             node[leaf] = where.value(digests[image])
-    return out
-
-
-def merged(values: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """`values` with `overlay` merged in, map by map (the overlay wins on a leaf); neither is changed."""
-    out = dict(values)
-    for key, value in overlay.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from planning import security, versions
+from parts.helm import merged
+from planning import versions
 from planning.security import CHART_IMAGE_DIGESTS, DigestKey, NoDigestKey, chart_digest_values
 from tests import conformance, helm_render
 from tests.conftest import plan_for, problems
@@ -68,7 +69,8 @@ def test_charts_without_a_digest_key_have_none(chart, folder):
 def test_no_digests_change_no_values():
     assert all(chart_digest_values(c.name, {}) == {} for c in vars(versions).values()
                if isinstance(c, versions.ChartPin))
-    assert security.merged({"a": {"b": 1}}, {}) == {"a": {"b": 1}}
+    assert merged({"a": {"b": 1}}, {}) == {"a": {"b": 1}}
+    assert merged({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
 
 
 def test_digest_values_take_each_charts_form():
