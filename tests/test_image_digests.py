@@ -179,3 +179,16 @@ def test_the_chart_renders_each_image_by_the_digest_given(helm, dev_plan, chart)
         checked += 1
     # kube-prometheus-stack's own templates always render: Prometheus, Alertmanager, operator, reloader, certgen
     assert checked >= (1 if chart == versions.KARPENTER.name else 5)
+
+
+def test_chart_digests_change_only_those_releases_values(dev_plan):
+    """Pulling chart images by digest changes the values of the releases that run them, and nothing else."""
+    plan = digest_plan()
+    before = {r.urn: r.inputs for r in dev_plan.resources}
+    after = {r.urn: r.inputs for r in plan.resources}
+    assert set(before) == set(after)
+    changed = {urn for urn in before if before[urn] != after[urn]}
+    releases = {r.urn: chart for r, chart, _ in conformance.helm_releases(plan)}
+    assert {releases.get(urn) for urn in changed} == {versions.KARPENTER.name, versions.KUBE_PROMETHEUS_STACK.name}
+    for urn in changed:
+        assert {k for k in before[urn] if before[urn][k] != after[urn].get(k)} == {"values"}
