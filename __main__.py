@@ -108,6 +108,7 @@ capacity = Karpenter(
         cpu=cfg.cpu,
         pod_identity_agent=cluster.pod_identity_agent,
         tags=cfg.aws_tags,
+        image_digests=cfg.image_digests,
     ),
     opts=providers(aws_provider, cluster.provider),
 )
@@ -149,6 +150,7 @@ monitoring = (
             cpu_node_pool=capacity.cpu_node_pool,
             gpu_node_pool=capacity.gpu_node_pool,
             eks_cluster_name=cluster.cluster_name,
+            image_digests=cfg.image_digests,
         ),
         opts=providers(aws_provider, cluster.provider),
     )
@@ -212,6 +214,7 @@ gateway = (
             model_resources=models,
             monitor_labels=monitoring.monitor_labels if monitoring else None,
             metrics_pipeline=monitoring.ready if monitoring else [],
+            image_digests=cfg.image_digests,
         ),
         opts=providers(aws_provider, cluster.provider),
     )

@@ -13,7 +13,7 @@ import pulumi_random as random
 from parts import helm
 from planning import gateway as gw
 from planning import versions
-from planning.security import pod_security_labels
+from planning.security import by_digest, pod_security_labels
 
 LABELS = {"app.kubernetes.io/part-of": "nim-on-eks"}
 KEYS_SECRET = "api-keys"  # the Kubernetes Secret the SecurityPolicy reads: client id -> key
@@ -35,6 +35,7 @@ class GatewayArgs:
     load_balancer_ready: list[pulumi.Resource]
     model_resources: list[pulumi.Resource]  # the models (their Services and scaling routes) the backends name
     monitor_labels: dict[str, str] | None = None  # None: no Prometheus Operator, no PodMonitor
+    image_digests: dict[str, str] = field(default_factory=dict)  # config image_digests: Redis by digest when given
     metrics_pipeline: list[pulumi.Resource] = field(default_factory=list)
 
 
@@ -76,7 +77,7 @@ class Gateway(pulumi.ComponentResource):
             redis = k8s.apps.v1.Deployment(
                 f"{name}-redis", metadata={"name": gw.REDIS, "namespace": gw.EG_NAMESPACE,
                                            "labels": {**LABELS, **gw.REDIS_LABELS}},
-                spec=gw.redis_deployment(versions.REDIS_IMAGE),
+                spec=gw.redis_deployment(by_digest(versions.REDIS_IMAGE, args.image_digests)),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[eg_ns, args.cpu_node_pool]))
             k8s.core.v1.Service(
                 f"{name}-redis", metadata={"name": gw.REDIS, "namespace": gw.EG_NAMESPACE, "labels": LABELS},

@@ -177,6 +177,7 @@ class KarpenterArgs:
     # The cluster's Pod Identity agent: the controller's association waits for it, so Karpenter starts with credentials.
     pod_identity_agent: aws.eks.Addon
     tags: dict[str, str] = field(default_factory=dict)
+    image_digests: dict[str, str] = field(default_factory=dict)  # config image_digests: the controller's digest
 
 
 class Karpenter(pulumi.ComponentResource):
@@ -291,6 +292,7 @@ class Karpenter(pulumi.ComponentResource):
             parent=self,
             depends_on=[pod_identity, queue_policy_resource, *controller_attachments, *rules, access_entry,
                         *node_attachments, sg_tag],
+            image_digests=args.image_digests,
         )
 
         # --- node classes and pools: created after the controller (its CRDs), deleted while it still runs

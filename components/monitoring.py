@@ -9,7 +9,7 @@ deployment/values.yaml).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,8 @@ class MonitoringArgs:
     model_cold_start_minutes: int = 0
     # the cluster's name as an Output of the cluster (the alerts' Pod Identity association waits for it)
     eks_cluster_name: pulumi.Input[str] | None = None
+    # config image_digests: kube-prometheus-stack's images (its own and its sub-charts') pulled by digest
+    image_digests: dict[str, str] = field(default_factory=dict)
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -280,6 +282,7 @@ class Monitoring(pulumi.ComponentResource):
             depends_on=[namespace, grafana_admin, args.volumes_released, args.cpu_node_pool,
                         *(self.alerts.ready if self.alerts else [])],
             timeout=900,  # Prometheus waits for its volume
+            image_digests=args.image_digests,
         )
         after_stack = pulumi.ResourceOptions(parent=self, depends_on=[self.stack])
 

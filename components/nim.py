@@ -22,7 +22,8 @@ import pulumi_kubernetes as k8s
 from planning.catalog import CatalogModel
 from planning.models import ModelRequest
 from planning.scheduling import GPU_TOLERATION, gpu_node_affinity
-from planning.security import NIM_SHM_GIB, by_digest, nim_memory_limit_gib, pod_security_labels, restricted_container
+from planning.security import NIM_READ_ONLY_ROOT, NIM_SHM_GIB, by_digest, nim_memory_limit_gib, pod_security_labels, \
+    restricted_container
 from planning.workloads import NIM_UID
 from components.precache import precache_job, precache_off_reason
 from components.scaling import ModelScaling, ModelScalingArgs, Scaling
@@ -210,11 +211,10 @@ class NimModel(pulumi.ComponentResource):
                 "resources": resources,
                 "volumeMounts": [{"name": "model-store", "mountPath": CACHE_PATH},
                                  {"name": "dshm", "mountPath": "/dev/shm"}],
-                # Not a read-only root: NVIDIA documents the cache and /dev/shm as NIM's only mounts, but not where
-                # its engines (TensorRT-LLM, vLLM, PyTorch, Triton kernels) write their compile caches and temporary
-                # files besides (HOME, /tmp, or folders of the image per release), and a missed one fails a model
-                # at load time on a paid GPU. Non-root, it cannot change the image's root-owned files anyway.
-                "securityContext": restricted_container(read_only_root=False),
+                # Not a read-only root: no NVIDIA source lists what NIM writes besides the cache and /dev/shm (its
+                # engines' compile caches, /tmp), and a missed path fails the model on a paid GPU (planning/
+                # security.py NIM_READ_ONLY_ROOT: what was checked). Non-root, it cannot change the image's files.
+                "securityContext": restricted_container(read_only_root=NIM_READ_ONLY_ROOT),
                 "startupProbe": probe("/v1/health/live", 10, startup_checks, delay=40),
                 "livenessProbe": probe("/v1/health/live", 15, 4),
                 "readinessProbe": probe("/v1/health/ready", 10, 3),

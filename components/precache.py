@@ -121,7 +121,8 @@ def job_spec(model: ModelRequest, entry: CatalogModel, *, claim: str, cache_path
                         "limits": {"memory": f"{PRECACHE_MEMORY_LIMIT_MIB}Mi"},
                     },
                     "volumeMounts": [{"name": "model-store", "mountPath": cache_path}],
-                    # not a read-only root, like the server's (components/nim.py): the same image and download code
+                    # a writable root, like the server's: the same image and download code (planning/security.py
+                    # NIM_READ_ONLY_ROOT); left unset (false) rather than restated, which would replace every Job
                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                                         "runAsNonRoot": True},
                     # `kubectl describe` shows why it failed (the program's last lines)

@@ -45,7 +45,7 @@ from planning.instances import load_instances
 from planning.keys import Bad, Secret, boolean, build, distinct_list, group, key, keys_of, matching, names, \
     number, one_of, parse_keys, readme_table, show, unknown_keys, whole, whole_choice
 from planning.models import CAPACITY_TYPES, FIELDS as MODEL_FIELDS, ModelRequest, fit_models, parse_models
-from planning.security import digest_map
+from planning.security import digest_map, digest_problems, stack_charts
 from planning.scaling import DEFAULT_IDLE_MINUTES, MAX_IDLE_MINUTES, MIN_IDLE_MINUTES, needs_interceptor
 from planning.pools import CpuPoolFitError, core_shortfall, cpu_pool, node_daemonsets, size_cpu_pool, unplaceable
 from planning.workloads import GATEWAY, HTTP_ADD_ON, PRECACHE_JOB, RATE_LIMITS, cpu_pool_workloads
@@ -416,8 +416,9 @@ class StackConfig:
     image_digests: dict[str, str] = key(
         "image_digests", image_digests, {},
         "Pull images by digest: a JSON map from an image as the plan shows it (`repository:tag`: Open WebUI, "
-        "GenAI-Perf, a model's NIM) to its `sha256:` digest; the tag stays pinned, the digest makes it immutable. "
-        "A key naming no image of the stack is an error.")
+        "GenAI-Perf, a model's NIM, and the images of the Karpenter and kube-prometheus-stack charts) to its "
+        "`sha256:` digest; the tag stays pinned, the digest makes it immutable. A key naming no image of the stack, "
+        "or an image whose chart takes no digest (device plugin, DCGM exporter, KEDA), is an error.")
     # not keys
     project: str
     stack: str
@@ -540,12 +541,12 @@ def parse_config(
             )
 
     if values.get("image_digests"):
-        used = {catalog.models[m.name].image + ":" + m.image_tag for m in models} | (
+        own = {catalog.models[m.name].image + ":" + m.image_tag for m in models} | (
             {versions.OPEN_WEBUI_IMAGE} if valid("open_webui") else set()) | (
-            {versions.GENAI_PERF_IMAGE} if valid("genai_perf") else set())
-        if unused := sorted(set(values["image_digests"]) - used):
-            problems.append(f"image_digests: {', '.join(unused)} is no image of this stack; allowed: "
-                            f"{', '.join(sorted(used))}")
+            {versions.GENAI_PERF_IMAGE} if valid("genai_perf") else set()) | (
+            {versions.REDIS_IMAGE} if switches[RATE_LIMITS] else set())
+        problems += digest_problems(values["image_digests"], own,
+                                    stack_charts(valid("monitoring"), switches[HTTP_ADD_ON], valid("gateway")))
 
     cluster_name = values.get("cluster_name") or default_cluster_name(project, stack)
     if values.get("cluster_name") is None and not re.fullmatch(CLUSTER_NAME_RE, cluster_name):

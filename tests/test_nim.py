@@ -271,3 +271,23 @@ def test_namespace_pod_security(dev_plan):
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
         assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert {next(iter(set(v) - {"name"})) for v in pod["volumes"]} <= {"persistentVolumeClaim", "emptyDir"}
+
+
+def test_nim_root_stays_writable_as_recorded(dev_plan):
+    """NIM's server and its pre-cache Job keep a writable root, as planning/security.py NIM_READ_ONLY_ROOT records
+    (no NVIDIA source lists what NIM writes besides the cache and /dev/shm), and mount only what NVIDIA's own
+    renderings mount; flipping one without the other, or without emptyDirs for what NIM writes, fails here."""
+    from pathlib import Path
+    from planning.security import NIM_READ_ONLY_ROOT
+    assert NIM_READ_ONLY_ROOT is False
+    server = container(dev_plan)
+    job = obj(dev_plan, "kubernetes:batch/v1:Job", f"{DEV}-precache").inputs["spec"]["template"]["spec"]
+    [precache] = job["containers"]
+    for c in (server, precache):
+        assert c["securityContext"].get("readOnlyRootFilesystem", False) is NIM_READ_ONLY_ROOT, c["name"]
+    assert {m["mountPath"] for m in server["volumeMounts"]} == {"/model-store", "/dev/shm"}
+    assert {m["mountPath"] for m in precache["volumeMounts"]} == {"/model-store"}
+    # the README says what was checked, and where
+    security = Path(__file__).resolve().parent.parent.joinpath("README.md").read_text().split("## Security", 1)[1]
+    for source in ("k8s-nim-operator", "f63f74d7", "helm/nim-llm", "be34031c", "OUTLINES_CACHE_DIR", "#635"):
+        assert source in security.split("### Network policies")[0], source
