@@ -98,13 +98,15 @@ class Gateway(pulumi.ComponentResource):
         )
         aws.secretsmanager.SecretVersion(
             f"{name}-api-keys", secret_id=self.keys_secret.id,
-            secret_string=pulumi.Output.json_dumps({n: p.result for n, p in keys.items()}),
+            # secret by itself, not only because the provider marks `result` so: the plan and state never show a key
+            secret_string=pulumi.Output.secret(pulumi.Output.json_dumps({n: p.result for n, p in keys.items()})),
             opts=child)
         credentials = k8s.core.v1.Secret(
             f"{name}-api-keys",
             metadata={"name": KEYS_SECRET, "namespace": gw.ROUTES_NAMESPACE, "labels": LABELS},
             type="Opaque",
-            string_data={**{n: p.result for n, p in keys.items()}, gw.OPEN_WEBUI_CLIENT: webui_key.result},
+            string_data={n: pulumi.Output.secret(p.result)
+                         for n, p in {**keys, gw.OPEN_WEBUI_CLIENT: webui_key}.items()},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[routes_ns]))
         self.open_webui_key = pulumi.Output.secret(webui_key.result)
 
