@@ -121,6 +121,7 @@ def test_keys_are_generated_kept_in_secrets_manager_and_never_shown():
     # no key anywhere in the plan as `make plan` writes it, nor in the outputs
     text = json.dumps(plan.as_json())
     assert not [n for n, k in keys.items() if k in text]
+    assert plan.config["nim-on-eks:ngc_api_key"] not in text  # nor the NGC key (tests/conftest.py's stand-in)
     assert plan.outputs["api_keys_command"] == (
         f"aws secretsmanager get-secret-value --region us-west-2 --secret-id {plan.outputs['api_keys_secret_name']} "
         "--query SecretString --output text")
