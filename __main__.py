@@ -1,7 +1,7 @@
 """nim-on-eks: NVIDIA NIM LLM inference on Amazon EKS, in one `pulumi up`.
 
 Composition only; it reads like the architecture diagram:
-config (and its cost) -> network -> cluster -> (capacity, storage, monitoring, scaling) -> one NimModel per model
+config (and its cost) -> network -> cluster -> (capacity, storage, load balancer, monitoring, scaling) -> one NimModel per model
 -> Open WebUI, GenAI-Perf -> network policies -> outputs. Each component gets its providers once, in opts; what it waits for is named
 in its Args.
 """
@@ -12,6 +12,7 @@ import pulumi_aws as aws
 from components.alerts import receiver_warning
 from components.cluster import Cluster, ClusterArgs
 from components.karpenter import Karpenter, KarpenterArgs
+from components.loadbalancer import LoadBalancerController, LoadBalancerControllerArgs
 from components.monitoring import NAMESPACE as monitoring_namespace, Monitoring, MonitoringArgs
 from components.netpol import NetworkPolicies, NetworkPoliciesArgs
 from components.network import Network, NetworkArgs, pick_azs
@@ -22,6 +23,7 @@ from components.webui import NAMESPACE as webui_namespace, GenAiPerf, GenAiPerfA
 from planning.catalog import load_catalog
 from planning.config import load_config
 from planning.cost import cost_warnings, estimate
+from planning.endpoint import endpoint_warnings
 from planning.flows import Namespaces
 from planning.scaling import can_scale_to_zero, cold_start_limit_seconds, needs_interceptor, scaling_warnings
 
@@ -39,6 +41,9 @@ for warning in scaling_warnings(cfg.models, cfg.monitoring):
 # --- where alerts go (nowhere, without alert_email) -------------------------------------------------------
 if alerts_warning := receiver_warning(cfg.monitoring, cfg.alerts.email):
     pulumi.log.warn(alerts_warning)
+# --- a public endpoint without TLS ------------------------------------------------------------------------
+for warning in endpoint_warnings(cfg.endpoint):
+    pulumi.log.warn(warning)
 
 aws_provider = aws.Provider(
     "aws", region=cfg.region, default_tags=aws.ProviderDefaultTagsArgs(tags=cfg.aws_tags)
@@ -125,6 +130,23 @@ storage = Storage(
         kubeconfig=cluster.kubeconfig,
         pod_identity_agent=cluster.pod_identity_agent,
         efs=cfg.efs,
+    ),
+    opts=providers(aws_provider, cluster.provider),
+)
+
+# --- load balancer: the AWS Load Balancer Controller makes the gateway's NLB, and deletes it before the VPC goes ----
+load_balancer = LoadBalancerController(
+    f"{cfg.cluster_name}-load-balancer",
+    LoadBalancerControllerArgs(
+        cluster_name=cfg.cluster_name,
+        eks_cluster_name=cluster.cluster_name,
+        region=cfg.region,
+        partition=partition.partition,
+        vpc_id=network.vpc_id,
+        kubeconfig=cluster.kubeconfig,
+        pod_identity_agent=cluster.pod_identity_agent,
+        cpu_node_pool=capacity.cpu_node_pool,
+        tags={k: v for k, v in cfg.aws_tags.items() if k not in cfg.tags},  # the program's own: csv-safe
     ),
     opts=providers(aws_provider, cluster.provider),
 )

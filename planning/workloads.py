@@ -112,6 +112,14 @@ CPU_POOL.update({w.name: w for w in (
     PoolWorkload("keda-add-ons-http-external-scaler", cpu_m=50, memory_mib=32, when=HTTP_ADD_ON),
 )})
 
+# The AWS Load Balancer Controller (components/loadbalancer.py): two replicas (leader-elected; the second serves
+# its webhooks and takes over at once when a spot node goes). Its chart requests nothing (values.yaml
+# `resources: {}`); these are our ESTIMATE for a controller that watches Services, Endpoints and Pods of a small
+# cluster and reconciles one NLB: mostly idle, its memory the informer caches.
+AWS_LOAD_BALANCER_CONTROLLER = PoolWorkload("aws-load-balancer-controller", cpu_m=50, memory_mib=128, replicas=2)
+AWS_LOAD_BALANCER_CONTROLLER_MEMORY_LIMIT_MIB = 512
+CPU_POOL[AWS_LOAD_BALANCER_CONTROLLER.name] = AWS_LOAD_BALANCER_CONTROLLER
+
 
 def cpu_pool_workloads(switches: dict[str, bool]) -> list[PoolWorkload]:
     """The CPU NodePool's pods with these config switches (monitoring, open_webui, genai_perf)."""

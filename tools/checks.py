@@ -8,7 +8,8 @@
    webhooks, pods -> CoreDNS, nodes -> EFS, Prometheus and clients (the interceptor too) -> NIM, KEDA -> the
    HTTP add-on's scaler and Prometheus.
 3. Destroy: the order `pulumi destroy` deletes in, with the asynchronous deletions controllers do after an object
-   is gone (Karpenter terminating nodes, CSI drivers deleting volumes, load balancers), each of which needs its
+   is gone (Karpenter terminating nodes, CSI drivers deleting volumes, the AWS Load Balancer Controller deleting the
+   NLBs of Services made from a Gateway), each of which needs its
    controller alive and some resource whose deletion waits for it; KEDA's scalers: each goes before what it
    scales, and before the controllers that remove its finalizer; and every workload whose pods may run on a
    Karpenter NodePool's nodes is deleted before that NodePool.
@@ -332,6 +333,11 @@ def reachability_problems(plan: Plan) -> list[str]:
 # CSI drivers and the EKS add-on that runs each.
 CSI_ADDONS = {"ebs.csi.aws.com": "aws-ebs-csi-driver", "efs.csi.aws.com": "aws-efs-csi-driver"}
 WAITER_SUFFIX = "-volumes-released"
+# The AWS Load Balancer Controller (components/loadbalancer.py, planning/endpoint.py).
+LB_WAITER_SUFFIX = "-load-balancers-released"
+LB_CLASS = "service.k8s.aws/nlb"
+LB_SERVICE_ACCOUNT = "aws-load-balancer-controller"
+GATEWAY_TYPE = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
 
 
 def _deletion_prerequisites(plan: Plan) -> dict[str, set[str]]:
@@ -486,13 +492,55 @@ def async_cleanups(plan: Plan) -> list[AsyncCleanup]:
                 found.append(volume_cleanup(
                     f"the pods of {r.type.rsplit(':', 1)[-1]} {r.name} release claim {ns}/{claim}, whose volume the "
                     f"{driver} driver then deletes (StorageClass {cls})", r, driver))
-    # Load balancers: a Service of type LoadBalancer keeps a finalizer until its load balancer is deleted.
-    lb_controllers = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
-                      if "aws-load-balancer-controller" in str(r.inputs.get("chart", ""))]
+    found += load_balancer_cleanups(plan, egress)
+    return found
+
+
+def _lb_controller_identity(plan: Plan) -> list[Resource]:
+    """The AWS Load Balancer Controller's Pod Identity association(s), their roles and those roles' attachments."""
+    found: list[Resource] = []
+    for assoc in plan.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation"):
+        if assoc.inputs.get("serviceAccount") != LB_SERVICE_ACCOUNT:
+            continue
+        roles = [r for r in plan.of_type("aws:iam/role:Role") if r.outputs.get("arn") == assoc.inputs.get("roleArn")]
+        names = {r.outputs.get("name") for r in roles}
+        found += [assoc, *roles, *(a for a in plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                                   if a.inputs.get("role") in names)]
+    return found
+
+
+def _names_lb_class(value: Any) -> bool:
+    return any(v == LB_CLASS for _, v in _walk(value))
+
+
+def load_balancer_cleanups(plan: Plan, egress: list[Resource]) -> list[AsyncCleanup]:
+    """The AWS Load Balancer Controller deletes the NLB (and its security groups) of every Service of its class
+    once the Service goes; the Service keeps the controller's finalizer until then. The gateway's Service is made in
+    the cluster by Envoy Gateway, not by the stack, so what stands for it is what makes it: a Gateway API Gateway,
+    or any object that names the controller's class (an EnvoyProxy). Each of those goes before the
+    `-load-balancers-released` waiter, whose deletion waits until no such Service is left; the waiter goes before
+    the controller, its IAM, its nodes and the network the NLB lives in. A Service of type LoadBalancer in the plan
+    is its own guard (Pulumi's delete waits for its finalizer)."""
+    found: list[AsyncCleanup] = []
+    controllers = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
+                   if "aws-load-balancer-controller" in str(r.inputs.get("chart", ""))]
+    guard = next((r for r in plan.resources if r.name.endswith(LB_WAITER_SUFFIX)), None)
+    actors = [*controllers, *_lb_controller_identity(plan), *egress, *plan.of_type("aws:ec2/subnet:Subnet"),
+              *plan.of_type("aws:ec2/vpc:Vpc")]
+    if controllers:
+        found.append(AsyncCleanup("the AWS Load Balancer Controller deletes the NLBs of the Services of class "
+                                  f"{LB_CLASS} (made in the cluster, outside the plan)",
+                                  guard or controllers[0], guard, actors))
     for svc in plan.of_type("kubernetes:core/v1:Service"):
         if (svc.inputs.get("spec") or {}).get("type") == "LoadBalancer":
             found.append(AsyncCleanup(f"the load balancer of Service {svc.inputs['metadata']['name']} is deleted",
-                                      svc, svc, [*lb_controllers, *egress]))
+                                      svc, svc, [*controllers, *egress]))
+    for r in plan.resources:
+        if r is guard or r in controllers or _k8s_kind(r) == "Service":
+            continue
+        if r.type == GATEWAY_TYPE or (r.type.startswith("kubernetes:") and _names_lb_class(r.inputs)):
+            found.append(AsyncCleanup(f"the NLB of the Service that {r.type.rsplit(':', 1)[-1]} {r.name} makes is "
+                                      "deleted by the AWS Load Balancer Controller", r, guard, actors))
     return found
 
 
