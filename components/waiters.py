@@ -1,6 +1,9 @@
 """Destroy-time waiters: resources that do nothing on `pulumi up` and, on `pulumi destroy`, hold back what they
 depend on until something Kubernetes does asynchronously has finished.
 
+`LoadBalancersReleased` (at the end) waits, the same way, for the AWS Load Balancer Controller to delete the NLBs of
+Services made in the cluster (the gateway's, by Envoy Gateway), before the controller, its nodes and the VPC go.
+
 `VolumesReleased` waits for the CSI drivers. Deleting a PersistentVolumeClaim only starts the release of its
 volume: the driver's controller (external-provisioner) deletes the EBS volume or EFS access point behind the
 PersistentVolume later, and only then removes the PV and its finalizer. If the add-on (the controller), the EFS

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import KARPENTER, NIM_MODEL, STORAGE, obj, plan_for, release
 from tools import checks, opaque, plan as plan_cli
-from tools.mockrun import Plan
+from tools.mockrun import Plan, Resource
 
 PLANS = [
     (),
@@ -342,3 +342,80 @@ def test_the_plan_fails_on_a_failed_check(monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert "references    FAILED" in out and "references: planted problem" in out
     assert "a system check failed" in err
+
+
+# ------------------------------------------------------------------------- load balancers (issue 14)
+
+LB_WAITER = "nim-on-eks-dev-load-balancer-load-balancers-released"
+LB_CLEANUP = "the AWS Load Balancer Controller deletes the NLBs of the Services of class service.k8s.aws/nlb"
+
+
+def with_gateway(plan: Plan, depends_on_waiter: bool) -> tuple[Plan, Resource]:
+    """A copy of the plan with a Gateway API Gateway (what makes the gateway's Service of type LoadBalancer in the
+    cluster), depending on the load balancer waiter or not."""
+    plan = planted(plan)
+    gateway = copy.deepcopy(plan.one("kubernetes:core/v1:Service", "nim-on-eks-dev-open-webui-svc"))
+    gateway.type, gateway.name = checks.GATEWAY_TYPE, "nim-on-eks-dev-gateway"
+    gateway.urn = f"urn:pulumi:dev::nim-on-eks::{checks.GATEWAY_TYPE}::{gateway.name}"
+    gateway.inputs = {"metadata": {"name": "nim", "namespace": "envoy-gateway-system"},
+                      "spec": {"gatewayClassName": "nim", "listeners": [{"name": "http", "port": 80,
+                                                                         "protocol": "HTTP"}]}}
+    waiter = plan.one("pulumi-python:dynamic/waiters:LoadBalancersReleased", LB_WAITER)
+    gateway.dependencies = [waiter.urn] if depends_on_waiter else []
+    plan.resources.append(gateway)
+    return plan, gateway
+
+
+def test_the_gateway_goes_then_the_nlbs_then_the_controller_nodes_and_vpc(dev_plan):
+    """The destroy simulation of issue 14: objects that make a Service of the controller's class, then the waiter
+    (while the controller deletes the NLB), then the controller, its NodePool, the cluster and the subnets."""
+    plan, gateway = with_gateway(dev_plan, depends_on_waiter=True)
+    assert checks.destroy_problems(plan) == []
+    waves = checks.destroy_waves(plan)
+    position = {r.urn: i for i, wave in enumerate(waves) for r in wave}
+    waiter = plan.one("pulumi-python:dynamic/waiters:LoadBalancersReleased", LB_WAITER)
+    controller = release(plan, "aws-load-balancer-controller")
+    pool = obj(plan, "kubernetes:karpenter.sh/v1:NodePool", "cpu")
+    cluster = plan.one("aws:eks/cluster:Cluster")
+    subnets = plan.of_type("aws:ec2/subnet:Subnet")
+    assert position[gateway.urn] < position[waiter.urn] < position[controller.urn] < position[pool.urn] \
+        < position[cluster.urn] < min(position[s.urn] for s in subnets)
+    assert any(f"{LB_WAITER} is deleted only once done: the NLB of the Service that Gateway nim-on-eks-dev-gateway "
+               "makes" in line for line in checks.render_destroy(plan))
+
+
+def test_destroy_catches_a_gateway_that_does_not_wait_for_its_nlb(dev_plan):
+    plan, _ = with_gateway(dev_plan, depends_on_waiter=False)
+    found = checks.destroy_problems(plan)
+    assert any(p.startswith("the NLB of the Service that Gateway nim-on-eks-dev-gateway makes is deleted by the AWS "
+                            f"Load Balancer Controller: {LB_WAITER} waits for it but can be deleted before "
+                            "nim-on-eks-dev-gateway") for p in found), found
+
+
+def test_destroy_catches_an_object_naming_the_class_that_does_not_wait(dev_plan):
+    """An EnvoyProxy (or anything) that puts `service.k8s.aws/nlb` on a Service counts as making one."""
+    plan = planted(dev_plan)
+    proxy = plan.one("kubernetes:core/v1:Service", "nim-on-eks-dev-open-webui-svc")
+    proxy.type = "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy"
+    proxy.inputs["spec"] = {"provider": {"kubernetes": {"envoyService": {"loadBalancerClass": "service.k8s.aws/nlb"}}}}
+    found = checks.destroy_problems(plan)
+    assert any(p.startswith("the NLB of the Service that EnvoyProxy nim-on-eks-dev-open-webui-svc makes") for p in found)
+
+
+def test_destroy_catches_nlbs_nobody_waits_for(dev_plan):
+    """Without the waiter the controller, its nodes and the VPC may go while the NLB still exists: its security
+    groups and network interfaces then keep the subnets and VPC from being deleted."""
+    plan = planted(dev_plan)
+    plan.resources = [r for r in plan.resources if r.name != LB_WAITER]
+    found = checks.destroy_problems(plan)
+    assert any(p.startswith(LB_CLEANUP) and "nothing waits for it on destroy" in p for p in found), found
+
+
+def test_destroy_catches_a_waiter_that_outlives_the_controller(dev_plan):
+    plan = planted(dev_plan)
+    waiter = plan.one("pulumi-python:dynamic/waiters:LoadBalancersReleased", LB_WAITER)
+    waiter.dependencies = []
+    found = checks.destroy_problems(plan)
+    [problem] = [p for p in found if p.startswith(LB_CLEANUP)]
+    assert "it needs Release nim-on-eks-dev-load-balancer-controller, PodIdentityAssociation " \
+           "nim-on-eks-dev-load-balancer-controller, Role nim-on-eks-dev-load-balancer-role" in problem
