@@ -146,7 +146,7 @@ load_balancer = LoadBalancerController(
         kubeconfig=cluster.kubeconfig,
         pod_identity_agent=cluster.pod_identity_agent,
         cpu_node_pool=capacity.cpu_node_pool,
-        tags={k: v for k, v in cfg.aws_tags.items() if k not in cfg.tags},  # the program's own: csv-safe
+        tags=cfg.program_tags,
     ),
     opts=providers(aws_provider, cluster.provider),
 )

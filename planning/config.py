@@ -403,9 +403,15 @@ class StackConfig:
     catalog: Catalog = field(repr=False)
 
     @property
+    def program_tags(self) -> dict[str, str]:
+        """The program's own tags: who made it and for which stack. Names only, so they also fit where a tag map is
+        written `k=v,k=v` (the AWS Load Balancer Controller's default tags and Service annotations)."""
+        return {"project": self.project, "stack": self.stack, "nim-on-eks/cluster": self.cluster_name}
+
+    @property
     def aws_tags(self) -> dict[str, str]:
-        """Tags on every AWS resource: who made it and for which stack, plus the user's own."""
-        return {"project": self.project, "stack": self.stack, "nim-on-eks/cluster": self.cluster_name, **self.tags}
+        """Tags on every AWS resource: the program's own, plus the user's."""
+        return {**self.program_tags, **self.tags}
 
 
 KEYS = {k.name: k for k in keys_of(StackConfig)}

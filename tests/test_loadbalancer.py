@@ -252,3 +252,12 @@ def test_subnets_carry_what_the_controllers_discovery_needs(dev_plan):
     assert {s.inputs["availabilityZone"] for s in public} == {s.inputs["availabilityZone"] for s in private}
     for s in public + private:
         assert s.inputs["tags"]["kubernetes.io/cluster/nim-on-eks-dev"] in ("owned", "shared")
+
+
+def test_user_tags_stay_off_the_controllers_comma_separated_flag():
+    """`defaultTags` becomes `--default-tags=k=v,k=v`: a user tag holding ',' or '=' would break it, so the controller
+    gets the program's own tags (AWS-provider resources still get every tag)."""
+    plan = plan_for('tags={"team": "ml,infra", "cost-center": "a=b"}')
+    assert plan.error is None, plan.error
+    assert values_of(plan)["defaultTags"] == {"project": "nim-on-eks", "stack": "dev",
+                                              "nim-on-eks/cluster": "nim-on-eks-dev"}
