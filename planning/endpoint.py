@@ -19,8 +19,9 @@ nlb.md, "nlb" below):
 - cross-zone load balancing on (annotations, load-balancer-attributes: `load_balancing.cross_zone.enabled=true`),
   so a client's zone never decides which Envoy replicas it can reach.
 - health check: TCP to the traffic port (annotations, healthcheck-protocol / healthcheck-port), i.e. Envoy's
-  listener accepts connections; 2 checks each way, every 10 s (the annotations' ranges: thresholds 2-10, interval
-  5-300), so a replica that stops is out within about 20 s.
+  listener accepts connections; 2 checks each way, every 10 s (healthcheck-*-threshold, healthcheck-interval; the
+  ELB API's CreateTargetGroup allows thresholds of 2-10 and intervals of 5-300 s), so a replica that stops is out
+  within about 20 s.
 - TLS with `certificate_arn`: the ACM certificate (ssl-cert) on the TLS listener, port 443 only (ssl-ports), with
   the policy `ELBSecurityPolicy-TLS13-1-2-2021-06` (ssl-negotiation-policy; TLS 1.2 and 1.3 only): the controller's
   default is `ELBSecurityPolicy-2016-08`, which still accepts TLS 1.0. The NLB terminates TLS and forwards plain
