@@ -419,3 +419,41 @@ def test_destroy_catches_a_waiter_that_outlives_the_controller(dev_plan):
     [problem] = [p for p in found if p.startswith(LB_CLEANUP)]
     assert "it needs Release nim-on-eks-dev-load-balancer-controller, PodIdentityAssociation " \
            "nim-on-eks-dev-load-balancer-controller, Role nim-on-eks-dev-load-balancer-role" in problem
+
+
+def with_envoy_gateway(plan: Plan) -> tuple[Plan, Resource]:
+    """A copy with an Envoy Gateway release (chart gateway-helm), which makes and deletes the Gateway's Service."""
+    eg = copy.deepcopy(release(plan, "keda"))
+    eg.name, eg.urn = "nim-on-eks-dev-gateway-envoy-gateway", \
+        "urn:pulumi:dev::nim-on-eks::kubernetes:helm.sh/v3:Release::nim-on-eks-dev-gateway-envoy-gateway"
+    eg.inputs = {**eg.inputs, "name": "envoy-gateway", "chart": "oci://docker.io/envoyproxy/gateway-helm"}
+    plan.resources.append(eg)
+    return plan, eg
+
+
+def test_destroy_catches_envoy_gateway_going_before_the_nlb_wait(dev_plan):
+    """Envoy Gateway deletes the Gateway's Service: gone before the wait, it would leave the Service (and the NLB)
+    behind, and the wait time out."""
+    plan, _ = with_gateway(dev_plan, depends_on_waiter=True)
+    plan, eg = with_envoy_gateway(plan)
+    found = checks.destroy_problems(plan)
+    assert any(p.startswith("the NLB of the Service that Gateway nim-on-eks-dev-gateway makes") and
+               f"it needs Release {eg.name}, " in p for p in found), found
+
+
+def test_a_gateway_waiter_after_envoy_gateway_passes(dev_plan):
+    """How the gateway can wire it: its own LoadBalancersReleased depending on Envoy Gateway and on the controller's
+    waiter, and the Gateway on it: Gateway, then the wait, then Envoy Gateway and the controller."""
+    plan, gateway = with_gateway(dev_plan, depends_on_waiter=False)
+    plan, eg = with_envoy_gateway(plan)
+    waiter = plan.one("pulumi-python:dynamic/waiters:LoadBalancersReleased", LB_WAITER)
+    second = copy.deepcopy(waiter)
+    second.name = "nim-on-eks-dev-gateway-load-balancers-released"
+    second.urn = f"urn:pulumi:dev::nim-on-eks::pulumi-python:dynamic/waiters:LoadBalancersReleased::{second.name}"
+    second.dependencies = [eg.urn, waiter.urn]
+    plan.resources.append(second)
+    gateway.dependencies = [second.urn]
+    assert checks.destroy_problems(plan) == []
+    position = {r.urn: i for i, wave in enumerate(checks.destroy_waves(plan)) for r in wave}
+    assert position[gateway.urn] < position[second.urn] < min(position[eg.urn], position[waiter.urn]) \
+        < position[release(plan, "aws-load-balancer-controller").urn]

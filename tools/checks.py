@@ -338,6 +338,7 @@ LB_WAITER_SUFFIX = "-load-balancers-released"
 LB_CLASS = "service.k8s.aws/nlb"
 LB_SERVICE_ACCOUNT = "aws-load-balancer-controller"
 GATEWAY_TYPE = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
+ENVOY_GATEWAY_CHART = "gateway-helm"  # Envoy Gateway, which makes (and deletes) the Service of a Gateway
 
 
 def _deletion_prerequisites(plan: Plan) -> dict[str, set[str]]:
@@ -517,30 +518,39 @@ def load_balancer_cleanups(plan: Plan, egress: list[Resource]) -> list[AsyncClea
     """The AWS Load Balancer Controller deletes the NLB (and its security groups) of every Service of its class
     once the Service goes; the Service keeps the controller's finalizer until then. The gateway's Service is made in
     the cluster by Envoy Gateway, not by the stack, so what stands for it is what makes it: a Gateway API Gateway,
-    or any object that names the controller's class (an EnvoyProxy). Each of those goes before the
-    `-load-balancers-released` waiter, whose deletion waits until no such Service is left; the waiter goes before
-    the controller, its IAM, its nodes and the network the NLB lives in. A Service of type LoadBalancer in the plan
-    is its own guard (Pulumi's delete waits for its finalizer)."""
+    or any object that names the controller's class (an EnvoyProxy). Each of those goes before a
+    `-load-balancers-released` waiter, whose deletion waits until no such Service is left; that waiter goes before
+    the controller, its IAM, its nodes and the network the NLB lives in, and before Envoy Gateway (chart
+    `gateway-helm`), which deletes the Service once its Gateway is gone: without it the Service would stay, and the
+    wait time out. A Service of type LoadBalancer in the plan is its own guard (Pulumi's delete waits for its
+    finalizer)."""
     found: list[AsyncCleanup] = []
     controllers = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
                    if "aws-load-balancer-controller" in str(r.inputs.get("chart", ""))]
-    guard = next((r for r in plan.resources if r.name.endswith(LB_WAITER_SUFFIX)), None)
+    waiters = [r for r in plan.resources if r.name.endswith(LB_WAITER_SUFFIX)]
     actors = [*controllers, *_lb_controller_identity(plan), *egress, *plan.of_type("aws:ec2/subnet:Subnet"),
               *plan.of_type("aws:ec2/vpc:Vpc")]
     if controllers:
+        # the waiter the controller's own component makes: the first registered
         found.append(AsyncCleanup("the AWS Load Balancer Controller deletes the NLBs of the Services of class "
                                   f"{LB_CLASS} (made in the cluster, outside the plan)",
-                                  guard or controllers[0], guard, actors))
+                                  waiters[0] if waiters else controllers[0], waiters[0] if waiters else None, actors))
     for svc in plan.of_type("kubernetes:core/v1:Service"):
         if (svc.inputs.get("spec") or {}).get("type") == "LoadBalancer":
             found.append(AsyncCleanup(f"the load balancer of Service {svc.inputs['metadata']['name']} is deleted",
                                       svc, svc, [*controllers, *egress]))
+    service_makers = _releases_of(plan, ENVOY_GATEWAY_CHART)
     for r in plan.resources:
-        if r is guard or r in controllers or _k8s_kind(r) == "Service":
+        if r in waiters or r in controllers or _k8s_kind(r) == "Service":
             continue
         if r.type == GATEWAY_TYPE or (r.type.startswith("kubernetes:") and _names_lb_class(r.inputs)):
+            # the waiter it is deleted before (the first of them to go, when several), else any
+            mine = [w for w in waiters if plan.depends_on(r, w)]
+            guard = next((w for w in mine if not any(plan.depends_on(o, w) for o in mine if o is not w)),
+                         waiters[0] if waiters else None)
             found.append(AsyncCleanup(f"the NLB of the Service that {r.type.rsplit(':', 1)[-1]} {r.name} makes is "
-                                      "deleted by the AWS Load Balancer Controller", r, guard, actors))
+                                      "deleted by the AWS Load Balancer Controller", r, guard,
+                                      [*service_makers, *actors]))
     return found
 
 
