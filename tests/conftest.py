@@ -47,6 +47,11 @@ def dev_plan() -> mockrun.Plan:
 
 # Stack configs more than one module plans (THREE_MODELS, above, is the other): the big GPUs, on demand only.
 P5 = ('gpu_instance_families=["p4de","p5"]', 'gpu_capacity_types=["on-demand"]', "gpu_limit=32")
+# The gateway at its fullest: internet-facing with TLS, and a key with a token limit (so the rate limit service,
+# its Redis and the BackendTrafficPolicy exist).
+GATEWAY_FULL = ("public_endpoint=true",
+                "certificate_arn=arn:aws:acm:us-west-2:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+                'api_keys=["ci", {"name": "team-a", "tokens_per_minute": 20000, "rotation": 1}]')
 
 
 # ------------------------------------------------------------------------------------------- stack config

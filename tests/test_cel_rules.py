@@ -12,13 +12,14 @@ from typing import Any, Iterator
 import pytest
 
 from tests import conformance
-from tests.conftest import P5, needs_reference, plan_for
+from tests.conftest import GATEWAY_FULL, P5, needs_reference, plan_for
 
 # Plans whose custom resources must pass every rule (the Karpenter settings are what shape the NodePools).
 PLANS = {
     "dev": (),
     "p5-on-demand": ('gpu_instance_families=["p5"]', 'gpu_capacity_types=["on-demand"]'),
     "p4de-p5-limit-32": P5,
+    "gateway-full": GATEWAY_FULL,
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests import conformance
-from tests.conftest import P5, THREE_MODELS, needs_reference, plan_for
+from tests.conftest import GATEWAY_FULL, P5, THREE_MODELS, needs_reference, plan_for
 
 # Configurations whose plans must pass every gate (later components add theirs).
 CONFIGS = {
@@ -17,6 +17,8 @@ CONFIGS = {
     "p5-on-demand": P5,
     "three-models": (*THREE_MODELS, "genai_perf=true"),
     "monitoring-off": ("monitoring=false", "open_webui=false"),
+    "gateway-full": GATEWAY_FULL,
+    "gateway-off": ("gateway=false",),
 }
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from planning import versions
 from tests import conformance, helm_render
-from tests.conftest import needs_dir, needs_reference, plan_for, unavailable
+from tests.conftest import GATEWAY_FULL, needs_dir, needs_reference, plan_for, unavailable
 from tools import mockrun
 
 # Plans whose releases are rendered: the dev stack, and the oldest supported Kubernetes with other monitoring values
@@ -24,6 +24,7 @@ from tools import mockrun
 CONFIGS = {
     "dev": (),
     "k8s-1.33": ("eks_version=1.33", "prometheus_volume_gb=200", "prometheus_retention=30d", "open_webui=false"),
+    "gateway-full": GATEWAY_FULL,
 }
 
 # Custom resources the charts render whose CRD is not in ../shared/reference, so no schema checks them (yet).

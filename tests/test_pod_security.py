@@ -13,13 +13,13 @@ import pytest
 from planning import versions
 from planning.security import NIM_MEMORY_LIMIT_FACTOR, NIM_SHM_GIB, POD_SECURITY_VERSION
 from tests import conformance, helm_render, placement
-from tests.conftest import THREE_MODELS, needs_dir, plan_for, release
+from tests.conftest import GATEWAY_FULL, THREE_MODELS, needs_dir, plan_for, release
 from tests.pod_security import violations
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
 # Plans with every pod the program can render: the dev stack (monitoring, Open WebUI, a model at zero, so the HTTP
 # add-on) and three models with GenAI-Perf.
-PLANS = {"dev": (), "three-models": (*THREE_MODELS, "genai_perf=true")}
+PLANS = {"dev": (), "three-models": (*THREE_MODELS, "genai_perf=true"), "gateway-full": GATEWAY_FULL}
 # Why a namespace enforces less than restricted (the comment at its Namespace says it too).
 LESS_THAN_RESTRICTED = {"monitoring": "privileged"}
 
