@@ -127,23 +127,35 @@ def wait_for_release(list_pvs: Callable[[], list[dict[str, Any]]], drivers: Sequ
 
     An API that refuses us (401, 403) fails at once; any other error (network, throttling) is retried.
     """
+    _poll_until_none(
+        lambda: leftovers(list_pvs(), drivers), VolumesNotReleased, "PersistentVolumes",
+        lambda remaining, error: _timeout_message(remaining, error, drivers, timeout, cluster),
+        timeout=timeout, interval=interval, cluster=cluster, clock=clock, sleep=sleep)
+
+
+def _poll_until_none(fetch: Callable[[], list[Any]], error_class: type[Exception], what: str,
+                     timeout_message: Callable[[list[Any] | None, Exception | None], str], *, timeout: float,
+                     interval: float, cluster: str, clock: Callable[[], float],
+                     sleep: Callable[[float], None]) -> None:
+    """Call `fetch` every `interval` seconds until it returns nothing; after `timeout` seconds raise `error_class`
+    with `timeout_message(last result, last error)`. A refusal of the API (401, 403) fails at once."""
     deadline = clock() + timeout
-    remaining: list[Leftover] | None = None
+    remaining: list[Any] | None = None
     last_error: Exception | None = None
     while True:
         try:
-            remaining, last_error = leftovers(list_pvs(), drivers), None
+            remaining, last_error = fetch(), None
         except Exception as err:  # noqa: BLE001 - reported below with what it was
             if getattr(err, "status", None) in (401, 403):
-                raise VolumesNotReleased(
-                    f"the Kubernetes API of {cluster} refused to list PersistentVolumes ({_short(err)}): the identity "
-                    "running `pulumi destroy` needs cluster access (the identity that created the cluster has it, "
-                    "and so do the cluster_admins)") from err
+                raise error_class(
+                    f"the Kubernetes API of {cluster} refused to list {what} ({_short(err)}): the identity running "
+                    "`pulumi destroy` needs cluster access (the identity that created the cluster has it, and so do "
+                    "the cluster_admins)") from err
             last_error = err
         if remaining == [] and last_error is None:
             return
         if clock() >= deadline:
-            raise VolumesNotReleased(_timeout_message(remaining, last_error, drivers, timeout, cluster))
+            raise error_class(timeout_message(remaining, last_error))
         sleep(interval)
 
 
@@ -296,24 +308,10 @@ def wait_for_load_balancers(list_svcs: Callable[[], list[dict[str, Any]]], *,
                             sleep: Callable[[float], None] = time.sleep) -> None:
     """Poll until no Service holds an NLB of the controller; raise LoadBalancersNotReleased naming them after
     `timeout` seconds. An API that refuses us (401, 403) fails at once; other errors are retried."""
-    deadline = clock() + timeout
-    remaining: list[LeftoverService] | None = None
-    last_error: Exception | None = None
-    while True:
-        try:
-            remaining, last_error = load_balancer_services(list_svcs()), None
-        except Exception as err:  # noqa: BLE001 - reported below with what it was
-            if getattr(err, "status", None) in (401, 403):
-                raise LoadBalancersNotReleased(
-                    f"the Kubernetes API of {cluster} refused to list Services ({_short(err)}): the identity running "
-                    "`pulumi destroy` needs cluster access (the identity that created the cluster has it, and so do "
-                    "the cluster_admins)") from err
-            last_error = err
-        if remaining == [] and last_error is None:
-            return
-        if clock() >= deadline:
-            raise LoadBalancersNotReleased(_load_balancer_timeout_message(remaining, last_error, timeout, cluster))
-        sleep(interval)
+    _poll_until_none(
+        lambda: load_balancer_services(list_svcs()), LoadBalancersNotReleased, "Services",
+        lambda remaining, error: _load_balancer_timeout_message(remaining, error, timeout, cluster),
+        timeout=timeout, interval=interval, cluster=cluster, clock=clock, sleep=sleep)
 
 
 def _load_balancer_timeout_message(remaining: list[LeftoverService] | None, error: Exception | None,
