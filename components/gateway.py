@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.loadbalancer import LoadBalancerController
 from components.waiters import LoadBalancersReleased
 from parts import helm
+from parts.secrets import kept_secret
 from planning import gateway as gw
 from planning import versions
 from planning.security import by_digest, pod_security_labels
@@ -100,18 +100,10 @@ class Gateway(pulumi.ComponentResource):
                 for k in args.keys}
         webui_key = random.RandomPassword(f"{name}-key-{gw.OPEN_WEBUI_CLIENT}", length=gw.KEY_LENGTH,
                                           special=False, opts=child)
-        self.keys_secret = aws.secretsmanager.Secret(
-            f"{name}-api-keys",
-            name_prefix=f"{args.cluster_name}-api-keys-",
+        self.keys_secret = kept_secret(
+            f"{name}-api-keys", name_prefix=f"{args.cluster_name}-api-keys-",
             description=f"API keys of the nim-on-eks endpoint of {args.cluster_name} (name -> key)",
-            recovery_window_in_days=0,  # destroy and re-create with the same name work at once
-            opts=child,
-        )
-        aws.secretsmanager.SecretVersion(
-            f"{name}-api-keys", secret_id=self.keys_secret.id,
-            # secret by itself, not only because the provider marks `result` so: the plan and state never show a key
-            secret_string=pulumi.Output.secret(pulumi.Output.json_dumps({n: p.result for n, p in keys.items()})),
-            opts=child)
+            value=pulumi.Output.json_dumps({n: p.result for n, p in keys.items()}), parent=self)
         credentials = k8s.core.v1.Secret(
             f"{name}-api-keys",
             metadata={"name": KEYS_SECRET, "namespace": gw.ROUTES_NAMESPACE, "labels": LABELS},

@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from parts import helm
+from parts.secrets import kept_secret
 from planning import versions
 from planning.security import pod_security_labels
 from components.alerts import Alerts, AlertsArgs, alertmanager_config
@@ -166,15 +167,9 @@ class Monitoring(pulumi.ComponentResource):
         # --- Grafana admin password: random, kept in Secrets Manager, handed to Grafana as a Kubernetes secret
         password = random.RandomPassword(f"{name}-grafana", length=24, special=False, opts=child)
         secret_value = pulumi.Output.secret(password.result)
-        self.grafana_secret = aws.secretsmanager.Secret(
-            f"{name}-grafana",
-            name_prefix=f"{args.cluster_name}-grafana-",
-            description=f"Grafana admin password of {args.cluster_name}",
-            recovery_window_in_days=0,  # destroy and re-create with the same name work at once
-            opts=child,
-        )
-        aws.secretsmanager.SecretVersion(f"{name}-grafana", secret_id=self.grafana_secret.id,
-                                         secret_string=secret_value, opts=child)
+        self.grafana_secret = kept_secret(f"{name}-grafana", name_prefix=f"{args.cluster_name}-grafana-",
+                                          description=f"Grafana admin password of {args.cluster_name}",
+                                          value=secret_value, parent=self)
         grafana_admin = k8s.core.v1.Secret(
             f"{name}-grafana-admin",
             metadata={"name": GRAFANA_SECRET, "namespace": NAMESPACE},
