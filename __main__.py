@@ -24,7 +24,7 @@ from planning.catalog import load_catalog
 from planning.config import load_config
 from planning.cost import cost_warnings, estimate
 from planning.flows import Namespaces
-from planning.gateway import RoutedModel, answer_timeout_seconds
+from planning.gateway import RoutedModel, answer_timeout_seconds, needs_rate_limits
 from planning.scaling import can_scale_to_zero, cold_start_limit_seconds, needs_interceptor, scaling_warnings
 
 # --- config: every problem is reported here, before anything is created ---------------------------------
@@ -259,9 +259,11 @@ network_policies = NetworkPolicies(
             monitoring=monitoring_namespace if monitoring else None,
             open_webui=webui_namespace if webui else None,
             genai_perf=bool(genai_perf), interceptor=needs_interceptor(cfg.models, cfg.monitoring),
+            gateway=bool(gateway), rate_limits=bool(gateway) and needs_rate_limits(cfg.api_keys),
         ),
         namespace_resources=[nim_namespace.namespace, scaling.namespace,
-                             *([monitoring.namespace] if monitoring else []), *([webui.namespace] if webui else [])],
+                             *([monitoring.namespace] if monitoring else []), *([webui.namespace] if webui else []),
+                             *(gateway.namespaces if gateway else [])],
     ),
     opts=providers(cluster.provider),
 )
