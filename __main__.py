@@ -195,6 +195,8 @@ models = [
 ]
 
 # --- one authenticated OpenAI-compatible endpoint for every model, routed by the request's `model` ----------------
+# TLS at the load balancer moves the listener (and the proxies' port the network policies open): not yet configurable
+gateway_tls = False
 gateway = (
     Gateway(
         f"{cfg.cluster_name}-gateway",
@@ -206,7 +208,7 @@ gateway = (
                                                        cold_start_limit_seconds(catalog.models[spec.name].cache_gib)))
                     for m, spec in zip(models, cfg.models)],
             keys=cfg.api_keys,
-            tls=False,
+            tls=gateway_tls,
             service_annotations={},
             load_balancer_class=None,
             cpu_node_pool=capacity.cpu_node_pool,
@@ -259,7 +261,8 @@ network_policies = NetworkPolicies(
             monitoring=monitoring_namespace if monitoring else None,
             open_webui=webui_namespace if webui else None,
             genai_perf=bool(genai_perf), interceptor=needs_interceptor(cfg.models, cfg.monitoring),
-            gateway=bool(gateway), rate_limits=bool(gateway) and needs_rate_limits(cfg.api_keys),
+            gateway=bool(gateway), gateway_tls=gateway_tls,
+            rate_limits=bool(gateway) and needs_rate_limits(cfg.api_keys),
         ),
         namespace_resources=[nim_namespace.namespace, scaling.namespace,
                              *([monitoring.namespace] if monitoring else []), *([webui.namespace] if webui else []),

@@ -552,6 +552,15 @@ def test_the_gateway_listener_is_open_to_the_load_balancer_and_open_webui(dev_pl
     assert not allowed(ps, ip("198.51.100.7/32"), proxies, pod_port)  # outside the VPC (no client IP kept)
 
 
+def test_tls_moves_the_proxies_port():
+    """With TLS at the load balancer the Gateway listens on 443, so the proxies on 10443: only that port opens."""
+    ns = flows.Namespaces(nim="nim", vpc_cidr="10.0.0.0/16", gateway=True, gateway_tls=True)
+    ps = flows.policies(ns)
+    proxies = Endpoint(namespace=gw.EG_NAMESPACE, labels=dict(gw.PROXY_LABELS))
+    assert allowed(ps, ip("10.0.48.9/32"), proxies, 10443) and not allowed(ps, ip("10.0.48.9/32"), proxies, 10080)
+    assert mismatches(ps, flows.expected_flows(ns)) == []
+
+
 def test_prometheus_reaches_what_the_gateway_pod_monitor_scrapes(dev_plan):
     """The PodMonitor's port names, as EG (`metrics`, 19001) and the AI Gateway's sidecar (`aigw-admin`, 1064) name
     their ports."""
