@@ -1,7 +1,7 @@
 """nim-on-eks: NVIDIA NIM LLM inference on Amazon EKS, in one `pulumi up`.
 
 Composition only; it reads like the architecture diagram:
-config (and its cost) -> network -> cluster -> (capacity, storage, monitoring, scaling) -> one NimModel per model
+config (and its cost) -> network -> cluster -> (capacity, storage, load balancer, monitoring, scaling) -> one NimModel per model
 -> Open WebUI, GenAI-Perf -> network policies -> outputs. Each component gets its providers once, in opts; what it waits for is named
 in its Args.
 """
@@ -13,6 +13,7 @@ from components.alerts import receiver_warning
 from components.cluster import Cluster, ClusterArgs
 from components.gateway import Gateway, GatewayArgs
 from components.karpenter import Karpenter, KarpenterArgs
+from components.loadbalancer import LoadBalancerController, LoadBalancerControllerArgs
 from components.monitoring import NAMESPACE as monitoring_namespace, Monitoring, MonitoringArgs
 from components.netpol import NetworkPolicies, NetworkPoliciesArgs
 from components.network import Network, NetworkArgs, pick_azs
@@ -23,6 +24,7 @@ from components.webui import NAMESPACE as webui_namespace, GenAiPerf, GenAiPerfA
 from planning.catalog import load_catalog
 from planning.config import load_config
 from planning.cost import cost_warnings, estimate
+from planning.endpoint import LOAD_BALANCER_CLASS, endpoint_warnings, nlb_service_annotations
 from planning.flows import Namespaces
 from planning.gateway import RoutedModel, answer_timeout_seconds, needs_rate_limits
 from planning.scaling import can_scale_to_zero, cold_start_limit_seconds, needs_interceptor, scaling_warnings
@@ -41,6 +43,9 @@ for warning in scaling_warnings(cfg.models, cfg.monitoring):
 # --- where alerts go (nowhere, without alert_email) -------------------------------------------------------
 if alerts_warning := receiver_warning(cfg.monitoring, cfg.alerts.email):
     pulumi.log.warn(alerts_warning)
+# --- a public endpoint without TLS ------------------------------------------------------------------------
+for warning in endpoint_warnings(cfg.endpoint):
+    pulumi.log.warn(warning)
 
 aws_provider = aws.Provider(
     "aws", region=cfg.region, default_tags=aws.ProviderDefaultTagsArgs(tags=cfg.aws_tags)
@@ -132,6 +137,23 @@ storage = Storage(
     opts=providers(aws_provider, cluster.provider),
 )
 
+# --- load balancer: the AWS Load Balancer Controller makes the gateway's NLB, and deletes it before the VPC goes ----
+load_balancer = (LoadBalancerController(
+    f"{cfg.cluster_name}-load-balancer",
+    LoadBalancerControllerArgs(
+        cluster_name=cfg.cluster_name,
+        eks_cluster_name=cluster.cluster_name,
+        region=cfg.region,
+        partition=partition.partition,
+        vpc_id=network.vpc_id,
+        kubeconfig=cluster.kubeconfig,
+        pod_identity_agent=cluster.pod_identity_agent,
+        cpu_node_pool=capacity.cpu_node_pool,
+        tags=cfg.program_tags,
+    ),
+    opts=providers(aws_provider, cluster.provider),
+) if cfg.gateway else None)  # only the gateway's Service asks for a load balancer
+
 # --- monitoring: Prometheus (which the models' scaling queries), Grafana, the NIM dashboard, GPU metrics -----
 monitoring = (
     Monitoring(
@@ -195,8 +217,6 @@ models = [
 ]
 
 # --- one authenticated OpenAI-compatible endpoint for every model, routed by the request's `model` ----------------
-# TLS at the load balancer moves the listener (and the proxies' port the network policies open): not yet configurable
-gateway_tls = False
 gateway = (
     Gateway(
         f"{cfg.cluster_name}-gateway",
@@ -208,11 +228,13 @@ gateway = (
                                                        cold_start_limit_seconds(catalog.models[spec.name].cache_gib)))
                     for m, spec in zip(models, cfg.models)],
             keys=cfg.api_keys,
-            tls=gateway_tls,
-            service_annotations={},
-            load_balancer_class=None,
+            tls=bool(cfg.endpoint.certificate_arn),
+            service_annotations=nlb_service_annotations(cfg.endpoint, cfg.program_tags),
+            load_balancer_class=LOAD_BALANCER_CLASS,
             cpu_node_pool=capacity.cpu_node_pool,
-            load_balancer_ready=[],
+            load_balancer=load_balancer,
+            cluster_name_for_waiter=cfg.cluster_name,
+            kubeconfig=cluster.kubeconfig,
             model_resources=models,
             monitor_labels=monitoring.monitor_labels if monitoring else None,
             metrics_pipeline=monitoring.ready if monitoring else [],
@@ -220,7 +242,7 @@ gateway = (
         ),
         opts=providers(aws_provider, cluster.provider),
     )
-    if cfg.gateway
+    if cfg.gateway and load_balancer
     else None
 )
 
@@ -261,7 +283,7 @@ network_policies = NetworkPolicies(
             monitoring=monitoring_namespace if monitoring else None,
             open_webui=webui_namespace if webui else None,
             genai_perf=bool(genai_perf), interceptor=needs_interceptor(cfg.models, cfg.monitoring),
-            gateway=bool(gateway), gateway_tls=gateway_tls,
+            gateway=bool(gateway), gateway_tls=bool(cfg.endpoint.certificate_arn),
             rate_limits=bool(gateway) and needs_rate_limits(cfg.api_keys),
         ),
         namespace_resources=[nim_namespace.namespace, scaling.namespace,

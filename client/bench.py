@@ -297,7 +297,8 @@ def parser() -> argparse.ArgumentParser:
                    help="/v1/chat/completions or /v1/completions (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request (default: %(default)s)")
     p.add_argument("--json", metavar="FILE", help="also write a machine-readable summary to FILE")
-    p.add_argument("--api-key", default="not-needed", help="API key, if the server wants one (NIM does not)")
+    p.add_argument("--api-key", default="not-needed", help="API key, if the server wants one: the gateway's (`pulumi stack output api_keys_command`); NIM itself "
+                        "wants none")
     p.add_argument("-v", "--verbose", action="store_true", help="print each prompt and response as well")
     return p
 

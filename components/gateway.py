@@ -10,6 +10,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.loadbalancer import LoadBalancerController
+from components.waiters import LoadBalancersReleased
 from parts import helm
 from planning import gateway as gw
 from planning import versions
@@ -27,12 +29,14 @@ class GatewayArgs:
     keys: tuple[gw.ApiKey, ...]
     tls: bool  # the load balancer terminates TLS (certificate_arn): the listener is 443
     service_annotations: dict[str, str]  # the NLB the AWS Load Balancer Controller makes for the proxies' Service
-    load_balancer_class: str | None
-    # On `up` the CPU NodePool (where every pod of the gateway runs) and the load balancer controller (whose webhook
-    # sees the proxies' Service) exist first; on destroy the Gateway, its class and EnvoyProxy go first, then what
-    # waits for the load balancer's deletion, then EG, the controller, the nodes.
+    load_balancer_class: str
+    # On `up` the CPU NodePool (where every pod of the gateway runs) and the load balancer controller exist first; on
+    # destroy the Gateway, its class and EnvoyProxy go first, then the wait for their NLB's deletion (while EG, which
+    # deletes the proxies' Service, and the controller, which deletes the NLB, still run), then EG and the rest.
     cpu_node_pool: k8s.apiextensions.CustomResource
-    load_balancer_ready: list[pulumi.Resource]
+    load_balancer: LoadBalancerController
+    cluster_name_for_waiter: str
+    kubeconfig: pulumi.Input[str]
     model_resources: list[pulumi.Resource]  # the models (their Services and scaling routes) the backends name
     monitor_labels: dict[str, str] | None = None  # None: no Prometheus Operator, no PodMonitor
     image_digests: dict[str, str] = field(default_factory=dict)  # config image_digests: Redis by digest when given
@@ -71,6 +75,13 @@ class Gateway(pulumi.ComponentResource):
             f"{name}-ai-gateway", versions.AI_GATEWAY, name=gw.AI_RELEASE, namespace=gw.AI_NAMESPACE,
             values=gw.ai_gateway_values(), parent=self, depends_on=[ai_ns, ai_crds, args.cpu_node_pool])
         controllers = [self.envoy_gateway, ai_crds, self.ai_gateway]
+        # Destroy: deleted once no Service holds an NLB any more; it outlives what makes the proxies' Service (the
+        # Gateway, its class, EnvoyProxy) and goes before EG and the load balancer controller.
+        self.load_balancers_released = LoadBalancersReleased(
+            f"{name}-load-balancers-released", cluster_name=args.cluster_name_for_waiter, kubeconfig=args.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                self.envoy_gateway, args.load_balancer.release, args.load_balancer.load_balancers_released]))
+        load_balancer_ready = [args.load_balancer.release, self.load_balancers_released]
 
         if rate_limits:
             # The rate limit service's counters; EG starts that service itself when its config names a backend.
@@ -98,23 +109,25 @@ class Gateway(pulumi.ComponentResource):
         )
         aws.secretsmanager.SecretVersion(
             f"{name}-api-keys", secret_id=self.keys_secret.id,
-            secret_string=pulumi.Output.json_dumps({n: p.result for n, p in keys.items()}),
+            # secret by itself, not only because the provider marks `result` so: the plan and state never show a key
+            secret_string=pulumi.Output.secret(pulumi.Output.json_dumps({n: p.result for n, p in keys.items()})),
             opts=child)
         credentials = k8s.core.v1.Secret(
             f"{name}-api-keys",
             metadata={"name": KEYS_SECRET, "namespace": gw.ROUTES_NAMESPACE, "labels": LABELS},
             type="Opaque",
-            string_data={**{n: p.result for n, p in keys.items()}, gw.OPEN_WEBUI_CLIENT: webui_key.result},
+            string_data={n: pulumi.Output.secret(p.result)
+                         for n, p in {**keys, gw.OPEN_WEBUI_CLIENT: webui_key}.items()},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[routes_ns]))
         self.open_webui_key = pulumi.Output.secret(webui_key.result)
 
         # --- the Gateway and how its proxies run; on destroy these go first, then the load balancer is waited for
-        in_routes = pulumi.ResourceOptions(parent=self, depends_on=[routes_ns, *controllers, *args.load_balancer_ready])
+        in_routes = pulumi.ResourceOptions(parent=self, depends_on=[routes_ns, *controllers, *load_balancer_ready])
         gateway_class = k8s.apiextensions.CustomResource(
             f"{name}-class", api_version="gateway.networking.k8s.io/v1", kind="GatewayClass",
             metadata={"name": gw.GATEWAY_CLASS, "labels": LABELS},
             spec={"controllerName": gw.CONTROLLER_NAME},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*controllers, *args.load_balancer_ready]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*controllers, *load_balancer_ready]))
         envoy_proxy = k8s.apiextensions.CustomResource(
             f"{name}-envoy-proxy", api_version="gateway.envoyproxy.io/v1alpha1", kind="EnvoyProxy",
             metadata={"name": gw.GATEWAY, "namespace": gw.ROUTES_NAMESPACE, "labels": LABELS},
@@ -129,7 +142,7 @@ class Gateway(pulumi.ComponentResource):
                       # the AI Gateway's sidecar settings (ai_gateway_route.go GatewayConfigAnnotationKey)
                       "annotations": {"aigateway.envoyproxy.io/gateway-config": gw.GATEWAY}},
             spec=gw.gateway_spec(args.tls),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[routes_ns, *controllers, *args.load_balancer_ready,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[routes_ns, *controllers, *load_balancer_ready,
                                                                  gateway_class, envoy_proxy, gateway_config]))
         after_gateway = pulumi.ResourceOptions(parent=self, depends_on=[routes_ns, *controllers, self.gateway])
 

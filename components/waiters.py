@@ -1,6 +1,9 @@
 """Destroy-time waiters: resources that do nothing on `pulumi up` and, on `pulumi destroy`, hold back what they
 depend on until something Kubernetes does asynchronously has finished.
 
+`LoadBalancersReleased` (at the end) waits, the same way, for the AWS Load Balancer Controller to delete the NLBs of
+Services made in the cluster (the gateway's, by Envoy Gateway), before the controller, its nodes and the VPC go.
+
 `VolumesReleased` waits for the CSI drivers. Deleting a PersistentVolumeClaim only starts the release of its
 volume: the driver's controller (external-provisioner) deletes the EBS volume or EFS access point behind the
 PersistentVolume later, and only then removes the PV and its finalizer. If the add-on (the controller), the EFS
@@ -227,5 +230,170 @@ class VolumesReleased(pulumi.dynamic.Resource, module="waiters", name="VolumesRe
             VolumesReleasedProvider(), name,
             {"cluster_name": cluster_name, "drivers": list(drivers),
              "kubeconfig": pulumi.Output.secret(kubeconfig), "timeout_seconds": timeout_seconds},
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"])),
+        )
+
+
+# ------------------------------------------------------------------------------------------- load balancers
+
+# The AWS Load Balancer Controller's finalizer on every Service whose NLB it made, and the Service class it takes
+# (planning/endpoint.py: pkg/shared_constants/finalizers.go, pkg/config/service_config.go @ v3.5.0). Restated here:
+# this module imports only the standard library and pulumi (see the module docstring).
+LOAD_BALANCER_FINALIZER = "service.k8s.aws/resources"
+LOAD_BALANCER_CLASS = "service.k8s.aws/nlb"
+# Deleting an NLB, its target groups and security groups takes the controller a minute or two; a Gateway's Service
+# goes only after Envoy Gateway has removed it. 15 minutes leaves room for AWS API throttling and retries.
+LOAD_BALANCER_TIMEOUT_SECONDS = 900
+# `NIM_ON_EKS_SKIP_LOAD_BALANCER_WAIT=1 pulumi destroy` gives up waiting (e.g. the cluster was deleted outside Pulumi).
+LOAD_BALANCER_SKIP_ENV = "NIM_ON_EKS_SKIP_LOAD_BALANCER_WAIT"
+
+
+class LoadBalancersNotReleased(Exception):
+    """Services with load balancers of the controller are still there when the wait ends, or the cluster cannot be
+    asked."""
+
+
+@dataclass(frozen=True)
+class LeftoverService:
+    """A Service whose NLB the AWS Load Balancer Controller has made (or will make) and not yet deleted."""
+
+    namespace: str
+    name: str
+    deleting: bool
+    hostname: str
+
+    def describe(self) -> str:
+        state = "being deleted" if self.deleting else "not being deleted: delete what owns it"
+        return f"{self.namespace}/{self.name} ({state}; load balancer {self.hostname or 'not reported'})"
+
+
+def load_balancer_services(services: Iterable[dict[str, Any]]) -> list[LeftoverService]:
+    """Services that still hold an NLB of the controller: its finalizer on them (it made one and has not deleted
+    it), or of its class and type LoadBalancer (it may be making one)."""
+    found = []
+    for svc in services:
+        meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+        ours = LOAD_BALANCER_FINALIZER in (meta.get("finalizers") or []) or (
+            spec.get("type") == "LoadBalancer" and spec.get("loadBalancerClass") == LOAD_BALANCER_CLASS)
+        if not ours:
+            continue
+        ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [{}]
+        found.append(LeftoverService(namespace=meta.get("namespace", "default"), name=meta.get("name", "?"),
+                                     deleting=bool(meta.get("deletionTimestamp")),
+                                     hostname=ingress[0].get("hostname", "")))
+    return sorted(found, key=lambda s: (s.namespace, s.name))
+
+
+def list_services(core_v1: Any) -> list[dict[str, Any]]:
+    """Every Service of every namespace as the API's JSON, from a kubernetes.client.CoreV1Api (or a fake)."""
+    response = core_v1.list_service_for_all_namespaces(_preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+    return json.loads(response.data).get("items") or []
+
+
+def wait_for_load_balancers(list_svcs: Callable[[], list[dict[str, Any]]], *,
+                            timeout: float = LOAD_BALANCER_TIMEOUT_SECONDS, interval: float = POLL_SECONDS,
+                            cluster: str = "the cluster", clock: Callable[[], float] = time.monotonic,
+                            sleep: Callable[[float], None] = time.sleep) -> None:
+    """Poll until no Service holds an NLB of the controller; raise LoadBalancersNotReleased naming them after
+    `timeout` seconds. An API that refuses us (401, 403) fails at once; other errors are retried."""
+    deadline = clock() + timeout
+    remaining: list[LeftoverService] | None = None
+    last_error: Exception | None = None
+    while True:
+        try:
+            remaining, last_error = load_balancer_services(list_svcs()), None
+        except Exception as err:  # noqa: BLE001 - reported below with what it was
+            if getattr(err, "status", None) in (401, 403):
+                raise LoadBalancersNotReleased(
+                    f"the Kubernetes API of {cluster} refused to list Services ({_short(err)}): the identity running "
+                    "`pulumi destroy` needs cluster access (the identity that created the cluster has it, and so do "
+                    "the cluster_admins)") from err
+            last_error = err
+        if remaining == [] and last_error is None:
+            return
+        if clock() >= deadline:
+            raise LoadBalancersNotReleased(_load_balancer_timeout_message(remaining, last_error, timeout, cluster))
+        sleep(interval)
+
+
+def _load_balancer_timeout_message(remaining: list[LeftoverService] | None, error: Exception | None,
+                                   timeout: float, cluster: str) -> str:
+    skip = (f"To stop waiting anyway (the NLB and its security groups may then outlive the stack and keep the VPC "
+            f"from being deleted; README \"Load balancer\" says how to find them), run "
+            f"`{LOAD_BALANCER_SKIP_ENV}=1 pulumi destroy`.")
+    if remaining is None:
+        return (f"could not list the Services of {cluster} for {timeout:g} s ({_short(error)}), so it is unknown "
+                "whether the AWS Load Balancer Controller deleted its load balancers; the controller, the nodes and "
+                f"the VPC are kept. Check `kubectl get svc -A`, then run `pulumi destroy` again. {skip}")
+    lines = "\n".join(f"  - {s.describe()}" for s in remaining)
+    return (f"{len(remaining)} Service(s) of {cluster} still hold a load balancer of the AWS Load Balancer "
+            f"Controller after {timeout:g} s; the controller, its IAM role, the nodes and the VPC are kept until "
+            f"they are gone:\n{lines}\n`kubectl -n <namespace> describe svc <name>` and the controller's log "
+            "(`kubectl -n kube-system logs deploy/aws-load-balancer-controller`) say why; fix that, then run "
+            f"`pulumi destroy` again. {skip}")
+
+
+def _kubernetes_service_lister(kubeconfig: dict[str, Any]) -> Callable[[], list[dict[str, Any]]]:
+    """Lists Services with the pinned kubernetes client, a fresh client (and token) for each poll."""
+    from kubernetes import client, config  # imported when a delete runs, in the `pulumi-python` plugin's process
+
+    _lister_checks(kubeconfig)
+
+    def list_svcs() -> list[dict[str, Any]]:
+        with config.new_client_from_config_dict(kubeconfig) as api_client:
+            return list_services(client.CoreV1Api(api_client))
+
+    return list_svcs
+
+
+def _lister_checks(kubeconfig: dict[str, Any]) -> None:
+    for user in kubeconfig.get("users") or []:
+        command = ((user.get("user") or {}).get("exec") or {}).get("command")
+        if command and shutil.which(command) is None:
+            raise RuntimeError(f"`{command}` is not on PATH: the kubeconfig's credential plugin (`{command} eks "
+                               "get-token`) needs it to reach the cluster and check its load balancers")
+
+
+class LoadBalancersReleasedProvider(pulumi.dynamic.ResourceProvider):
+    """create/update: nothing (the inputs become outputs). delete: wait until no Service holds an NLB of the AWS
+    Load Balancer Controller.
+
+    Stored in every stack's state by reference (components.waiters.LoadBalancersReleasedProvider): do not rename or
+    move, as VolumesReleasedProvider.
+    """
+
+    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
+        return pulumi.dynamic.CreateResult(id_=f"{props['cluster_name']}-load-balancers-released",
+                                           outs=_outputs(props))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
+        return pulumi.dynamic.UpdateResult(outs=_outputs(news))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        if os.environ.get(LOAD_BALANCER_SKIP_ENV, "").strip().lower() in ("1", "true", "yes"):
+            return
+        kubeconfig = unwrap_rpc_secret(props["kubeconfig"])
+        timeout = props.get("timeout_seconds")
+        wait_for_load_balancers(
+            _kubernetes_service_lister(json.loads(kubeconfig) if isinstance(kubeconfig, str) else kubeconfig),
+            timeout=float(LOAD_BALANCER_TIMEOUT_SECONDS if timeout is None else timeout),
+            cluster=props.get("cluster_name") or "the cluster",
+        )
+
+
+class LoadBalancersReleased(pulumi.dynamic.Resource, module="waiters", name="LoadBalancersReleased"):
+    """Deleted only once no Service holds a load balancer of the AWS Load Balancer Controller: it depends on the
+    controller (and its IAM), what makes such Services depends on it, so on destroy the Services go, then this
+    waits while the controller deletes their NLBs, then the controller, nodes and VPC go.
+
+    Name it `<something>-load-balancers-released`; never rename it (a delete waits for every such Service).
+    """
+
+    def __init__(self, name: str, *, cluster_name: str, kubeconfig: pulumi.Input[str],
+                 timeout_seconds: int = LOAD_BALANCER_TIMEOUT_SECONDS, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(
+            LoadBalancersReleasedProvider(), name,
+            {"cluster_name": cluster_name, "kubeconfig": pulumi.Output.secret(kubeconfig),
+             "timeout_seconds": timeout_seconds},
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"])),
         )

@@ -25,7 +25,8 @@ The typed config, by what each part configures (key -> attribute):
   `cpu_capacity_types` -> `capacity_types`, `cpu_limit` -> `limit`;
 - `cfg.efs` (the model cache): `efs_backups` -> `backups`, `efs_ia_after_days` -> `ia_after_days`;
 - `cfg.prometheus`: `prometheus_retention` -> `retention`, `prometheus_volume_gb` -> `volume_gb`;
-- `cfg.alerts`: `alert_ttft_p90_seconds` -> `ttft_p90_seconds`, `alert_email` -> `email`.
+- `cfg.alerts`: `alert_ttft_p90_seconds` -> `ttft_p90_seconds`, `alert_email` -> `email`;
+- `cfg.endpoint` (the gateway's NLB): `public_endpoint` -> `public`, `certificate_arn` (same name).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import pulumi
 
 from planning import versions
 from planning.catalog import Catalog
+from planning.endpoint import CERTIFICATE_ARN_EXAMPLE, CERTIFICATE_ARN_RE, certificate_problem
 from planning.gpus import GPU_FAMILIES
 from planning.instances import load_instances
 from planning.keys import Bad, Secret, boolean, build, distinct_list, group, key, keys_of, matching, names, \
@@ -345,6 +347,24 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class EndpointSettings:
+    """How the gateway is reached: the NLB the AWS Load Balancer Controller makes for it (planning/endpoint.py)."""
+
+    public: bool = key(
+        "public_endpoint", boolean, False,
+        "Expose the gateway on an internet-facing NLB (in the public subnets) instead of an internal one reachable "
+        "only from the VPC and networks connected to it. Without `certificate_arn` it serves plain HTTP: `pulumi up` "
+        "and `make plan` warn.")
+    certificate_arn: str | None = key(
+        "certificate_arn",
+        matching(CERTIFICATE_ARN_RE, f"an ACM certificate ARN, arn:<partition>:acm:<region>:<12-digit "
+                                     f"account>:certificate/<uuid>, e.g. {CERTIFICATE_ARN_EXAMPLE}"),
+        None,
+        "ACM certificate (ARN, in the stack's region) for TLS on the NLB: it listens on 443 with TLS 1.2/1.3 only "
+        "and forwards to the gateway inside the VPC. Unset: plain HTTP on port 80.")
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """The validated stack configuration every component is built from."""
 
@@ -389,6 +409,7 @@ class StackConfig:
         f"session costs no cold start; {MIN_IDLE_MINUTES} to {MAX_IDLE_MINUTES}.")
     prometheus: PrometheusSettings = group()
     alerts: AlertSettings = group()
+    endpoint: EndpointSettings = group()
     hourly_budget: float | None = key(
         "hourly_budget", number(0.01, 100000), None,
         "USD per hour the stack may cost at `max_replicas` (spot basis, as the estimate shows it). Above it `pulumi up` warns and `make plan` exits 1, "
@@ -426,9 +447,15 @@ class StackConfig:
     catalog: Catalog = field(repr=False)
 
     @property
+    def program_tags(self) -> dict[str, str]:
+        """The program's own tags: who made it and for which stack. Names only, so they also fit where a tag map is
+        written `k=v,k=v` (the AWS Load Balancer Controller's default tags and Service annotations)."""
+        return {"project": self.project, "stack": self.stack, "nim-on-eks/cluster": self.cluster_name}
+
+    @property
     def aws_tags(self) -> dict[str, str]:
-        """Tags on every AWS resource: who made it and for which stack, plus the user's own."""
-        return {"project": self.project, "stack": self.stack, "nim-on-eks/cluster": self.cluster_name, **self.tags}
+        """Tags on every AWS resource: the program's own, plus the user's."""
+        return {**self.program_tags, **self.tags}
 
 
 KEYS = {k.name: k for k in keys_of(StackConfig)}
@@ -547,6 +574,10 @@ def parse_config(
             {versions.REDIS_IMAGE} if switches[RATE_LIMITS] else set())
         problems += digest_problems(values["image_digests"], own,
                                     stack_charts(valid("monitoring"), switches[HTTP_ADD_ON], valid("gateway")))
+
+    if values.get("certificate_arn") and not region_problem(region):
+        if problem := certificate_problem(values["certificate_arn"], str(region)):
+            problems.append(problem)
 
     cluster_name = values.get("cluster_name") or default_cluster_name(project, stack)
     if values.get("cluster_name") is None and not re.fullmatch(CLUSTER_NAME_RE, cluster_name):

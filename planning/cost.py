@@ -527,8 +527,7 @@ BLUEPRINT_GPU_SIZES = ("2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", 
 BLUEPRINT_GPU_ROOT_GB = 100
 BLUEPRINT_EFS_GIB = 100  # its one shared `nim` PVC, counted full as ours are
 BLUEPRINT_LEFT_OUT = (
-    "its internal NLB for ingress-nginx (no load balancer in our price table: leaving it out flatters the "
-    "blueprint), and any control-plane logs; no Prometheus volume (kube-prometheus-stack 48.1.1's default has "
+    "any control-plane logs; no Prometheus volume (kube-prometheus-stack 48.1.1's default has "
     "none); its monitoring and Open WebUI ran on the core nodes (no CPU pool). Its EKS 1.30 is priced at standard "
     "support, as ours is.")
 
@@ -560,11 +559,26 @@ def blueprint_cost(data: InstanceData, prices: dict[str, Any]) -> BlueprintCost:
                       f"1 x {gpu.name}, the cheapest {BLUEPRINT_GPU_FAMILY} of its NodePool's sizes: spot est. "
                       f"({low}-{high}% off) / on-demand"),
         same("GPU node volume", BLUEPRINT_GPU_ROOT_GB * gp3, f"{BLUEPRINT_GPU_ROOT_GB} GiB gp3"),
+        # its ingress-nginx behind an internal NLB, as our gateway behind ours: both priced the same way
+        same(NLB, nlb_per_hour(prices), f"its ingress-nginx's internal NLB, {nlb_detail(prices)}"),
     )
     return BlueprintCost(BLUEPRINT_NAME, items,
                          BasisPrice(round(sum(i.per_hour.spot for i in items), 4),
                                     round(sum(i.per_hour.on_demand for i in items), 4)),
                          BLUEPRINT_LEFT_OUT)
+
+
+NLB = "Network Load Balancer"
+
+
+def nlb_per_hour(prices: dict[str, Any]) -> float:
+    """One NLB: its hourly charge plus the assumed NLCU-hours (data/prices.yaml)."""
+    return round(prices["nlb_per_hour"] + prices["nlb_nlcu_assumed"] * prices["nlb_nlcu_per_hour"], 4)
+
+
+def nlb_detail(prices: dict[str, Any]) -> str:
+    return (f"${prices['nlb_per_hour']}/h + {prices['nlb_nlcu_assumed']} NLCU ASSUMED x "
+            f"${prices['nlb_nlcu_per_hour']}/NLCU-h")
 
 
 def extended_support(version: str, today: date) -> bool:
@@ -602,6 +616,8 @@ def fixed_costs(cfg: StackConfig, data: InstanceData, prices: dict[str, Any], ex
     nats = 1 if cfg.network.single_nat_gateway else cfg.network.availability_zones
     items.append(FixedCost("NAT gateways", round(nats * prices["nat_gateway_per_hour"], 4),
                            f"{nats} x ${prices['nat_gateway_per_hour']}/h, plus $0.045 per GB processed"))
+    # the gateway's NLB (planning/endpoint.py), internal or internet-facing: the same price
+    items.append(FixedCost(NLB, nlb_per_hour(prices), f"the gateway's, {nlb_detail(prices)}"))
     core = cfg.core
     node = data.types.get(core.instance_type)
     if node is not None:

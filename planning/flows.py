@@ -25,6 +25,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from planning import gateway as gw
+from planning.endpoint import nlb_source_cidrs
 from planning.versions import KEDA_NAMESPACE
 
 NS_LABEL = "kubernetes.io/metadata.name"
@@ -203,8 +204,11 @@ def gateway_allows(ns: Namespaces, proxies: Peer, vpc: Peer) -> list[Allow]:
     # Controller v3.5.0 docs/guide/service/nlb.md ("Worker node security groups rules": NLB subnet CIDRs). The VPC
     # CIDR holds every subnet the NLB can be in; pods have VPC addresses too, and the API key guards the listener.
     out = [
-        Allow("gateway-from-load-balancer", proxies, Peer(cidr=ns.vpc_cidr, name="VPC CIDR (the NLB)"), (listener,),
-              "clients through the load balancer, and its health checks"),
+        Allow(f"gateway-from-load-balancer{f'-{i}' if i else ''}", proxies, Peer(cidr=cidr, name="VPC CIDR (the NLB)"),
+              (listener,), "clients through the load balancer, and its health checks")
+        for i, cidr in enumerate(nlb_source_cidrs(ns.vpc_cidr))
+    ]
+    out += [
         Allow("envoy-gateway-from-proxies", eg, proxies, (gw.XDS_PORT,), "the proxies' configuration (xDS)"),
         # failurePolicy Ignore: without it the proxies start, only without their zone (zone-aware routing)
         Allow("envoy-gateway-from-api-server", eg, vpc, (gw.EG_WEBHOOK_PORT,),

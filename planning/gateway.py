@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from planning.endpoint import HTTP_PORT, HTTPS_PORT
 from planning.scheduling import CPU_POOL_AFFINITY
 from planning.security import RUNTIME_DEFAULT_SECCOMP, restricted_container
 from planning.workloads import CPU_POOL, EXTPROC_SIDECAR
@@ -116,8 +117,9 @@ def answer_timeout_seconds(scales_to_zero: bool, cold_start_limit_s: int) -> int
 
 
 def listener_port(tls: bool) -> int:
-    """The Gateway's (and the load balancer's) port: 443 when the load balancer terminates TLS, else 80."""
-    return 443 if tls else 80
+    """The Gateway's (and the load balancer's) port: 443 when the load balancer terminates TLS, else 80
+    (planning/endpoint.py nlb_listeners)."""
+    return HTTPS_PORT if tls else HTTP_PORT
 
 
 def proxy_container_port(tls: bool) -> int:
@@ -195,14 +197,14 @@ def ai_gateway_values() -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- objects
 
-def envoy_proxy_spec(service_annotations: dict[str, str], load_balancer_class: str | None) -> dict[str, Any]:
+def envoy_proxy_spec(service_annotations: dict[str, str], load_balancer_class: str) -> dict[str, Any]:
     """EnvoyProxy (gateway.envoyproxy.io/v1alpha1): the proxy pods and their Service. Two replicas on the CPU pool,
     spread over nodes (a spot interruption or a node drain never leaves none), a PDB keeping one; the Service of
     type LoadBalancer the AWS Load Balancer Controller turns into an NLB from its annotations."""
     w = CPU_POOL["envoy-proxy"]
-    service: dict[str, Any] = {"name": SERVICE_NAME, "type": "LoadBalancer", "annotations": service_annotations}
-    if load_balancer_class:
-        service["loadBalancerClass"] = load_balancer_class
+    # the class makes the AWS Load Balancer Controller (and not the in-tree cloud provider) own it
+    service: dict[str, Any] = {"name": SERVICE_NAME, "type": "LoadBalancer", "annotations": service_annotations,
+                               "loadBalancerClass": load_balancer_class}
     return {"provider": {"type": "Kubernetes", "kubernetes": {
         "envoyDeployment": {
             "replicas": w.replicas,

@@ -195,6 +195,9 @@ CHART_IMAGE_DIGESTS: dict[str, DigestKey | NoDigestKey] = {
         versions.KEDA_HTTP_ADD_ON.name if "/http-add-on-" in image else versions.KEDA.name,
         "keda values.yaml image.<component>: registry, repository, tag; keda-add-ons-http values.yaml images: one "
         "tag for all; the deployments' templates write repository:tag") for image in versions.KEDA_IMAGE_PLATFORMS},
+    versions.AWS_LOAD_BALANCER_CONTROLLER_IMAGE: NoDigestKey(
+        versions.AWS_LOAD_BALANCER_CONTROLLER.name, "values.yaml image: repository, tag; templates/deployment.yaml "
+                                                    "writes repository:tag"),
     "docker.io/envoyproxy/gateway:v1.9.0": NoDigestKey(
         versions.ENVOY_GATEWAY.name, "values.yaml deployment.envoyGateway.image: repository, tag; templates/"
                                      "_helpers.tpl eg.image prints repository:tag"),
@@ -230,7 +233,8 @@ def stack_charts(monitoring: bool, http_add_on: bool, gateway: bool) -> set[str]
     return ({versions.KARPENTER.name, versions.NVIDIA_DEVICE_PLUGIN.name, versions.KEDA.name}
             | ({KPS, versions.DCGM_EXPORTER.name} if monitoring else set())
             | ({versions.KEDA_HTTP_ADD_ON.name} if http_add_on else set())
-            | ({versions.ENVOY_GATEWAY.name, versions.AI_GATEWAY.name} if gateway else set()))
+            | ({versions.ENVOY_GATEWAY.name, versions.AI_GATEWAY.name, versions.AWS_LOAD_BALANCER_CONTROLLER.name}
+               if gateway else set()))
 
 
 def digest_problems(digests: dict[str, str], own_images: set[str], charts: set[str]) -> list[str]:

@@ -142,6 +142,17 @@ GATEWAY_RUNTIME_IMAGES: dict[str, tuple[tuple[str, ...], str]] = {
                                           "pushed by `make docker_multiarch_push`, tagged with its short sha"),
 }
 
+# AWS Load Balancer Controller v3.5.0, chart 3.5.0 from the eks-charts repository (kubernetes-sigs/
+# aws-load-balancer-controller tag v3.5.0 @ 11eb202c: helm/aws-load-balancer-controller/Chart.yaml version 3.5.0,
+# appVersion v3.5.0; the chart's README installs from https://aws.github.io/eks-charts). Its IAM policy is that tag's
+# docs/install/iam_policy.json, kept as data/aws-load-balancer-controller-iam-policy.json. Since v3.0.0 the chart's
+# version follows the controller's (the chart jumped from 1.17.1 to 3.0.0, aws/eks-charts#1297, #1312), and a Helm
+# upgrade does not update the CRDs in its crds/ folder (kubernetes-sigs/aws-load-balancer-controller#4555): an
+# upgrade of this pin must apply the new tag's crds.yaml first.
+AWS_LOAD_BALANCER_CONTROLLER = ChartPin("aws-load-balancer-controller", "https://aws.github.io/eks-charts", "3.5.0")
+AWS_LOAD_BALANCER_CONTROLLER_IMAGE = "public.ecr.aws/eks/aws-load-balancer-controller:v3.5.0"
+AWS_LOAD_BALANCER_CONTROLLER_NAMESPACE = "kube-system"  # as its install guide; API priority of kube-system
+
 
 # Architectures of every image a pod of this program runs (registry/repository:tag as the pod names it, digest
 # left out), with where each was checked: a pod that may land on an arm64 node (the core node group, Karpenter's
@@ -187,4 +198,7 @@ IMAGE_ARCHES: dict[str, tuple[tuple[str, ...], str]] = {
     REDIS_IMAGE: (("amd64", "arm64"), "docker-library/official-images library/redis: the alpine variants are built "
                                       "for amd64 and arm64v8 (among others)"),
     **GATEWAY_RUNTIME_IMAGES,
+    AWS_LOAD_BALANCER_CONTROLLER_IMAGE: (
+        ("amd64", "arm64"), "kubernetes-sigs/aws-load-balancer-controller Makefile @ v3.5.0: IMG_PLATFORM "
+                            "linux/amd64,linux/arm64 (ko build and docker buildx)"),
 }

@@ -113,9 +113,11 @@ CPU_POOL.update({w.name: w for w in (
 )})
 
 
+
 # The authenticated endpoint (planning/gateway.py), while the `gateway` switch is on; the rate limit service and its
-# Redis only while a key has a token limit. EG's controller asks what its chart asks (gateway-helm v1.9.0 values.yaml
-# deployment.envoyGateway.resources: 100m, 256Mi). Each proxy pod holds Envoy, EG's shutdown manager (EG v1.9.0
+# Redis only while a key has a token limit. EG's controller asks its chart's memory (gateway-helm v1.9.0 values.yaml
+# deployment.envoyGateway.resources: 100m, 256Mi) and half its CPU, as the AI Gateway's controller: both translate
+# configuration when an object changes and idle otherwise (a handful of routes here). Each proxy pod holds Envoy, EG's shutdown manager (EG v1.9.0
 # api/v1alpha1/shared_types.go: 10m, 32Mi) and the AI Gateway's external processor. Requests are what the scheduler
 # reserves, not a ceiling (no CPU limits): LLM traffic is a few requests a second, each waiting seconds on a GPU, so
 # Envoy (EG's default 100m, and 256Mi instead of its 512Mi: a few routes, no TLS) and the external processor (half
@@ -127,14 +129,25 @@ RATE_LIMITS = "rate_limits"  # planning/gateway.needs_rate_limits: a key has tok
 SHUTDOWN_MANAGER = Requests(cpu_m=10, memory_mib=32)
 EXTPROC_SIDECAR = Requests(cpu_m=50, memory_mib=128)
 CPU_POOL.update({w.name: w for w in (
-    PoolWorkload("envoy-gateway", cpu_m=100, memory_mib=256, when=GATEWAY),
-    PoolWorkload("ai-gateway-controller", cpu_m=100, memory_mib=128, when=GATEWAY),
+    PoolWorkload("envoy-gateway", cpu_m=50, memory_mib=256, when=GATEWAY),
+    PoolWorkload("ai-gateway-controller", cpu_m=50, memory_mib=128, when=GATEWAY),
     PoolWorkload("envoy-proxy", cpu_m=100 + SHUTDOWN_MANAGER.cpu_m + EXTPROC_SIDECAR.cpu_m,
                  memory_mib=256 + SHUTDOWN_MANAGER.memory_mib + EXTPROC_SIDECAR.memory_mib, replicas=2, when=GATEWAY,
                  sidecars=(SHUTDOWN_MANAGER, EXTPROC_SIDECAR)),
     PoolWorkload("envoy-ratelimit", cpu_m=50, memory_mib=64, when=RATE_LIMITS),
     PoolWorkload("ratelimit-redis", cpu_m=50, memory_mib=64, when=RATE_LIMITS),
 )})
+
+
+# The AWS Load Balancer Controller (components/loadbalancer.py): two replicas (leader-elected; the second serves
+# its webhooks and takes over at once when a spot node goes). Its chart requests nothing (values.yaml
+# `resources: {}`); these are our ESTIMATE for a controller that watches Services, Endpoints and Pods of a small
+# cluster and reconciles one NLB: mostly idle, its memory the informer caches. Only with the gateway, whose Service
+# is the one load balancer of the stack.
+AWS_LOAD_BALANCER_CONTROLLER = PoolWorkload("aws-load-balancer-controller", cpu_m=50, memory_mib=128, replicas=2,
+                                            when=GATEWAY)
+AWS_LOAD_BALANCER_CONTROLLER_MEMORY_LIMIT_MIB = 512
+CPU_POOL[AWS_LOAD_BALANCER_CONTROLLER.name] = AWS_LOAD_BALANCER_CONTROLLER
 
 
 def cpu_pool_workloads(switches: dict[str, bool]) -> list[PoolWorkload]:

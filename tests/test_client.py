@@ -76,6 +76,16 @@ def test_failures_set_the_exit_status_and_are_listed(tmp_path):
     assert code == 1 and out.count("HTTP 500: model crashed") >= 2
 
 
+def test_the_api_key_reaches_an_authenticated_endpoint(tmp_path):
+    """The gateway's keys (issue 14): `--api-key` is sent as `Authorization: Bearer`; without it every request is
+    refused with 401 and the exit status says so."""
+    with FakeServer(ttft=0.01, itl=0.001, tokens=3, api_key="k" * 48) as server:
+        code, out, _ = run_client(tmp_path, "-u", server.url, "--iterations", "2", "--api-key", "k" * 48)
+        assert code == 0, out
+        code, out, _ = run_client(tmp_path, "-u", server.url, "--iterations", "2")
+    assert code == 1 and out.count("401") >= 2, out
+
+
 def test_server_down_gives_one_clear_error(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

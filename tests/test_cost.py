@@ -177,7 +177,7 @@ def test_budget_check_fires_and_says_what_would_fit(capsys):
     code = plan_cli.main(["--set", "hourly_budget=2"])
     out, err = capsys.readouterr()
     assert code == 1
-    assert "OVER BUDGET: the estimate at max_replicas (spot basis) is $2.92/h, $0.92 over hourly_budget $2.00" in out
+    assert "OVER BUDGET: the estimate at max_replicas (spot basis) is $2.95/h, $0.95 over hourly_budget $2.00" in out
     assert "meta/llama3-8b-instruct costs up to $2.59/h (5 x g6.2xlarge at $0.52/h); max_replicas 3 would fit" in out
     assert "exceeds hourly_budget" in err
     plan = plan_for("hourly_budget=2")
@@ -335,7 +335,9 @@ def efs(gib: float) -> float:
 
 # The original blueprint (../shared/FACTS.md): EKS control plane, one NAT gateway, 2 x m5.xlarge core nodes on
 # demand with 100 GB gp3 each, EFS 100 GiB, one 8B replica on a g5.2xlarge with a 100 GiB gp3 root.
-BLUEPRINT_FIXED = 0.10 + 0.045 + 2 * od("m5.xlarge") + gp3(2 * 100) + efs(100) + gp3(100)
+# One NLB each (its ingress-nginx's, our gateway's): the hourly charge and one NLCU-hour assumed.
+NLB = PRICE_TABLE["nlb_per_hour"] + PRICE_TABLE["nlb_nlcu_per_hour"]
+BLUEPRINT_FIXED = 0.10 + 0.045 + 2 * od("m5.xlarge") + gp3(2 * 100) + efs(100) + gp3(100) + NLB
 BLUEPRINT_SPOT = BLUEPRINT_FIXED + spot("g5.2xlarge")
 BLUEPRINT_ON_DEMAND = BLUEPRINT_FIXED + od("g5.2xlarge")
 
@@ -343,12 +345,12 @@ BLUEPRINT_ON_DEMAND = BLUEPRINT_FIXED + od("g5.2xlarge")
 # authenticator 0.05 GB/day, ingested at $0.50/GB, 30 days kept at $0.03/GB-month), one NAT, 2 x t4g.medium on
 # demand with 30 GiB each, the 8B model's 40 GiB EFS cache, Prometheus 50 GiB, Open WebUI 10 GiB.
 DEV_FIXED = (0.10 + 1.05 * 0.50 / 24 + 1.05 * 30 * 0.03 / 730 + 0.045 + 2 * od("t4g.medium") + gp3(2 * 30)
-             + efs(40) + gp3(50) + gp3(10))
+             + efs(40) + gp3(50) + gp3(10) + NLB)
 # Its CPU pool: monitoring (Prometheus 200m+10m reloader / 1024+32 MiB, Alertmanager 20m/132, Grafana 120m/384,
 # the operator 100m/100, kube-state-metrics 10m/190), Open WebUI 250m/1024, KEDA 3 x 100m/100, the HTTP add-on
-# (interceptor 2 x 100m/64, scaler 50m/32): 12 pods, 1260m, 3346 MiB, plus the DaemonSets (aws-node 25m,
-# kube-proxy 100m, ebs-csi-node 10m/40 MiB, and pod-identity, efs-csi-node, node-exporter: 6 pods). 1395m,
-# 3386 MiB, 18 pods: a c7g.large (3055 MiB) cannot, an m6g.large (1930m, 6844 MiB, 29 pods) can, and at 60% off
+# (interceptor 2 x 100m/64, scaler 50m/32), the AWS Load Balancer Controller 2 x 50m/128: 14 pods, 1360m,
+# 3602 MiB, plus the DaemonSets (aws-node 25m, kube-proxy 100m, ebs-csi-node 10m/40 MiB, and pod-identity,
+# efs-csi-node, node-exporter: 6 pods). 1495m, 3642 MiB, 20 pods: a c7g.large (3055 MiB) cannot, an m6g.large (1930m, 6844 MiB, 29 pods) can, and at 60% off
 # it is the cheapest spot estimate ($0.0308 vs m7g.large's $0.0310), and the cheapest on demand ($0.077).
 DEV_POOL_SPOT = spot("m6g.large") + gp3(100)
 DEV_POOL_ON_DEMAND = od("m6g.large") + gp3(100)
@@ -374,7 +376,8 @@ def test_dev_stack_figures_from_the_price_table(dev_plan):
     assert cost.blueprint.per_hour.on_demand == pytest.approx(BLUEPRINT_ON_DEMAND, abs=1e-3)
     [node] = cost.cpu_pool.spot.nodes
     assert (node.instance_type, node.count, node.capacity_type) == ("m6g.large", 1, "spot")
-    assert len(node.pods) == 16  # 12, and the gateway's controllers and two proxies (issue 14): one node still
+    # 12, and the gateway's controllers, two proxies and the load balancer controller's two (issue 14): one node still
+    assert len(node.pods) == 18
 
 
 def test_the_targets_of_issue_13(dev_plan):
@@ -463,8 +466,8 @@ def test_a_pod_too_big_for_every_allowed_type_is_a_config_problem(monkeypatch):
 
 
 def test_the_cpu_pool_is_priced_on_each_basis():
-    pool = cost_for().cpu_pool  # one 8B model kept warm: no HTTP add-on, 13 pods, still one m6g.large
-    assert pool.requests == PodLoad(1530, 4402, 13) and pool.daemonsets_per_node == DS
+    pool = cost_for().cpu_pool  # one 8B model kept warm: no HTTP add-on, 15 pods, still one m6g.large
+    assert pool.requests == PodLoad(1530, 4658, 15) and pool.daemonsets_per_node == DS
     assert [(n.instance_type, n.count, n.capacity_type) for n in pool.spot.nodes] == [("m6g.large", 1, "spot")]
     assert pool.spot.per_hour == pytest.approx(DEV_POOL_SPOT, abs=1e-4)
     assert [(n.instance_type, n.capacity_type) for n in pool.on_demand.nodes] == [("m6g.large", "on-demand")]
@@ -483,7 +486,7 @@ def test_the_cpu_pool_follows_the_switches():
                               "keda-add-ons-http-interceptor", "keda-add-ons-http-external-scaler")
     assert bare.requests == PodLoad(550, 460, 6) and bare.daemonsets_per_node == PodLoad(135, 40, 5)
     # the gateway's controllers and proxies; the rate limit service and its Redis only while a key has a limit
-    gateway = ("envoy-gateway", "ai-gateway-controller", "envoy-proxy")
+    gateway = ("envoy-gateway", "ai-gateway-controller", "envoy-proxy", "aws-load-balancer-controller")
     assert set(gateway) <= set(cost_for().cpu_pool.workloads)
     assert not {"envoy-ratelimit", "ratelimit-redis"} & set(cost_for().cpu_pool.workloads)
     limited = cost_for(api_keys='[{"name": "a", "tokens_per_minute": 1000}]').cpu_pool.workloads
@@ -509,7 +512,9 @@ def test_the_blueprint_is_priced_from_the_same_data():
     assert bp.per_hour.on_demand == pytest.approx(BLUEPRINT_ON_DEMAND, abs=1e-3)
     gpu = next(i for i in bp.items if i.item.startswith("GPU node (")).detail
     assert gpu.startswith("1 x g5.2xlarge")
-    assert "NLB" in bp.left_out and "flatters the blueprint" in bp.left_out
+    # both have an NLB now, priced alike
+    assert [i.per_hour.spot for i in bp.items if i.item == "Network Load Balancer"] == [pytest.approx(NLB)]
+    assert "NLB" not in bp.left_out
     # the same data: another g5 discount moves its spot basis only
     cheaper = {**prices, "spot_discount_percent": {**prices["spot_discount_percent"], "g5": [70, 72]}}
     moved = blueprint_cost(DATA, cheaper)

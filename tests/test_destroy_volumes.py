@@ -1,4 +1,5 @@
-"""Destroy waits until the CSI drivers have released their volumes (components/waiters.py).
+"""Destroy waits until the CSI drivers have released their volumes, and until the AWS Load Balancer Controller has
+deleted its load balancers (components/waiters.py).
 
 Three layers: the polling logic against a fake Kubernetes API (no cluster); the provider as `pulumi destroy` runs
 it, through pulumi's own dynamic provider server (`python -m pulumi.dynamic`, as the `pulumi-python` plugin starts
@@ -163,17 +164,20 @@ def test_create_and_update_keep_every_input_for_delete():
 
 
 class FakeApiServer:
-    """A loopback Kubernetes API that serves /api/v1/persistentvolumes and records the bearer token it got."""
+    """A loopback Kubernetes API that serves /api/v1/persistentvolumes and /api/v1/services (every namespace) and
+    records the bearer token it got."""
 
-    def __init__(self, items: list[dict]):
-        self.items, self.tokens = items, []
+    def __init__(self, items: list[dict], services: list[dict] | None = None):
+        self.items, self.services, self.tokens = items, services or [], []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's name
                 outer.tokens.append(self.headers.get("Authorization"))
-                body = json.dumps({"kind": "PersistentVolumeList", "apiVersion": "v1", "items": outer.items}).encode()
-                self.send_response(200 if self.path.startswith("/api/v1/persistentvolumes") else 404)
+                services = self.path.startswith("/api/v1/services")
+                body = json.dumps({"kind": "ServiceList" if services else "PersistentVolumeList", "apiVersion": "v1",
+                                   "items": outer.services if services else outer.items}).encode()
+                self.send_response(200 if services or self.path.startswith("/api/v1/persistentvolumes") else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -363,3 +367,157 @@ def test_a_missing_credential_plugin_is_named_not_mistaken_for_missing_access():
     kubeconfig = {"users": [{"name": "u", "user": {"exec": {"command": "no-such-aws-cli-here", "args": ["eks"]}}}]}
     with pytest.raises(RuntimeError, match="`no-such-aws-cli-here` is not on PATH"):
         waiters._kubernetes_lister(kubeconfig)
+
+
+# ================================================================= load balancers (LoadBalancersReleased)
+
+LB_NAME = "nim-on-eks-dev-load-balancer"
+LB_WAITER_TYPE = "pulumi-python:dynamic/waiters:LoadBalancersReleased"
+LB_URN = (f"urn:pulumi:dev::nim-on-eks::nim-on-eks:index:LoadBalancerController${LB_WAITER_TYPE}::"
+          f"{LB_NAME}-load-balancers-released")
+
+
+def svc(name: str, namespace: str = "envoy-gateway-system", *, finalizer: bool = True, lb_class: str | None =
+        waiters.LOAD_BALANCER_CLASS, type_: str = "LoadBalancer", deleting: bool = True,
+        hostname: str = "k8s-envoyga-envoy-0123456789.elb.us-west-2.amazonaws.com") -> dict:
+    """A Service as the API returns it (JSON), the way Envoy Gateway makes the gateway's and the controller keeps it."""
+    meta = {"name": name, "namespace": namespace,
+            "finalizers": [waiters.LOAD_BALANCER_FINALIZER] if finalizer else []}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-11-27T23:00:00Z"
+    spec = {"type": type_, **({"loadBalancerClass": lb_class} if lb_class else {})}
+    status = {"loadBalancer": {"ingress": [{"hostname": hostname}]}} if hostname else {}
+    return {"metadata": meta, "spec": spec, "status": status}
+
+
+class FakeServices:
+    """kubernetes.client.CoreV1Api's list_service_for_all_namespaces, answering from a script."""
+
+    def __init__(self, *answers):
+        self.answers, self.calls = list(answers), 0
+
+    def list_service_for_all_namespaces(self, _preload_content=True, _request_timeout=None):
+        assert _preload_content is False and _request_timeout == waiters.REQUEST_TIMEOUT
+        answer = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        if isinstance(answer, Exception):
+            raise answer
+        return SimpleNamespace(data=json.dumps({"kind": "ServiceList", "items": answer}).encode())
+
+
+def wait_lb(api: FakeServices, clock: FakeClock, timeout=60):
+    waiters.wait_for_load_balancers(lambda: waiters.list_services(api), timeout=timeout, interval=10,
+                                    cluster="nim-on-eks-dev", clock=clock, sleep=clock.sleep)
+
+
+def test_a_service_of_the_controller_keeps_it_waiting_until_its_nlb_is_gone():
+    api = FakeServices([svc("envoy-gw")], [svc("envoy-gw", hostname="")], [])
+    clock = FakeClock()
+    wait_lb(api, clock)
+    assert api.calls == 3 and clock.sleeps == [10, 10]
+
+
+def test_only_services_holding_an_nlb_of_the_controller_count():
+    others = [
+        svc("cluster-ip", finalizer=False, lb_class=None, type_="ClusterIP", deleting=False),
+        svc("in-tree", finalizer=False, lb_class=None),  # the cloud provider's, not the controller's
+        svc("other-class", finalizer=False, lb_class="example.com/lb"),
+    ]
+    assert waiters.load_balancer_services(others) == []
+    finalizer_only = svc("changed-type", finalizer=True, lb_class=None, type_="ClusterIP")  # its NLB still goes
+    not_yet = svc("new", finalizer=False, deleting=False, hostname="")  # of the class: the controller may make one
+    assert [s.name for s in waiters.load_balancer_services([*others, finalizer_only, not_yet])] == ["changed-type",
+                                                                                                   "new"]
+
+
+def test_the_timeout_names_each_service_and_whether_it_is_being_deleted():
+    api = FakeServices([svc("envoy-gw"), svc("forgotten", "default", deleting=False, hostname="")])
+    clock = FakeClock()
+    with pytest.raises(waiters.LoadBalancersNotReleased) as err:
+        wait_lb(api, clock)
+    text = str(err.value)
+    assert text.startswith("2 Service(s) of nim-on-eks-dev still hold a load balancer of the AWS Load Balancer "
+                           "Controller after 60 s")
+    assert ("  - default/forgotten (not being deleted: delete what owns it; load balancer not reported)\n"
+            "  - envoy-gateway-system/envoy-gw (being deleted; load balancer "
+            "k8s-envoyga-envoy-0123456789.elb.us-west-2.amazonaws.com)") in text
+    assert "NIM_ON_EKS_SKIP_LOAD_BALANCER_WAIT=1 pulumi destroy" in text and sum(clock.sleeps) == 60
+
+
+def test_an_api_refusing_access_fails_at_once_and_an_unreachable_one_is_retried():
+    denied = Exception("Forbidden")
+    denied.status = 403
+    clock = FakeClock()
+    with pytest.raises(waiters.LoadBalancersNotReleased, match="refused to list Services .*needs cluster access"):
+        wait_lb(FakeServices(denied), clock)
+    assert clock.sleeps == []
+    api = FakeServices(ConnectionError("connection refused"), [])
+    wait_lb(api, FakeClock())
+    assert api.calls == 2
+    with pytest.raises(waiters.LoadBalancersNotReleased, match=r"could not list the Services of nim-on-eks-dev"):
+        wait_lb(FakeServices(ConnectionError("connection refused")), FakeClock())
+
+
+def test_the_load_balancer_skip_variable_stops_waiting(monkeypatch):
+    monkeypatch.setenv(waiters.LOAD_BALANCER_SKIP_ENV, "1")
+    waiters.LoadBalancersReleasedProvider().delete("id", {"kubeconfig": "not even JSON"})
+
+
+@pytest.fixture(scope="module")
+def serialized_lb_provider() -> str:
+    return plan_for().one(LB_WAITER_TYPE, f"{LB_NAME}-load-balancers-released").revealed["__provider"]
+
+
+def test_the_load_balancer_provider_is_pickled_by_reference(serialized_lb_provider):
+    raw = base64.b64decode(serialized_lb_provider)
+    assert b"components.waiters" in raw and b"LoadBalancersReleasedProvider" in raw and len(raw) < 200
+
+
+def test_destroy_runs_the_stored_load_balancer_provider(serialized_lb_provider):
+    api = FakeApiServer([], [svc("envoy-gw")])
+    server = DynamicProviderServer(ROOT)
+    try:
+        props = {"cluster_name": "nim-on-eks-dev", "kubeconfig": api.kubeconfig(), "timeout_seconds": 0,
+                 "__provider": serialized_lb_provider}
+        created = server.stub.Create(provider_pb2.CreateRequest(urn=LB_URN, properties=_struct(props)), timeout=60)
+        assert created.id == "nim-on-eks-dev-load-balancers-released"
+        with pytest.raises(grpc.RpcError) as err:
+            server.stub.Delete(provider_pb2.DeleteRequest(id="x", urn=LB_URN, properties=_struct(props)), timeout=60)
+        assert "LoadBalancersNotReleased" in err.value.details() and "envoy-gateway-system/envoy-gw" in \
+            err.value.details()
+        api.services = []  # the controller deleted the NLB and removed its finalizer
+        server.stub.Delete(provider_pb2.DeleteRequest(id="x", urn=LB_URN, properties=_struct(props)), timeout=60)
+        assert set(api.tokens) == {"Bearer token-from-exec"}
+    finally:
+        server.close()
+        api.close()
+
+
+def lb_waiter_of(plan):
+    return plan.one(LB_WAITER_TYPE, f"{LB_NAME}-load-balancers-released")
+
+
+def test_the_load_balancer_waiter(dev_plan):
+    waiter = lb_waiter_of(dev_plan)
+    assert waiter.inputs["cluster_name"] == "nim-on-eks-dev"
+    assert waiter.inputs["timeout_seconds"] == waiters.LOAD_BALANCER_TIMEOUT_SECONDS
+    assert waiter.inputs["kubeconfig"] == "[secret]"
+    assert waiter.parent == dev_plan.one("nim-on-eks:index:LoadBalancerController").urn
+
+
+@pytest.mark.parametrize("type_, name", [
+    ("kubernetes:helm.sh/v3:Release", f"{LB_NAME}-controller"),
+    ("aws:eks/podIdentityAssociation:PodIdentityAssociation", f"{LB_NAME}-controller"),
+    ("aws:iam/role:Role", f"{LB_NAME}-role"),
+    ("aws:iam/policy:Policy", f"{LB_NAME}-policy"),
+    ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", f"{LB_NAME}-policy"),
+    ("kubernetes:karpenter.sh/v1:NodePool", "nim-on-eks-dev-karpenter-cpu-pool"),  # where the controller runs
+    ("aws:eks/addon:Addon", "nim-on-eks-dev-pod-identity-agent"),  # its credentials
+    ("aws:ec2/natGateway:NatGateway", "nim-on-eks-dev-nat-0"),  # its way to the ELB API
+    ("aws:ec2/subnet:Subnet", "nim-on-eks-dev-public-0"),  # where an internet-facing NLB lives
+    ("aws:ec2/subnet:Subnet", "nim-on-eks-dev-private-0"),  # where an internal one does
+])
+def test_what_the_load_balancer_waiter_needs_is_deleted_after_it(dev_plan, type_, name):
+    waiter, other = lb_waiter_of(dev_plan), dev_plan.one(type_, name)
+    assert dev_plan.depends_on(waiter, other)
+    assert not dev_plan.depends_on(other, waiter)

@@ -34,7 +34,7 @@ def test_controller_release(dev_plan):
 
 
 def test_controller_identity(dev_plan):
-    assoc = dev_plan.one("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    assoc = dev_plan.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", f"{NAME}-controller")
     role = dev_plan.one("aws:iam/role:Role", f"{NAME}-controller-role")
     assert (assoc.inputs["namespace"], assoc.inputs["serviceAccount"]) == ("kube-system", "karpenter")
     assert assoc.inputs["roleArn"].startswith(f"arn:aws:iam::123456789012:role/{NAME}-controller-role-")
@@ -428,7 +428,7 @@ def test_order_of_creation_and_destruction(dev_plan):
     for rule_target in dev_plan.of_type("aws:cloudwatch/eventTarget:EventTarget"):
         assert dev_plan.depends_on(release, rule_target), rule_target.name
     # the controller is deleted before its IAM, its queue, the node group and the cluster
-    for other in [dev_plan.one("aws:eks/podIdentityAssociation:PodIdentityAssociation"),
+    for other in [dev_plan.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", f"{NAME}-controller"),
                   dev_plan.one("aws:sqs/queuePolicy:QueuePolicy"),
                   dev_plan.one("aws:eks/accessEntry:AccessEntry"),
                   dev_plan.one("aws:eks/nodeGroup:NodeGroup"),

@@ -400,6 +400,7 @@ def test_everything_on_a_node_pool_goes_before_it(dev_plan):
         ("nim-on-eks-dev-gateway-envoy-gateway", "cpu"),
         ("nim-on-eks-dev-gateway-ai-gateway-crds", "cpu"),
         ("nim-on-eks-dev-gateway-ai-gateway", "cpu"),
+        ("nim-on-eks-dev-load-balancer-controller", "cpu"),
         ("nim-on-eks-dev-monitoring-dcgm-exporter", "gpu"),
         ("nim-on-eks-dev-karpenter-nvidia-device-plugin", "gpu"),
         ("nim-on-eks-dev-nim-llm-llama3-8b-instruct-sts", "gpu"),

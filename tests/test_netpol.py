@@ -14,6 +14,7 @@ from components import nim as nim_component
 from components.monitoring import PROMETHEUS_PORT
 from planning import flows, versions
 from planning import gateway as gw
+from planning.endpoint import CERTIFICATE_ARN_EXAMPLE
 from tests import conformance, helm_render
 from tests.conftest import THREE_MODELS, needs_dir, plan_for
 from tools import netpol
@@ -24,6 +25,7 @@ GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
 GATEWAY_NAMESPACES = {gw.EG_NAMESPACE, gw.AI_NAMESPACE, gw.ROUTES_NAMESPACE}
 # a key with a token limit: EG's rate limit service and Redis run
 RATE_LIMITS = ('api_keys=[{"name": "team", "tokens_per_minute": 10000}]',)
+TLS = (f"certificate_arn={CERTIFICATE_ARN_EXAMPLE}",)  # the Gateway listens on 443, the proxies on 10443
 
 
 def pod(ns, **labels):
@@ -176,8 +178,9 @@ def test_reachability_matrix_of_the_dev_plan(dev_plan):
 @pytest.mark.parametrize("overrides", [("genai_perf=true",), THREE_MODELS,
                                        ("monitoring=false", "open_webui=false", "genai_perf=true"),
                                        ("gateway=false",), RATE_LIMITS,
-                                       (*RATE_LIMITS, "monitoring=false", "open_webui=false")],
-                         ids=["genai-perf", "three-models", "bare", "no-gateway", "rate-limits", "bare-rate-limits"])
+                                       (*RATE_LIMITS, "monitoring=false", "open_webui=false"), TLS],
+                         ids=["genai-perf", "three-models", "bare", "no-gateway", "rate-limits", "bare-rate-limits",
+                              "tls"])
 def test_reachability_matrix_of_other_stacks(overrides):
     plan = plan_for(*overrides)
     assert plan.error is None, plan.error
@@ -531,10 +534,12 @@ def test_the_proxies_reach_every_backend_of_the_plan(chart_manifests, overrides)
                                pod, port), fqdn
 
 
-def test_the_gateway_listener_is_open_to_the_load_balancer_and_open_webui(dev_plan):
+@pytest.mark.parametrize("overrides", [(), TLS], ids=["plain", "tls"])
+def test_the_gateway_listener_is_open_to_the_load_balancer_and_open_webui(overrides):
     """The proxies listen on the Gateway's port moved up by EG's well-known-port shift; the load balancer (from a
     VPC address) and Open WebUI (whose URL names the listener's port, the proxies' Service port) are admitted
     there, and only there."""
+    dev_plan = plan_for(*overrides)
     [gateway] = dev_plan.of_type(GATEWAY)
     [listener] = gateway.inputs["spec"]["listeners"]
     pod_port = listener["port"] + gw.WELL_KNOWN_PORT_SHIFT

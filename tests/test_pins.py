@@ -39,8 +39,8 @@ def test_every_image_is_pinned_in_one_place():
 def test_every_chart_is_pinned_in_one_place(dev_plan):
     releases = dev_plan.of_type("kubernetes:helm.sh/v3:Release")
     # Karpenter, device plugin, kube-prometheus-stack, DCGM exporter, KEDA, HTTP add-on, Envoy Gateway, the AI
-    # Gateway's CRDs and controller
-    assert len(releases) == 9
+    # Gateway's CRDs and controller, AWS Load Balancer Controller
+    assert len(releases) == 10
     for r in releases:
         chart = r.inputs["chart"].rsplit("/", 1)[-1]
         assert (chart, r.inputs["version"]) in PINNED_CHARTS, r.inputs

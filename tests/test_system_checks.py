@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import KARPENTER, NIM_MODEL, STORAGE, obj, plan_for, release
 from tools import checks, opaque, plan as plan_cli
-from tools.mockrun import Plan
+from tools.mockrun import Plan, Resource
 
 PLANS = [
     (),
@@ -342,3 +342,86 @@ def test_the_plan_fails_on_a_failed_check(monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert "references    FAILED" in out and "references: planted problem" in out
     assert "a system check failed" in err
+
+
+# ------------------------------------------------------------------------- load balancers (issue 14)
+
+LB_WAITER = "nim-on-eks-dev-load-balancer-load-balancers-released"
+LB_CLEANUP = "the AWS Load Balancer Controller deletes the NLBs of the Services of class service.k8s.aws/nlb"
+
+
+GW_WAITER = "nim-on-eks-dev-gateway-load-balancers-released"
+GATEWAY = ("kubernetes:gateway.networking.k8s.io/v1:Gateway", "nim-on-eks-dev-gateway-gateway")
+ENVOY_PROXY = ("kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy", "nim-on-eks-dev-gateway-envoy-proxy")
+
+
+def test_the_gateway_goes_then_the_nlbs_then_the_controller_nodes_and_vpc(dev_plan):
+    """The destroy simulation of issue 14, on the plan itself: what makes the gateway's Service (the Gateway, its
+    EnvoyProxy), then the gateway's wait for the NLB (while Envoy Gateway deletes the Service and the controller the
+    NLB), then Envoy Gateway and the controller, the CPU NodePool, the cluster and the subnets."""
+    assert checks.destroy_problems(dev_plan) == []
+    position = {r.urn: i for i, wave in enumerate(checks.destroy_waves(dev_plan)) for r in wave}
+    gateway, proxy = dev_plan.one(*GATEWAY), dev_plan.one(*ENVOY_PROXY)
+    waiter = dev_plan.one("pulumi-python:dynamic/waiters:LoadBalancersReleased", GW_WAITER)
+    eg, controller = release(dev_plan, "eg"), release(dev_plan, "aws-load-balancer-controller")
+    pool = obj(dev_plan, "kubernetes:karpenter.sh/v1:NodePool", "cpu")
+    cluster = dev_plan.one("aws:eks/cluster:Cluster")
+    subnets = dev_plan.of_type("aws:ec2/subnet:Subnet")
+    assert max(position[gateway.urn], position[proxy.urn]) < position[waiter.urn] \
+        < min(position[eg.urn], position[controller.urn])
+    assert position[controller.urn] < position[pool.urn] < position[cluster.urn] < min(position[s.urn] for s in subnets)
+    assert any(f"{GW_WAITER} is deleted only once done: the NLB of the Service that Gateway "
+               "nim-on-eks-dev-gateway-gateway makes" in line for line in checks.render_destroy(dev_plan))
+
+
+def test_destroy_catches_a_gateway_that_does_not_wait_for_its_nlb(dev_plan):
+    plan = planted(dev_plan)
+    for r in plan.resources:  # neither the Gateway nor what it waits for (its class, EnvoyProxy) waits any more
+        if r.type.startswith(("kubernetes:gateway.", "kubernetes:aigateway.")):
+            r.dependencies = [d for d in r.dependencies if not d.endswith("-load-balancers-released")]
+    found = checks.destroy_problems(plan)
+    assert any(p.startswith("the NLB of the Service that Gateway nim-on-eks-dev-gateway-gateway makes is deleted by "
+                            "the AWS Load Balancer Controller") for p in found), found
+
+
+def test_destroy_catches_an_object_naming_the_class_that_does_not_wait(dev_plan):
+    """An EnvoyProxy (or anything) that puts `service.k8s.aws/nlb` on a Service counts as making one."""
+    plan = planted(dev_plan)
+    proxy = plan.one("kubernetes:core/v1:Service", "nim-on-eks-dev-open-webui-svc")
+    proxy.type = "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy"
+    proxy.inputs["spec"] = {"provider": {"kubernetes": {"envoyService": {"loadBalancerClass": "service.k8s.aws/nlb"}}}}
+    found = checks.destroy_problems(plan)
+    assert any(p.startswith("the NLB of the Service that EnvoyProxy nim-on-eks-dev-open-webui-svc makes") for p in found)
+
+
+def test_destroy_catches_nlbs_nobody_waits_for(dev_plan):
+    """Without the waiters the controller, its nodes and the VPC may go while the NLB still exists: its security
+    groups and network interfaces then keep the subnets and VPC from being deleted."""
+    plan = planted(dev_plan)
+    plan.resources = [r for r in plan.resources if r.name not in (LB_WAITER, GW_WAITER)]
+    for r in plan.resources:
+        r.dependencies = [d for d in r.dependencies if not d.endswith("-load-balancers-released")]
+    found = checks.destroy_problems(plan)
+    assert any(p.startswith(LB_CLEANUP) and "nothing waits for it on destroy" in p for p in found), found
+
+
+def test_destroy_catches_a_waiter_that_outlives_the_controller(dev_plan):
+    plan = planted(dev_plan)
+    waiter = plan.one("pulumi-python:dynamic/waiters:LoadBalancersReleased", LB_WAITER)
+    waiter.dependencies = []
+    found = checks.destroy_problems(plan)
+    [problem] = [p for p in found if p.startswith(LB_CLEANUP)]
+    assert "it needs Release nim-on-eks-dev-load-balancer-controller, PodIdentityAssociation " \
+           "nim-on-eks-dev-load-balancer-controller, Role nim-on-eks-dev-load-balancer-role" in problem
+
+
+def test_destroy_catches_envoy_gateway_going_before_the_nlb_wait(dev_plan):
+    """Envoy Gateway deletes the Gateway's Service: gone before the wait, it would leave the Service (and the NLB)
+    behind, and the wait time out."""
+    plan = planted(dev_plan)
+    waiter = plan.one("pulumi-python:dynamic/waiters:LoadBalancersReleased", GW_WAITER)
+    eg = release(plan, "eg")
+    waiter.dependencies = [d for d in waiter.dependencies if d != eg.urn]
+    found = checks.destroy_problems(plan)
+    assert any(p.startswith("the NLB of the Service that Gateway nim-on-eks-dev-gateway-gateway makes") and
+               f"it needs Release {eg.name}, " in p for p in found), found

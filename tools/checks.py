@@ -8,7 +8,8 @@
    webhooks, pods -> CoreDNS, nodes -> EFS, Prometheus and clients (the interceptor too) -> NIM, KEDA -> the
    HTTP add-on's scaler and Prometheus.
 3. Destroy: the order `pulumi destroy` deletes in, with the asynchronous deletions controllers do after an object
-   is gone (Karpenter terminating nodes, CSI drivers deleting volumes, load balancers), each of which needs its
+   is gone (Karpenter terminating nodes, CSI drivers deleting volumes, the AWS Load Balancer Controller deleting the
+   NLBs of Services made from a Gateway), each of which needs its
    controller alive and some resource whose deletion waits for it; KEDA's scalers: each goes before what it
    scales, and before the controllers that remove its finalizer; and every workload whose pods may run on a
    Karpenter NodePool's nodes is deleted before that NodePool.
@@ -332,6 +333,12 @@ def reachability_problems(plan: Plan) -> list[str]:
 # CSI drivers and the EKS add-on that runs each.
 CSI_ADDONS = {"ebs.csi.aws.com": "aws-ebs-csi-driver", "efs.csi.aws.com": "aws-efs-csi-driver"}
 WAITER_SUFFIX = "-volumes-released"
+# The AWS Load Balancer Controller (components/loadbalancer.py, planning/endpoint.py).
+LB_WAITER_SUFFIX = "-load-balancers-released"
+LB_CLASS = "service.k8s.aws/nlb"
+LB_SERVICE_ACCOUNT = "aws-load-balancer-controller"
+GATEWAY_TYPE = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
+ENVOY_GATEWAY_CHART = "gateway-helm"  # Envoy Gateway, which makes (and deletes) the Service of a Gateway
 
 
 def _deletion_prerequisites(plan: Plan) -> dict[str, set[str]]:
@@ -486,13 +493,64 @@ def async_cleanups(plan: Plan) -> list[AsyncCleanup]:
                 found.append(volume_cleanup(
                     f"the pods of {r.type.rsplit(':', 1)[-1]} {r.name} release claim {ns}/{claim}, whose volume the "
                     f"{driver} driver then deletes (StorageClass {cls})", r, driver))
-    # Load balancers: a Service of type LoadBalancer keeps a finalizer until its load balancer is deleted.
-    lb_controllers = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
-                      if "aws-load-balancer-controller" in str(r.inputs.get("chart", ""))]
+    found += load_balancer_cleanups(plan, egress)
+    return found
+
+
+def _lb_controller_identity(plan: Plan) -> list[Resource]:
+    """The AWS Load Balancer Controller's Pod Identity association(s), their roles and those roles' attachments."""
+    found: list[Resource] = []
+    for assoc in plan.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation"):
+        if assoc.inputs.get("serviceAccount") != LB_SERVICE_ACCOUNT:
+            continue
+        roles = [r for r in plan.of_type("aws:iam/role:Role") if r.outputs.get("arn") == assoc.inputs.get("roleArn")]
+        names = {r.outputs.get("name") for r in roles}
+        found += [assoc, *roles, *(a for a in plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                                   if a.inputs.get("role") in names)]
+    return found
+
+
+def _names_lb_class(value: Any) -> bool:
+    return any(v == LB_CLASS for _, v in _walk(value))
+
+
+def load_balancer_cleanups(plan: Plan, egress: list[Resource]) -> list[AsyncCleanup]:
+    """The AWS Load Balancer Controller deletes the NLB (and its security groups) of every Service of its class
+    once the Service goes; the Service keeps the controller's finalizer until then. The gateway's Service is made in
+    the cluster by Envoy Gateway, not by the stack, so what stands for it is what makes it: a Gateway API Gateway,
+    or any object that names the controller's class (an EnvoyProxy). Each of those goes before a
+    `-load-balancers-released` waiter, whose deletion waits until no such Service is left; that waiter goes before
+    the controller, its IAM, its nodes and the network the NLB lives in, and before Envoy Gateway (chart
+    `gateway-helm`), which deletes the Service once its Gateway is gone: without it the Service would stay, and the
+    wait time out. A Service of type LoadBalancer in the plan is its own guard (Pulumi's delete waits for its
+    finalizer)."""
+    found: list[AsyncCleanup] = []
+    controllers = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
+                   if "aws-load-balancer-controller" in str(r.inputs.get("chart", ""))]
+    waiters = [r for r in plan.resources if r.name.endswith(LB_WAITER_SUFFIX)]
+    actors = [*controllers, *_lb_controller_identity(plan), *egress, *plan.of_type("aws:ec2/subnet:Subnet"),
+              *plan.of_type("aws:ec2/vpc:Vpc")]
+    if controllers:
+        # the waiter the controller's own component makes: the first registered
+        found.append(AsyncCleanup("the AWS Load Balancer Controller deletes the NLBs of the Services of class "
+                                  f"{LB_CLASS} (made in the cluster, outside the plan)",
+                                  waiters[0] if waiters else controllers[0], waiters[0] if waiters else None, actors))
     for svc in plan.of_type("kubernetes:core/v1:Service"):
         if (svc.inputs.get("spec") or {}).get("type") == "LoadBalancer":
             found.append(AsyncCleanup(f"the load balancer of Service {svc.inputs['metadata']['name']} is deleted",
-                                      svc, svc, [*lb_controllers, *egress]))
+                                      svc, svc, [*controllers, *egress]))
+    service_makers = _releases_of(plan, ENVOY_GATEWAY_CHART)
+    for r in plan.resources:
+        if r in waiters or r in controllers or _k8s_kind(r) == "Service":
+            continue
+        if r.type == GATEWAY_TYPE or (r.type.startswith("kubernetes:") and _names_lb_class(r.inputs)):
+            # the waiter it is deleted before (the first of them to go, when several), else any
+            mine = [w for w in waiters if plan.depends_on(r, w)]
+            guard = next((w for w in mine if not any(plan.depends_on(o, w) for o in mine if o is not w)),
+                         waiters[0] if waiters else None)
+            found.append(AsyncCleanup(f"the NLB of the Service that {r.type.rsplit(':', 1)[-1]} {r.name} makes is "
+                                      "deleted by the AWS Load Balancer Controller", r, guard,
+                                      [*service_makers, *actors]))
     return found
 
 

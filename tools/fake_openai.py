@@ -23,8 +23,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FakeServer:
     HOLD_TIMEOUT_S = 10.0
 
-    def __init__(self, ttft: float = 0.2, itl: float = 0.02, tokens: int = 10, usage: bool = True, hold: int = 0):
+    def __init__(self, ttft: float = 0.2, itl: float = 0.02, tokens: int = 10, usage: bool = True, hold: int = 0,
+                 api_key: str | None = None):
         self.ttft, self.itl, self.tokens, self.usage, self.hold = ttft, itl, tokens, usage, hold
+        # with a key, it answers as the gateway does without one: 401, text/plain "Client authentication failed."
+        self.api_key = api_key
         self.in_flight = 0
         self.max_in_flight = 0
         self.requests = 0
@@ -67,7 +70,24 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _refused(self) -> bool:
+                """As Envoy's API key filter: the key from `Authorization: Bearer` or `x-api-key`, else 401."""
+                if server.api_key is None:
+                    return False
+                sent = self.headers.get("x-api-key") or self.headers.get("Authorization", "").removeprefix("Bearer ")
+                if sent == server.api_key:
+                    return False
+                data = b"Client authentication failed."
+                self.send_response(401)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return True
+
             def do_GET(self):
+                if self._refused():
+                    return
                 if self.path.rstrip("/") == "/v1/models":
                     self._json(200, {"object": "list", "data": [{"id": "meta/llama3-8b-instruct", "object": "model",
                                                                  "created": 0, "owned_by": "nim"}]})
@@ -77,6 +97,8 @@ class FakeServer:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                if self._refused():
+                    return
                 chat = self.path.endswith("/chat/completions")
                 prompt = body["messages"][-1]["content"] if chat else body.get("prompt", "")
                 if body.get("model") == "broken":
