@@ -492,7 +492,8 @@ def test_the_gateway_controllers_reach_what_their_config_names(chart_manifests, 
     proxies and the rate limit service reach EG's Service ports they dial (EG v1.9.0: bootstrap XdsServerHost
     `envoy-gateway` 18000, ratelimit/resource.go `envoy-gateway` 18001)."""
     manifests = in_namespace(chart_manifests)
-    [config] = [m for m in manifests if m.get("kind") == "ConfigMap" and m["metadata"]["name"] == "envoy-gateway-config"]
+    [config] = [m for m in manifests
+                if m.get("kind") == "ConfigMap" and m["metadata"]["name"] == "envoy-gateway-config"]
     fqdn = yaml.safe_load(config["data"]["envoy-gateway.yaml"])["extensionManager"]["service"]["fqdn"]
     service, namespace = fqdn["hostname"].split(".")[:2]
     ps = plan_policies(plan_for(*RATE_LIMITS))
