@@ -26,7 +26,7 @@ from planning.config import load_config
 from planning.cost import cost_warnings, estimate
 from planning.endpoint import LOAD_BALANCER_CLASS, endpoint_warnings, nlb_service_annotations
 from planning.flows import Namespaces
-from planning.gateway import RoutedModel, answer_timeout_seconds, needs_rate_limits
+from planning.gateway import RoutedModel, answer_timeout_seconds, hostname_command, needs_rate_limits, url_hint
 from planning.scaling import can_scale_to_zero, cold_start_limit_seconds, needs_interceptor, scaling_warnings
 
 # --- config: every problem is reported here, before anything is created ---------------------------------
@@ -312,6 +312,9 @@ if webui:
 if genai_perf:
     pulumi.export("genai_perf_exec", genai_perf.exec)
 if gateway:
+    pulumi.export("gateway_hostname_command", hostname_command())
+    pulumi.export("gateway_url", url_hint(bool(cfg.endpoint.certificate_arn)))
+    pulumi.export("gateway_url_in_cluster", gateway.url_in_cluster)
     pulumi.export("api_keys_secret_name", gateway.api_keys_secret_name)
     pulumi.export("api_keys_command", gateway.api_keys_command)
 pulumi.export("estimated_cost_per_hour", cost.per_hour_json())

@@ -351,6 +351,21 @@ def pod_monitor_spec() -> dict[str, Any]:
     }
 
 
+def hostname_command() -> str:
+    """The NLB's DNS name, once the AWS Load Balancer Controller has made it (the Service is EG's, not the stack's:
+    no stack output can hold it at `pulumi up` time)."""
+    return (f"kubectl -n {EG_NAMESPACE} get service {SERVICE_NAME} "
+            "-o jsonpath='{.status.loadBalancer.ingress[0].hostname}'")
+
+
+def url_hint(tls: bool) -> str:
+    """How a client outside the cluster names the endpoint."""
+    if tls:
+        return ("https://<a DNS name of your certificate, a CNAME to the NLB's name from gateway_hostname_command>/v1 "
+                "(the NLB's own name is not on the certificate)")
+    return "http://<the NLB's name from gateway_hostname_command>/v1"
+
+
 def api_keys_command(region: str, secret_name: str) -> str:
     return (f"aws secretsmanager get-secret-value --region {region} --secret-id {secret_name} "
             "--query SecretString --output text")

@@ -26,6 +26,7 @@ LIMITS = "kubernetes:gateway.envoyproxy.io/v1alpha1:BackendTrafficPolicy"
 PROXY = "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy"
 GATEWAY_OBJ = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
 RELEASE = "kubernetes:helm.sh/v3:Release"
+CERT = "arn:aws:acm:us-west-2:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
 LIMITED = 'api_keys=["ci", {"name": "team-a", "tokens_per_minute": 20000}, {"name": "batch", "rotation": 2}]'
 
 
@@ -208,6 +209,31 @@ def test_the_proxies_service_is_the_one_open_webui_calls(dev_plan):
     # the proxies run in EG's namespace, whose pods all meet restricted
     ns = dev_plan.one("kubernetes:core/v1:Namespace", "nim-on-eks-dev-gateway-envoy-gateway-system").inputs
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@pytest.mark.parametrize(("overrides", "scheme", "port", "tls"), [
+    ((), "internal", 80, False),
+    (("public_endpoint=true",), "internet-facing", 80, False),
+    (("public_endpoint=true", f"certificate_arn={CERT}"), "internet-facing", 443, True),
+])
+def test_the_proxies_get_the_nlb_the_endpoint_settings_ask_for(overrides, scheme, port, tls):
+    """Internal by default; internet-facing with public_endpoint; TLS on 443 (and no plain port) with a certificate.
+    The Service is the AWS Load Balancer Controller's (its class), the Gateway listens on the NLB's port, and the
+    outputs say how to reach it."""
+    plan = plan_for(*overrides)
+    service = spec(plan, PROXY)["provider"]["kubernetes"]["envoyService"]
+    annotations = service["annotations"]
+    assert service["loadBalancerClass"] == "service.k8s.aws/nlb"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == scheme
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
+    assert (annotations.get("service.beta.kubernetes.io/aws-load-balancer-ssl-cert") == CERT) is tls
+    [listener] = spec(plan, GATEWAY_OBJ)["listeners"]
+    assert (listener["port"], listener["protocol"]) == (port, "HTTP")  # TLS ends at the NLB
+    assert plan.outputs["gateway_url"].startswith("https://" if tls else "http://")
+    assert plan.outputs["gateway_url_in_cluster"] == f"http://nim-gateway.envoy-gateway-system.svc.cluster.local:{port}/v1"
+    assert plan.outputs["gateway_hostname_command"].startswith("kubectl -n envoy-gateway-system get service nim-gateway")
+    assert ("public_endpoint is true without certificate_arn" in " ".join(plan.warnings)) is (
+        scheme == "internet-facing" and not tls)
 
 
 def test_the_gateway_waits_for_its_controllers_and_goes_before_them(dev_plan):
