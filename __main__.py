@@ -26,7 +26,7 @@ from planning.config import load_config
 from planning.cost import cost_warnings, estimate
 from planning.endpoint import LOAD_BALANCER_CLASS, endpoint_warnings, nlb_service_annotations
 from planning.flows import Namespaces
-from planning.gateway import RoutedModel, answer_timeout_seconds, hostname_command, url_hint
+from planning.gateway import RoutedModel, answer_timeout_seconds, hostname_command, needs_rate_limits, url_hint
 from planning.scaling import can_scale_to_zero, cold_start_limit_seconds, needs_interceptor, scaling_warnings
 
 # --- config: every problem is reported here, before anything is created ---------------------------------
@@ -283,9 +283,12 @@ network_policies = NetworkPolicies(
             monitoring=monitoring_namespace if monitoring else None,
             open_webui=webui_namespace if webui else None,
             genai_perf=bool(genai_perf), interceptor=needs_interceptor(cfg.models, cfg.monitoring),
+            gateway=bool(gateway), gateway_tls=bool(cfg.endpoint.certificate_arn),
+            rate_limits=bool(gateway) and needs_rate_limits(cfg.api_keys),
         ),
         namespace_resources=[nim_namespace.namespace, scaling.namespace,
-                             *([monitoring.namespace] if monitoring else []), *([webui.namespace] if webui else [])],
+                             *([monitoring.namespace] if monitoring else []), *([webui.namespace] if webui else []),
+                             *(gateway.namespaces if gateway else [])],
     ),
     opts=providers(cluster.provider),
 )

@@ -24,6 +24,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from planning import gateway as gw
+from planning.endpoint import nlb_source_cidrs
 from planning.versions import KEDA_NAMESPACE
 
 NS_LABEL = "kubernetes.io/metadata.name"
@@ -115,21 +117,31 @@ class Namespaces:
     open_webui: str | None = "open-webui"  # None: Open WebUI is off
     genai_perf: bool = True
     interceptor: bool = True  # the HTTP add-on runs (a model scales to zero)
+    gateway: bool = False  # the gateway runs (config `gateway`): Envoy Gateway, the AI Gateway, the proxies
+    gateway_tls: bool = False  # the load balancer terminates TLS: the proxies listen on 10443, not 10080
+    rate_limits: bool = False  # a key has tokens_per_minute: EG's rate limit service and its Redis run
     owned: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.owned = [n for n in (self.nim, self.keda, self.monitoring, self.open_webui) if n]
+        gateway = (gw.EG_NAMESPACE, gw.AI_NAMESPACE, gw.ROUTES_NAMESPACE) if self.gateway else ()
+        self.owned = [n for n in (self.nim, self.keda, self.monitoring, self.open_webui, *gateway) if n]
 
 
 def allows(ns: Namespaces) -> list[Allow]:
     """Every ingress the product needs into the namespaces it owns."""
     nim = Peer(ns.nim, NIM_PODS, name="NIM")
     vpc = Peer(cidr=ns.vpc_cidr, name="VPC CIDR (EKS control plane)")
+    proxies = Peer(gw.EG_NAMESPACE, gw.PROXY_LABELS, name="gateway proxies")
+    # With the gateway, Open WebUI's only URL is the gateway's (components/webui.py): it calls no model itself.
+    webui_calls_models = ns.open_webui and not ns.gateway
     out: list[Allow] = []
     # --- clients of the models
-    if ns.open_webui:
+    if webui_calls_models:
         out.append(Allow("nim-from-open-webui", nim, Peer(ns.open_webui, OPEN_WEBUI, name="Open WebUI"),
                          (NIM_PORT,), "Open WebUI calls a model that never scales to zero directly"))
+    if ns.gateway:
+        out.append(Allow("nim-from-gateway", nim, proxies, (NIM_PORT,),
+                         "the gateway's proxies send each request to its model (the model's own Service)"))
     if ns.genai_perf:
         out.append(Allow("nim-from-genai-perf", nim, Peer(ns.nim, GENAI_PERF, name="GenAI-Perf"), (NIM_PORT,),
                          "the benchmark pod measures a model directly"))
@@ -137,13 +149,15 @@ def allows(ns: Namespaces) -> list[Allow]:
         interceptor = Peer(ns.keda, INTERCEPTOR, name="HTTP add-on interceptor")
         out.append(Allow("nim-from-interceptor", nim, interceptor, (NIM_PORT,),
                          "the interceptor forwards requests to a model it woke"))
-        # The models' URLs (components/nim.py model_url) name the interceptor for models that scale to zero.
-        for client, labels, name in ((ns.open_webui, OPEN_WEBUI, "Open WebUI"), (ns.nim if ns.genai_perf else None,
-                                                                                 GENAI_PERF, "GenAI-Perf")):
+        # The models' URLs (components/nim.py model_url) name the interceptor for models that scale to zero, and so
+        # do the gateway's backends for them (planning/gateway.py backend_spec).
+        clients = ((ns.open_webui if webui_calls_models else None, OPEN_WEBUI, "Open WebUI", "open-webui"),
+                   (ns.nim if ns.genai_perf else None, GENAI_PERF, "GenAI-Perf", "genai-perf"),
+                   (gw.EG_NAMESPACE if ns.gateway else None, gw.PROXY_LABELS, "gateway proxies", "gateway"))
+        for client, labels, name, policy in clients:
             if client:
-                out.append(Allow(f"interceptor-from-{labels['app.kubernetes.io/name']}", interceptor,
-                                 Peer(client, labels, name=name), (INTERCEPTOR_PORT,),
-                                 "the model's URL is the interceptor's, which wakes it at zero"))
+                out.append(Allow(f"interceptor-from-{policy}", interceptor, Peer(client, labels, name=name),
+                                 (INTERCEPTOR_PORT,), "the model's URL is the interceptor's, which wakes it at zero"))
     # --- the API server to webhooks and aggregated APIs
     out += [
         Allow("keda-webhooks-from-api-server", Peer(ns.keda, KEDA_WEBHOOKS, name="KEDA admission webhooks"), vpc,
@@ -170,6 +184,57 @@ def allows(ns: Namespaces) -> list[Allow]:
                   Peer(ns.monitoring, PROMETHEUS_OPERATOR, name="prometheus-operator"), vpc,
                   (WEBHOOK_PORTS["prometheus-operator"],), "PrometheusRule validation webhook"),
         ]
+    if ns.gateway:
+        out += gateway_allows(ns, proxies, vpc)
+    return out
+
+
+def gateway_allows(ns: Namespaces, proxies: Peer, vpc: Peer) -> list[Allow]:
+    """The gateway's flows (planning/gateway.py has the ports and labels, and where each was read): clients to the
+    proxies, the proxies and the rate limit service to EG's controller, EG to the AI Gateway's extension server, the
+    API server to both controllers' webhooks, the proxies to the rate limit service, that to Redis. The proxies'
+    calls to the models are with the other clients of the models (allows)."""
+    listener = gw.proxy_container_port(ns.gateway_tls)
+    eg = Peer(gw.EG_NAMESPACE, gw.EG_LABELS, name="Envoy Gateway controller")
+    ai = Peer(gw.AI_NAMESPACE, gw.AI_LABELS, name="AI Gateway controller")
+    # The NLB (planning/endpoint.py: ip targets, client IP preservation off) reaches the pods from its own private
+    # addresses in the VPC's subnets, for requests and health checks alike: AWS, "Edit target group attributes for
+    # your Network Load Balancer" ("When you disable client IP preservation, the source IP address is the private IP
+    # address of the Network Load Balancer"; default for IP targets over TCP: disabled) and the AWS Load Balancer
+    # Controller v3.5.0 docs/guide/service/nlb.md ("Worker node security groups rules": NLB subnet CIDRs). The VPC
+    # CIDR holds every subnet the NLB can be in; pods have VPC addresses too, and the API key guards the listener.
+    out = [
+        Allow(f"gateway-from-load-balancer{f'-{i}' if i else ''}", proxies, Peer(cidr=cidr, name="VPC CIDR (the NLB)"),
+              (listener,), "clients through the load balancer, and its health checks")
+        for i, cidr in enumerate(nlb_source_cidrs(ns.vpc_cidr))
+    ]
+    out += [
+        Allow("envoy-gateway-from-proxies", eg, proxies, (gw.XDS_PORT,), "the proxies' configuration (xDS)"),
+        # failurePolicy Ignore: without it the proxies start, only without their zone (zone-aware routing)
+        Allow("envoy-gateway-from-api-server", eg, vpc, (gw.EG_WEBHOOK_PORT,),
+              "EG's topology injector webhook (the proxies' zone)"),
+        Allow("ai-gateway-from-api-server", ai, vpc, (gw.AI_WEBHOOK_PORT,),
+              "the AI Gateway's pod mutator (failurePolicy Fail: no proxy pod starts without it)"),
+        Allow("ai-gateway-from-envoy-gateway", ai, eg, (gw.AI_EXTENSION_PORT,),
+              "EG calls the AI Gateway's extension server on every translation"),
+    ]
+    if ns.open_webui:
+        out.append(Allow("gateway-from-open-webui", proxies, Peer(ns.open_webui, OPEN_WEBUI, name="Open WebUI"),
+                         (listener,), "Open WebUI calls the models through the gateway, with a key of its own"))
+    if ns.rate_limits:
+        ratelimit = Peer(gw.EG_NAMESPACE, gw.RATELIMIT_LABELS, name="rate limit service")
+        out += [
+            Allow("ratelimit-from-proxies", ratelimit, proxies, (gw.RATELIMIT_PORT,),
+                  "the proxies ask the rate limit service before each request"),
+            Allow("envoy-gateway-from-ratelimit", eg, ratelimit, (gw.RATELIMIT_XDS_PORT,),
+                  "the rate limit service's configuration"),
+            Allow("redis-from-ratelimit", Peer(gw.EG_NAMESPACE, gw.REDIS_LABELS, name="Redis"), ratelimit,
+                  (gw.REDIS_PORT,), "the rate limit counters"),
+        ]
+    if ns.monitoring:
+        out.append(Allow("gateway-from-prometheus", proxies, Peer(ns.monitoring, PROMETHEUS, name="Prometheus"),
+                         (gw.PROXY_METRICS_PORT, gw.EXTPROC_ADMIN_PORT),
+                         "the gateway's PodMonitor: Envoy's stats and the AI Gateway's token metrics"))
     return out
 
 
@@ -304,6 +369,49 @@ def expected_flows(ns: Namespaces) -> list[Flow]:
         if ns.open_webui:
             out.append(Flow(Peer(ns.open_webui, OPEN_WEBUI, name="Open WebUI"), prometheus, PROMETHEUS_PORT, False,
                             "Open WebUI does not read metrics"))
+    if ns.gateway:
+        out += _gateway_denied(ns)
+    return out
+
+
+def _gateway_denied(ns: Namespaces) -> list[Flow]:
+    """What the gateway's policies must keep out: each of its parts is reached only by the one that calls it."""
+    nim = Peer(ns.nim, NIM_PODS, name="NIM")
+    vpc_host = Peer(cidr=_host(ns.vpc_cidr), name="a VPC address")
+    proxies = Peer(gw.EG_NAMESPACE, gw.PROXY_LABELS, name="gateway proxies")
+    eg = Peer(gw.EG_NAMESPACE, gw.EG_LABELS, name="Envoy Gateway controller")
+    ai = Peer(gw.AI_NAMESPACE, gw.AI_LABELS, name="AI Gateway controller")
+    out = [
+        Flow(nim, eg, gw.XDS_PORT, False, "only the proxies fetch their configuration"),
+        Flow(vpc_host, eg, gw.XDS_PORT, False, "only the proxies fetch their configuration"),
+        Flow(vpc_host, ai, gw.AI_EXTENSION_PORT, False, "only EG's controller calls the extension server"),
+        Flow(proxies, ai, gw.AI_EXTENSION_PORT, False, "only EG's controller calls the extension server"),
+        Flow(vpc_host, proxies, gw.PROXY_METRICS_PORT, False, "the proxies' metrics are Prometheus's alone"),
+        Flow(vpc_host, eg, gw.EG_METRICS_PORT, False, "nothing scrapes EG's controller"),
+        Flow(vpc_host, ai, gw.AI_METRICS_PORT, False, "nothing scrapes the AI Gateway's controller"),
+        Flow(proxies, nim, 8080, False, "the proxies reach a model on its port only"),
+        Flow(eg, nim, NIM_PORT, False, "only the proxies send requests to the models"),
+    ]
+    if ns.open_webui:
+        webui = Peer(ns.open_webui, OPEN_WEBUI, name="Open WebUI")
+        out += [Flow(webui, nim, NIM_PORT, False, "with the gateway, Open WebUI reaches the models only through it"),
+                Flow(webui, eg, gw.XDS_PORT, False, "only the proxies fetch their configuration")]
+        if ns.interceptor:
+            out.append(Flow(webui, Peer(ns.keda, INTERCEPTOR, name="HTTP add-on interceptor"), INTERCEPTOR_PORT,
+                            False, "with the gateway, Open WebUI reaches the models only through it"))
+    if ns.monitoring:
+        out.append(Flow(Peer(ns.monitoring, GRAFANA, name="Grafana"), proxies, gw.PROXY_METRICS_PORT, False,
+                        "only Prometheus scrapes the proxies"))
+    if ns.rate_limits:
+        redis = Peer(gw.EG_NAMESPACE, gw.REDIS_LABELS, name="Redis")
+        out += [
+            Flow(proxies, redis, gw.REDIS_PORT, False, "only the rate limit service keeps the counters"),
+            Flow(eg, redis, gw.REDIS_PORT, False, "only the rate limit service keeps the counters"),
+            Flow(nim, redis, gw.REDIS_PORT, False, "only the rate limit service keeps the counters"),
+            Flow(vpc_host, redis, gw.REDIS_PORT, False, "only the rate limit service keeps the counters"),
+            Flow(vpc_host, Peer(gw.EG_NAMESPACE, gw.RATELIMIT_LABELS, name="rate limit service"), gw.RATELIMIT_PORT,
+                 False, "only the proxies ask the rate limit service"),
+        ]
     return out
 
 
@@ -314,8 +422,9 @@ def _host(cidr: str) -> str:
 
 def readme_reachability_table() -> str:
     """The README's reachability table: the matrix of a stack with every optional part on (Open WebUI, GenAI-Perf,
-    monitoring, a model at zero behind the interceptor), default VPC CIDR."""
-    ns = Namespaces(nim="nim", vpc_cidr="10.0.0.0/16", genai_perf=True)
+    monitoring, a model at zero behind the interceptor, the gateway with a rate limit, without TLS), default VPC
+    CIDR."""
+    ns = Namespaces(nim="nim", vpc_cidr="10.0.0.0/16", genai_perf=True, gateway=True, rate_limits=True)
 
     def where(p: Peer) -> str:
         return f"{p.name} ({p.cidr})" if p.cidr else f"{p.name} (`{p.namespace}`)"
