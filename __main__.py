@@ -26,7 +26,8 @@ from planning.config import load_config
 from planning.cost import cost_warnings, estimate
 from planning.endpoint import LOAD_BALANCER_CLASS, endpoint_warnings, nlb_service_annotations
 from planning.flows import Namespaces
-from planning.gateway import RoutedModel, answer_timeout_seconds, hostname_command, needs_rate_limits, url_hint
+from planning.gateway import (RoutedModel, answer_timeout_seconds, hostname_command, longest_wait_seconds,
+                              needs_rate_limits, url_hint)
 from planning.scaling import can_scale_to_zero, cold_start_limit_seconds, needs_interceptor, scaling_warnings
 
 # --- config: every problem is reported here, before anything is created ---------------------------------
@@ -43,8 +44,12 @@ for warning in scaling_warnings(cfg.models, cfg.monitoring):
 # --- where alerts go (nowhere, without alert_email) -------------------------------------------------------
 if alerts_warning := receiver_warning(cfg.monitoring, cfg.alerts.email):
     pulumi.log.warn(alerts_warning)
-# --- a public endpoint without TLS ------------------------------------------------------------------------
-for warning in endpoint_warnings(cfg.endpoint):
+# --- how long a request through the gateway may wait for its model (a cold start, then the answer) -----------------
+answer_timeouts = [answer_timeout_seconds(can_scale_to_zero(m), cold_start_limit_seconds(catalog.models[m.name].cache_gib))
+                   for m in cfg.models]
+# --- a public endpoint without TLS; a TLS one the NLB may close while a request waits --------------------------
+cold_start_wait = max((t for m, t in zip(cfg.models, answer_timeouts) if can_scale_to_zero(m)), default=0)
+for warning in endpoint_warnings(cfg.endpoint, cold_start_wait) if cfg.gateway else []:
     pulumi.log.warn(warning)
 
 aws_provider = aws.Provider(
@@ -217,19 +222,19 @@ models = [
 ]
 
 # --- one authenticated OpenAI-compatible endpoint for every model, routed by the request's `model` ----------------
+routed_models = [RoutedModel(m.served_model_name, spec.k8s_name, m.host, m.port, timeout)
+                 for m, spec, timeout in zip(models, cfg.models, answer_timeouts)]
 gateway = (
     Gateway(
         f"{cfg.cluster_name}-gateway",
         GatewayArgs(
             cluster_name=cfg.cluster_name,
             region=cfg.region,
-            models=[RoutedModel(m.served_model_name, spec.k8s_name, m.host, m.port,
-                                answer_timeout_seconds(can_scale_to_zero(spec),
-                                                       cold_start_limit_seconds(catalog.models[spec.name].cache_gib)))
-                    for m, spec in zip(models, cfg.models)],
+            models=routed_models,
             keys=cfg.api_keys,
             tls=bool(cfg.endpoint.certificate_arn),
-            service_annotations=nlb_service_annotations(cfg.endpoint, cfg.program_tags),
+            service_annotations=nlb_service_annotations(cfg.endpoint, cfg.program_tags,
+                                                        idle_timeout_seconds=longest_wait_seconds(answer_timeouts)),
             load_balancer_class=LOAD_BALANCER_CLASS,
             cpu_node_pool=capacity.cpu_node_pool,
             load_balancer=load_balancer,

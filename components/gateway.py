@@ -18,6 +18,7 @@ from planning import versions
 from planning.security import by_digest, pod_security_labels
 
 LABELS = {"app.kubernetes.io/part-of": "nim-on-eks"}
+READINESS_GATE_LABEL = "elbv2.k8s.aws/pod-readiness-gate-inject"
 KEYS_SECRET = "api-keys"  # the Kubernetes Secret the SecurityPolicy reads: client id -> key
 
 
@@ -54,13 +55,17 @@ class Gateway(pulumi.ComponentResource):
         super().__init__("nim-on-eks:index:Gateway", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        def namespace(ns: str) -> k8s.core.v1.Namespace:
+        def namespace(ns: str, **labels: str) -> k8s.core.v1.Namespace:
             # every pod in them meets the restricted Pod Security Standard: the charts' (tests/test_gateway.py renders
             # them) and those EG and the AI Gateway create at run time (planning/gateway.py says where checked)
             return k8s.core.v1.Namespace(f"{name}-{ns}", metadata={
-                "name": ns, "labels": {**LABELS, **pod_security_labels("restricted")}}, opts=child)
+                "name": ns, "labels": {**LABELS, **pod_security_labels("restricted"), **labels}}, opts=child)
 
-        eg_ns, ai_ns, routes_ns = (namespace(ns) for ns in (gw.EG_NAMESPACE, gw.AI_NAMESPACE, gw.ROUTES_NAMESPACE))
+        # The proxies' pods are Ready only once the NLB sees them healthy (the AWS Load Balancer Controller's readiness
+        # gate, injected in namespaces with this label: v3.5.0 docs/deploy/pod_readiness_gate.md), so a rollout or a
+        # node replacement never leaves the NLB without a healthy target.
+        eg_ns = namespace(gw.EG_NAMESPACE, **{READINESS_GATE_LABEL: "enabled"})
+        ai_ns, routes_ns = namespace(gw.AI_NAMESPACE), namespace(gw.ROUTES_NAMESPACE)
         self.namespaces = [eg_ns, ai_ns, routes_ns]
         rate_limits = gw.needs_rate_limits(args.keys)
 
@@ -73,7 +78,9 @@ class Gateway(pulumi.ComponentResource):
             values={}, parent=self, depends_on=[ai_ns, args.cpu_node_pool])  # no pods, but every release is held to it
         self.ai_gateway = helm.release(
             f"{name}-ai-gateway", versions.AI_GATEWAY, name=gw.AI_RELEASE, namespace=gw.AI_NAMESPACE,
-            values=gw.ai_gateway_values(), parent=self, depends_on=[ai_ns, ai_crds, args.cpu_node_pool])
+            # after EG, as its install guide orders them: the controller watches EG's Backend and HTTPRouteFilter
+            values=gw.ai_gateway_values(), parent=self,
+            depends_on=[ai_ns, ai_crds, self.envoy_gateway, args.cpu_node_pool])
         controllers = [self.envoy_gateway, ai_crds, self.ai_gateway]
         # Destroy: deleted once no Service holds an NLB any more; it outlives what makes the proxies' Service (the
         # Gateway, its class, EnvoyProxy) and goes before EG and the load balancer controller.

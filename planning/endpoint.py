@@ -43,6 +43,8 @@ LOAD_BALANCER_CLASS = "service.k8s.aws/nlb"
 SERVICE_FINALIZER = "service.k8s.aws/resources"
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 HTTP_PORT = 80
+TCP_IDLE_TIMEOUT_RANGE = (60, 6000)  # seconds a TCP listener's idle timeout may be (AWS ELB docs)
+TLS_IDLE_TIMEOUT_SECONDS = 350  # fixed for TLS listeners (same page)
 HTTPS_PORT = 443
 
 ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-"
@@ -102,10 +104,14 @@ def nlb_listeners(settings: EndpointSettings) -> tuple[Listener, ...]:
     return (Listener(HTTP_PORT, "TCP", "http"),)
 
 
-def nlb_service_annotations(settings: EndpointSettings, tags: dict[str, str] | None = None) -> dict[str, str]:
+def nlb_service_annotations(settings: EndpointSettings, tags: dict[str, str] | None = None,
+                            idle_timeout_seconds: int | None = None) -> dict[str, str]:
     """The annotations of the gateway's Service (with `spec.loadBalancerClass: LOAD_BALANCER_CLASS`): see the
     module docstring for each. `tags` go on the NLB, its target groups and listeners too (stringMap: no `,` or `=`
-    in keys or values)."""
+    in keys or values). `idle_timeout_seconds`: how long a connection may carry no byte (a request waiting for a
+    model at zero carries none until the model answers); the NLB's TCP default is 350 s, a TCP listener takes
+    60-6000 (AWS ELB "Update the TCP idle timeout"; the controller's listener-attributes annotation, v3.5.0
+    docs/guide/service/annotations.md). A TLS listener's stays 350 s: AWS does not let it change."""
     annotations = {
         ANNOTATION + "scheme": "internet-facing" if settings.public else "internal",
         ANNOTATION + "nlb-target-type": "ip",
@@ -117,6 +123,9 @@ def nlb_service_annotations(settings: EndpointSettings, tags: dict[str, str] | N
         ANNOTATION + "healthcheck-healthy-threshold": "2",
         ANNOTATION + "healthcheck-unhealthy-threshold": "2",
     }
+    if idle_timeout_seconds and not settings.certificate_arn:
+        seconds = max(TCP_IDLE_TIMEOUT_RANGE[0], min(TCP_IDLE_TIMEOUT_RANGE[1], idle_timeout_seconds))
+        annotations[ANNOTATION + f"listener-attributes.TCP-{HTTP_PORT}"] = f"tcp.idle_timeout.seconds={seconds}"
     if settings.certificate_arn:
         annotations |= {
             ANNOTATION + "ssl-cert": settings.certificate_arn,
@@ -138,12 +147,21 @@ def nlb_source_cidrs(vpc_cidr: str) -> list[str]:
     return [vpc_cidr]
 
 
-def endpoint_warnings(settings: EndpointSettings) -> list[str]:
+def endpoint_warnings(settings: EndpointSettings, cold_start_wait_seconds: int = 0) -> list[str]:
     """What `pulumi up` and the plan warn about the endpoint: a public one without TLS sends API keys and prompts
-    over the internet in clear text."""
+    over the internet in clear text; with TLS, a request to a model at zero may wait (`cold_start_wait_seconds`, 0
+    when no model scales to zero) longer than the NLB keeps an idle TLS connection (350 s, fixed), so the client
+    must keep its connection alive."""
+    warnings = []
     if settings.public and not settings.certificate_arn:
-        return ["public_endpoint is true without certificate_arn: the gateway is reachable from the internet over "
-                "plain HTTP (port 80), so API keys and prompts cross the internet unencrypted; set certificate_arn "
-                "to an ACM certificate of the stack's region for TLS on port 443"]
-    return []
-
+        warnings.append(
+            "public_endpoint is true without certificate_arn: the gateway is reachable from the internet over "
+            "plain HTTP (port 80), so API keys and prompts cross the internet unencrypted; set certificate_arn "
+            "to an ACM certificate of the stack's region for TLS on port 443")
+    if settings.certificate_arn and cold_start_wait_seconds > TLS_IDLE_TIMEOUT_SECONDS:
+        warnings.append(
+            f"certificate_arn: the NLB closes a TLS connection idle for {TLS_IDLE_TIMEOUT_SECONDS} s (AWS does not "
+            f"let a TLS listener's idle timeout change), and a request may wait up to {cold_start_wait_seconds} s for "
+            "a model at zero to start: clients must send TCP keepalives (curl does every 60 s by default; for "
+            "Python clients see README, The endpoint), or keep such models at min_replicas 1")
+    return warnings

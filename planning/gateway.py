@@ -285,15 +285,29 @@ def security_policy_spec(secret_name: str) -> dict[str, Any]:
 
 
 def client_traffic_policy_spec() -> dict[str, Any]:
+    """ClientTrafficPolicy: room for long prompts, and TCP keepalives on the connections from the NLB every 30 s
+    after a minute idle, which keep the NLB's flow to the proxy open (AWS ELB "Connection idle timeout": keepalive
+    packets reset it) while a request waits for a model at zero, which sends no byte until it is up. (Envoy's own
+    stream idle timeout does not cut that wait: EG gives each route an idle timeout of at least an hour, or its
+    request timeout: xds/translator/route.go @ v1.9.0.)"""
     return {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY}],
-            "connection": {"bufferLimit": BUFFER_LIMIT}}
+            "connection": {"bufferLimit": BUFFER_LIMIT},
+            "tcpKeepalive": {"idleTime": "60s", "interval": "30s", "probes": 5}}
+
+
+def longest_wait_seconds(timeouts: list[int]) -> int:
+    """The longest a request through the gateway may wait: the longest of the models' timeouts."""
+    return max(timeouts, default=ANSWER_SECONDS)
 
 
 def rate_limit_policy_spec(keys: tuple[ApiKey, ...]) -> dict[str, Any] | None:
     """BackendTrafficPolicy: for each key with a limit, a global rule on its client id counting the answer's total
-    tokens (charged when the answer ends, checked when a request arrives: a request over the budget gets 429)."""
+    tokens (charged when the answer ends, checked when a request arrives: a request over the budget gets 429).
+    `shared`: one counter per key across every model; unshared, a Gateway-wide rule counts each route (model) apart
+    (EG v1.9.0 api/v1alpha1/ratelimit_types.go, xds/translator/ratelimit.go), and a key would get its limit per model."""
     rules = [{
         "clientSelectors": [{"headers": [{"name": CLIENT_ID_HEADER, "type": "Exact", "value": k.name}]}],
+        "shared": True,
         "limit": {"requests": k.tokens_per_minute, "unit": "Minute"},
         "cost": {"request": {"from": "Number", "number": 0},
                  "response": {"from": "Metadata",

@@ -88,14 +88,16 @@ CORE_PODS: tuple[CorePod, ...] = (
             "components/karpenter.py values (planning/workloads.py); required anti-affinity: one per node"),
     CorePod("coredns", 100, 70, 2, "the upstream CoreDNS manifest the EKS add-on keeps (coredns/deployment "
                                    "kubernetes/coredns.yaml.sed @ 000c366e); 2 replicas, the add-on's default"),
-    CorePod("ebs-csi-controller", 10, 40, 2, "aws-ebs-csi-driver chart values.yaml controller.resources (the plugin "
-                                             "container; its sidecars request nothing) @ 006340ee"),
+    CorePod("ebs-csi-controller", 70, 280, 2, "aws-ebs-csi-driver @ 006340ee charts templates/controller.yaml: the "
+                                              "plugin and its 6 sidecars each take controller.resources, 10m/40Mi"),
     CorePod("efs-csi-controller", 600, 384, 2, "EKS add-on default 200m for each of its 3 containers "
                                                "(aws/containers-roadmap#2758, 2026-01); memory ASSUMED 128 MiB each"),
-    CorePod("aws-node", 25, 0, None, "VPC CNI manifest config/master/aws-k8s-cni.yaml @ 00554250"),
+    CorePod("aws-node", 50, 0, None, "VPC CNI manifest config/master/aws-k8s-cni.yaml (v1.23.1): aws-node 25m, and "
+                                     "aws-eks-nodeagent 25m, the network policy agent components/cluster.py switches on"),
     CorePod("kube-proxy", 100, 0, None, "ASSUMED: upstream kube-proxy's 100m"),
     CorePod("eks-pod-identity-agent", 0, 0, None, "its chart's values.yaml, resources {} @ 00bc0581"),
-    CorePod("ebs-csi-node", 10, 40, None, "aws-ebs-csi-driver chart values.yaml node.resources @ 006340ee"),
+    CorePod("ebs-csi-node", 30, 120, None, "aws-ebs-csi-driver @ 006340ee templates/_node.tpl: the plugin and its 2 "
+                                           "sidecars each take node.resources, 10m/40Mi"),
     CorePod("efs-csi-node", 0, 0, None, "aws-efs-csi-driver chart values.yaml node.resources {}; not configurable "
                                         "in the add-on (aws-efs-csi-driver#1628)"),
     CorePod("node-exporter", 0, 0, None, "prometheus-node-exporter 4.56.1 values.yaml resources {}",

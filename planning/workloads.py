@@ -120,9 +120,9 @@ CPU_POOL.update({w.name: w for w in (
 # configuration when an object changes and idle otherwise (a handful of routes here). Each proxy pod holds Envoy, EG's shutdown manager (EG v1.9.0
 # api/v1alpha1/shared_types.go: 10m, 32Mi) and the AI Gateway's external processor. Requests are what the scheduler
 # reserves, not a ceiling (no CPU limits): LLM traffic is a few requests a second, each waiting seconds on a GPU, so
-# Envoy (EG's default 100m, and 256Mi instead of its 512Mi: a few routes, no TLS) and the external processor (half
-# the 100m of the AI Gateway's examples/gateway-config/comprehensive.yaml, its 128Mi) ask little, and the gateway
-# fits on the CPU node the stack runs anyway. Two proxies: a node drain or spot interruption never leaves none. The
+# Envoy (half EG's default 100m, and 256Mi instead of its 512Mi: a few routes, no TLS) and the external processor
+# (half the 100m of the AI Gateway's examples/gateway-config/comprehensive.yaml, its 128Mi) ask little, and the
+# gateway fits on the CPU node the stack runs anyway, with room for a rolling update's extra proxy. Two proxies: a node drain or spot interruption never leaves none. The
 # controllers, rate limit service and Redis: one each (leader-elected, or only consulted per request).
 GATEWAY = "gateway"
 RATE_LIMITS = "rate_limits"  # planning/gateway.needs_rate_limits: a key has tokens_per_minute
@@ -131,7 +131,7 @@ EXTPROC_SIDECAR = Requests(cpu_m=50, memory_mib=128)
 CPU_POOL.update({w.name: w for w in (
     PoolWorkload("envoy-gateway", cpu_m=50, memory_mib=256, when=GATEWAY),
     PoolWorkload("ai-gateway-controller", cpu_m=50, memory_mib=128, when=GATEWAY),
-    PoolWorkload("envoy-proxy", cpu_m=100 + SHUTDOWN_MANAGER.cpu_m + EXTPROC_SIDECAR.cpu_m,
+    PoolWorkload("envoy-proxy", cpu_m=50 + SHUTDOWN_MANAGER.cpu_m + EXTPROC_SIDECAR.cpu_m,
                  memory_mib=256 + SHUTDOWN_MANAGER.memory_mib + EXTPROC_SIDECAR.memory_mib, replicas=2, when=GATEWAY,
                  sidecars=(SHUTDOWN_MANAGER, EXTPROC_SIDECAR)),
     PoolWorkload("envoy-ratelimit", cpu_m=50, memory_mib=64, when=RATE_LIMITS),
@@ -142,9 +142,10 @@ CPU_POOL.update({w.name: w for w in (
 # The AWS Load Balancer Controller (components/loadbalancer.py): two replicas (leader-elected; the second serves
 # its webhooks and takes over at once when a spot node goes). Its chart requests nothing (values.yaml
 # `resources: {}`); these are our ESTIMATE for a controller that watches Services, Endpoints and Pods of a small
-# cluster and reconciles one NLB: mostly idle, its memory the informer caches. Only with the gateway, whose Service
+# cluster and reconciles one NLB: mostly idle (CPU is a reservation, not a limit: it may burst), its memory the
+# informer caches. Only with the gateway, whose Service
 # is the one load balancer of the stack.
-AWS_LOAD_BALANCER_CONTROLLER = PoolWorkload("aws-load-balancer-controller", cpu_m=50, memory_mib=128, replicas=2,
+AWS_LOAD_BALANCER_CONTROLLER = PoolWorkload("aws-load-balancer-controller", cpu_m=25, memory_mib=128, replicas=2,
                                             when=GATEWAY)
 AWS_LOAD_BALANCER_CONTROLLER_MEMORY_LIMIT_MIB = 512
 CPU_POOL[AWS_LOAD_BALANCER_CONTROLLER.name] = AWS_LOAD_BALANCER_CONTROLLER

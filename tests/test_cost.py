@@ -415,7 +415,7 @@ def test_an_on_demand_only_model_costs_the_same_on_both_bases():
     assert m.per_hour.on_demand.max == pytest.approx(5 * DEV_GPU_ON_DEMAND, abs=1e-3)
 
 
-DS = PodLoad(cpu_m=135, memory_mib=40, pods=6)  # the CPU nodes' DaemonSets with monitoring
+DS = PodLoad(cpu_m=180, memory_mib=120, pods=6)  # the CPU nodes' DaemonSets with monitoring
 SMALL_A, SMALL_B, SMALL_C = (PoolWorkload("a", 100, 128), PoolWorkload("b", 200, 256), PoolWorkload("c", 100, 128))
 X86 = PoolWorkload("x86-only", 1000, 2048, arches=("amd64",))
 
@@ -445,10 +445,10 @@ def test_cpu_pool_sizing(pods, families, expected):
 
 @pytest.mark.parametrize("pods, families, message", [
     ([PoolWorkload("huge", 8000, 1024)], ("m7g", "m7i"),
-     "huge (8000m CPU, 1024 MiB, amd64/arm64) fits no allowed instance type beside the node DaemonSets (135m, "
-     "40 MiB, 6 pods): the largest, m7i.2xlarge, allocates 7910m, 29317 MiB"),
+     "huge (8000m CPU, 1024 MiB, amd64/arm64) fits no allowed instance type beside the node DaemonSets (180m, "
+     "120 MiB, 6 pods): the largest, m7i.2xlarge, allocates 7910m, 29317 MiB"),
     ([X86], ("m7g",), "x86-only (1000m CPU, 2048 MiB, amd64) fits no allowed instance type beside the node "
-                      "DaemonSets (135m, 40 MiB, 6 pods): none is amd64"),
+                      "DaemonSets (180m, 120 MiB, 6 pods): none is amd64"),
 ])
 def test_a_pod_no_allowed_type_holds_is_an_error(pods, families, message):
     with pytest.raises(CpuPoolFitError) as info:
@@ -461,13 +461,13 @@ def test_a_pod_too_big_for_every_allowed_type_is_a_config_problem(monkeypatch):
     uncached = '[{"name": "meta/llama3-8b-instruct", "precache": false}]'  # Graviton-only needs no pre-cache Job
     assert problems(cpu_instance_families='["m7g"]', nim_models=uncached) == [
         "cpu_instance_families: huge (64000m CPU, 1024 MiB, amd64/arm64) fits no allowed instance type beside the "
-        "node DaemonSets (135m, 40 MiB, 6 pods): the largest, m7g.xlarge, allocates 3920m, 14103 MiB; allowed: add a "
+        "node DaemonSets (180m, 120 MiB, 6 pods): the largest, m7g.xlarge, allocates 3920m, 14103 MiB; allowed: add a "
         "family with larger instance types"]
 
 
 def test_the_cpu_pool_is_priced_on_each_basis():
     pool = cost_for().cpu_pool  # one 8B model kept warm: no HTTP add-on, 15 pods, still one m6g.large
-    assert pool.requests == PodLoad(1530, 4658, 15) and pool.daemonsets_per_node == DS
+    assert pool.requests == PodLoad(1380, 4658, 15) and pool.daemonsets_per_node == DS
     assert [(n.instance_type, n.count, n.capacity_type) for n in pool.spot.nodes] == [("m6g.large", 1, "spot")]
     assert pool.spot.per_hour == pytest.approx(DEV_POOL_SPOT, abs=1e-4)
     assert [(n.instance_type, n.capacity_type) for n in pool.on_demand.nodes] == [("m6g.large", "on-demand")]
@@ -484,7 +484,7 @@ def test_the_cpu_pool_follows_the_switches():
     # KEDA, and the HTTP add-on (without monitoring every model goes through the interceptor); no node-exporter
     assert bare.workloads == ("keda-operator", "keda-operator-metrics-apiserver", "keda-admission-webhooks",
                               "keda-add-ons-http-interceptor", "keda-add-ons-http-external-scaler")
-    assert bare.requests == PodLoad(550, 460, 6) and bare.daemonsets_per_node == PodLoad(135, 40, 5)
+    assert bare.requests == PodLoad(550, 460, 6) and bare.daemonsets_per_node == PodLoad(180, 120, 5)
     # the gateway's controllers and proxies; the rate limit service and its Redis only while a key has a limit
     gateway = ("envoy-gateway", "ai-gateway-controller", "envoy-proxy", "aws-load-balancer-controller")
     assert set(gateway) <= set(cost_for().cpu_pool.workloads)

@@ -163,6 +163,8 @@ def test_only_limited_keys_are_limited_and_only_then_is_there_a_rate_limit_servi
     [rule] = spec(plan, LIMITS)["rateLimit"]["global"]["rules"]
     assert rule["clientSelectors"] == [{"headers": [{"name": gw.CLIENT_ID_HEADER, "type": "Exact", "value": "team-a"}]}]
     assert rule["limit"] == {"requests": 20000, "unit": "Minute"}
+    # one counter per key across every model: unshared, a Gateway-wide rule counts each route (model) on its own
+    assert rule["shared"] is True
     # the header the limit selects on is the one the API key filter writes the client's name to
     assert spec(plan, SECURITY)["apiKeyAuth"]["forwardClientIDHeader"] == gw.CLIENT_ID_HEADER
     config = plan.one(RELEASE, "nim-on-eks-dev-gateway-envoy-gateway").inputs["values"]["config"]["envoyGateway"]
@@ -236,6 +238,26 @@ def test_the_proxies_get_the_nlb_the_endpoint_settings_ask_for(overrides, scheme
         scheme == "internet-facing" and not tls)
 
 
+def test_a_request_may_wait_for_a_cold_start_through_the_nlb():
+    """A model at zero sends no byte until it is up (~12 min for the 8B): the plain NLB listener's idle timeout is
+    raised to the longest wait (its default 350 s would cut the connection); a TLS listener's cannot be (AWS), so the
+    plan warns; Envoy keeps its side of the flow alive with TCP keepalives."""
+    plan = plan_for('nim_models=[{"name": "meta/llama3-8b-instruct", "min_replicas": 0}]')
+    longest = max(int(t[:-1]) for _, _, t in routed(plan).values())
+    assert longest > 350
+    annotations = spec(plan, PROXY)["provider"]["kubernetes"]["envoyService"]["annotations"]
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-listener-attributes.TCP-80"] == \
+        f"tcp.idle_timeout.seconds={min(longest, 6000)}"
+    keepalive = spec(plan, "kubernetes:gateway.envoyproxy.io/v1alpha1:ClientTrafficPolicy")["tcpKeepalive"]
+    assert int(keepalive["idleTime"][:-1]) + int(keepalive["interval"][:-1]) < 350
+    tls = plan_for('nim_models=[{"name": "meta/llama3-8b-instruct", "min_replicas": 0}]', f"certificate_arn={CERT}")
+    assert not any("listener-attributes" in k for k in spec(tls, PROXY)["provider"]["kubernetes"]["envoyService"][
+        "annotations"])
+    assert any(w.startswith("certificate_arn: the NLB closes a TLS connection idle for 350 s") for w in tls.warnings)
+    warm = plan_for('nim_models=[{"name": "meta/llama3-8b-instruct", "min_replicas": 1}]', f"certificate_arn={CERT}")
+    assert not any(w.startswith("certificate_arn:") for w in warm.warnings)  # no cold start to wait for
+
+
 def test_the_gateway_waits_for_its_controllers_and_goes_before_them(dev_plan):
     """CRDs and controllers first on `up`; on destroy the Gateway and routes go while EG still runs to delete the
     proxies and their Service (and the load balancer with it)."""
@@ -248,6 +270,9 @@ def test_the_gateway_waits_for_its_controllers_and_goes_before_them(dev_plan):
     for kind in ("GatewayClass", "EnvoyProxy", "GatewayConfig"):
         [dep] = [r for r in crs if r.type.endswith(f":{kind}")]
         assert dep.urn in gateway.dependencies, kind
+    # the AI Gateway's controller after EG, as its install guide orders them (it watches EG's Backend kinds)
+    assert releases["nim-on-eks-dev-gateway-envoy-gateway"] in dev_plan.one(
+        RELEASE, "nim-on-eks-dev-gateway-ai-gateway").dependencies
     route = dev_plan.one(ROUTE)
     assert gateway.urn in route.dependencies and all(b.urn in route.dependencies for b in dev_plan.of_type(AI_BACKEND))
 
@@ -296,3 +321,24 @@ def test_eg_calls_the_ai_gateway_where_its_chart_puts_it(dev_plan, helm):
     assert versions.RATELIMIT_IMAGE in rendered  # the chart's rate limit image is the one recorded
     [eg_service] = [m for m in eg if m["kind"] == "Service" and m["metadata"]["name"] == "envoy-gateway"]
     assert gw.XDS_PORT in {p["port"] for p in eg_service["spec"]["ports"]}
+
+
+@needs_charts
+def test_the_proxies_are_ready_only_once_the_nlb_sees_them(dev_plan, helm):
+    """The AWS Load Balancer Controller adds its readiness gate to pods of namespaces its pod webhook selects:
+    EG's namespace (where the proxies run) carries the label it selects on, so a rollout or node replacement never
+    leaves the NLB without a healthy target."""
+    labels = dev_plan.one("kubernetes:core/v1:Namespace", "nim-on-eks-dev-gateway-envoy-gateway-system").inputs[
+        "metadata"]["labels"]
+    lbc = [m for m in _render(dev_plan, helm, versions.AWS_LOAD_BALANCER_CONTROLLER.name) if isinstance(m, dict)]
+    [pod_webhook] = [w for m in lbc if m["kind"] == "MutatingWebhookConfiguration" for w in m["webhooks"]
+                     if w["name"].startswith("mpod.")]
+    selector = pod_webhook["namespaceSelector"]
+    assert selector.get("matchLabels", {}).items() <= labels.items()
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] in ("In", "NotIn", "Exists", "DoesNotExist")
+        present = expression["key"] in labels
+        assert {"In": present and labels.get(expression["key"]) in expression.get("values", []),
+                "NotIn": labels.get(expression["key"]) not in expression.get("values", []),
+                "Exists": present, "DoesNotExist": not present}[expression["operator"]], expression
+    assert pod_webhook["failurePolicy"] == "Ignore"  # a controller away never blocks a proxy pod

@@ -120,16 +120,17 @@ def test_a_new_core_type_is_a_new_group_under_the_same_urn():
 def test_the_core_arithmetic():
     """What lands on a core node (planning/pools.py CORE_PODS) against what a t4g.medium can allocate."""
     load = core_load(2, {"monitoring": True})
-    assert load.one_node == (500 + 100 + 10 + 600 + 25 + 100 + 0 + 10 + 0 + 0, 1024 + 70 + 40 + 384 + 40, 10)
-    assert load.all_nodes == (2 * (500 + 100 + 10 + 600) + 2 * (25 + 100 + 10), 2 * (1024 + 70 + 40 + 384) + 2 * 40,
+    # aws-node with the network policy agent 50m; the EBS CSI controller's 7 and node plugin's 3 containers at 10m/40Mi
+    assert load.one_node == (500 + 100 + 70 + 600 + 50 + 100 + 0 + 30 + 0 + 0, 1024 + 70 + 280 + 384 + 120, 10)
+    assert load.all_nodes == (2 * (500 + 100 + 70 + 600) + 2 * (50 + 100 + 30), 2 * (1024 + 70 + 280 + 384) + 2 * 120,
                               2 * 4 + 2 * 6)
     medium = DATA.types["t4g.medium"]
     assert (medium.alloc_cpu_m, medium.alloc_memory_mib, medium.alloc_pods) == (1930, 3187, 17)
     assert core_shortfall(medium, 2, {"monitoring": True}) == []
     assert core_shortfall(DATA.types["t4g.small"], 2, {"monitoring": True}) == [
-        "one node: memory 1558 MiB > 1359 MiB", "2 nodes: memory 3116 MiB > 2718 MiB"]
+        "one node: memory 1878 MiB > 1359 MiB", "2 nodes: memory 3756 MiB > 2718 MiB"]
     assert core_shortfall(DATA.types["m7g.medium"], 2, {"monitoring": False})[0] == \
-        "one node: CPU 1345m > 940m, pods 9 > 8"
+        "one node: CPU 1450m > 940m, pods 9 > 8"
     # Karpenter's requests are the ones its release asks for
     assert next(p for p in CORE_PODS if p.name == "karpenter").cpu_m == KARPENTER_CONTROLLER.cpu_m
 
@@ -143,7 +144,7 @@ def test_karpenter_asks_for_what_the_arithmetic_counts(dev_plan):
 
 @pytest.mark.parametrize("instance_type, expected", [
     ("t4g.small", "core_instance_type: t4g.small cannot hold what runs on the core nodes (Karpenter, CoreDNS, the "
-                  "CSI controllers, the node DaemonSets): one node: memory 1558 MiB > 1359 MiB"),
+                  "CSI controllers, the node DaemonSets): one node: memory 1878 MiB > 1359 MiB"),
     ("m8g.medium", "core_instance_type: m8g.medium cannot hold what runs on the core nodes"),
     ("m6a.large", "core_instance_type: 'm6a.large' is not valid; allowed: an instance type without GPUs that "
                   "data/instance_types.yaml describes"),

@@ -103,7 +103,7 @@ def test_it_runs_on_the_cpu_pool_with_the_pool_tables_requests(dev_plan):
     assert v["affinity"]["nodeAffinity"] == CPU_POOL_AFFINITY["nodeAffinity"]
     assert "tolerations" not in v and "nodeSelector" not in v  # never the core's taint, never a GPU node
     assert CPU_POOL["aws-load-balancer-controller"] is AWS_LOAD_BALANCER_CONTROLLER
-    assert v["resources"]["requests"] == {"cpu": "50m", "memory": "128Mi"}
+    assert v["resources"]["requests"] == {"cpu": "25m", "memory": "128Mi"}
     pool = dev_plan.one("kubernetes:karpenter.sh/v1:NodePool", "nim-on-eks-dev-karpenter-cpu-pool")
     assert dev_plan.depends_on(release(dev_plan, "aws-load-balancer-controller"), pool)
 
@@ -143,7 +143,7 @@ def test_the_rendered_chart(dev_plan, helm):
     assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["readOnlyRootFilesystem"] is True and sc["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+    assert container["resources"] == {"requests": {"cpu": "25m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
     assert pod["serviceAccountName"] == "aws-load-balancer-controller"
     [pdb] = of_kind(manifests, "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
