@@ -477,6 +477,7 @@ def plot_sweep(points: list[dict[str, Any]], path: Path, title: str):
         for p in shown:
             ax.annotate(f"c={p['concurrency']}", (p[key], p["output_tokens_per_s"]), textcoords="offset points",
                         xytext=(5, 5), fontsize=8)
+        ax.margins(x=0.15, y=0.1)  # room for the labels of the outermost points
         ax.set_xlabel(label)
         ax.set_ylabel("output tokens/s")
         ax.grid(alpha=0.3)
