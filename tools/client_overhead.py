@@ -21,14 +21,15 @@ from tools.fake_openai import FakeServer
 
 
 def client_summary(server: FakeServer, requests: int, concurrency: int = 1,
-                   max_tokens: int | None = None) -> dict[str, Any]:
-    """The benchmark client's JSON summary (`--json`) of `requests` requests to `server`."""
+                   max_tokens: int | None = None, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The benchmark client's JSON summary (`--json`) of `requests` requests to `server` (`extra`: more flags)."""
     with tempfile.TemporaryDirectory() as tmp:
         summary = Path(tmp) / "s.json"
         argv = ["-u", server.url, "--iterations", str(requests), "--concurrency", str(concurrency),
                 "--results-file", str(Path(tmp) / "r.txt"), "--json", str(summary)]
         if max_tokens:
             argv += ["--max-tokens", str(max_tokens)]
+        argv += extra
         out = io.StringIO()
         if asyncio.run(run(parser().parse_args(argv), out, io.StringIO())) != 0:
             raise RuntimeError(f"the client failed against {server.url}:\n{out.getvalue()}")

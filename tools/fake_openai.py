@@ -1,9 +1,12 @@
 """A small OpenAI-compatible streaming server on 127.0.0.1 that emits tokens with known delays.
 
 The first token leaves `ttft` seconds after the request arrives, then one token every `itl` seconds. A model
-named "broken" answers HTTP 500; prompts containing "FAIL" get HTTP 400. It records the most requests in flight;
-with `hold=N` a request waits (up to `HOLD_TIMEOUT_S`) until N are in flight before it answers, so a client that
-keeps N requests open shows N however slow the machine, and one that does not shows fewer.
+named "broken" answers HTTP 500; prompts containing "FAIL" get HTTP 400, prompts containing "SLOW_TTFT" wait
+`slow_s` more for their first token and prompts containing "SLOW_ITL" get `slow_itl` between tokens (planted slow
+requests, for goodput). It records the most requests in flight; with `hold=N` a request waits (up to
+`HOLD_TIMEOUT_S`) until N are in flight before it answers, so a client that keeps N requests open shows N however
+slow the machine, and one that does not shows fewer. `backlog` and `accept_delay` make it a server that accepts
+connections slowly behind a small accept backlog (see `_Server`).
 
 The benchmark client's stand-in for NIM: tests/test_client.py checks the client against it, and
 tools/client_overhead.py and tools/bench.py (`make bench`) measure the client with it. It lives in tools/, beside
@@ -20,20 +23,51 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _Server(ThreadingHTTPServer):
+    """A server slow to accept behind a small accept backlog: how a burst of connections loses a second.
+
+    `listen(backlog)` lets the kernel queue about `backlog` connections the server has not accepted yet (Linux:
+    backlog + 1). While that queue is full, Linux drops a new connection's SYN rather than refuse it, and the
+    client's TCP sends it again only after its initial retransmission timeout, 1 s (RFC 6298 2.1; Linux's
+    TCP_TIMEOUT_INIT; the drop: tcp_conn_request in net/ipv4/tcp_input.c, `sk_acceptq_is_full` then `drop`, counted
+    in ListenOverflows/ListenDrops; written up at michal-drozd.com/en/blog/tcpdump-syn-no-accept-backlog-trap). A
+    client that opens 16 connections at once against a server that takes a moment per accept so gets the first ~10
+    through and the rest about a second later: the issue's 7 of 64 requests that waited ~1 s at concurrency 16 were
+    the connections of the first burst that did not fit. Measured here (backlog 8, 20 ms per accept, 64 requests at
+    concurrency 16, cold): 6 connects of ~1.02 s and no failures. The delay before each accept stands in for a busy
+    server's accept loop (the loopback would otherwise accept faster than any burst). A backlog under ~8 also
+    shrinks the SYN queue until the kernel answers with SYN cookies (`net.ipv4.tcp_syncookies=1`, the default), and
+    a cookie connection whose ACK met a full accept queue is later reset (TcpExtSyncookiesFailed, TcpOutRsts):
+    failed requests instead of slow ones, which is not what the issue saw.
+    """
+    daemon_threads = True
+    accept_delay = 0.0
+
+    def get_request(self):
+        time.sleep(self.accept_delay)
+        return super().get_request()
+
+
 class FakeServer:
     HOLD_TIMEOUT_S = 10.0
 
     def __init__(self, ttft: float = 0.2, itl: float = 0.02, tokens: int = 10, usage: bool = True, hold: int = 0,
-                 api_key: str | None = None):
+                 api_key: str | None = None, backlog: int | None = None, accept_delay: float = 0.0,
+                 slow_s: float = 1.0, slow_itl: float = 0.1):
         self.ttft, self.itl, self.tokens, self.usage, self.hold = ttft, itl, tokens, usage, hold
+        self.slow_s, self.slow_itl = slow_s, slow_itl
         # with a key, it answers as the gateway does without one: 401, text/plain "Client authentication failed."
         self.api_key = api_key
         self.in_flight = 0
         self.max_in_flight = 0
         self.requests = 0
         self._lock = threading.Condition()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(("127.0.0.1", 0), self._handler(), bind_and_activate=False)
+        if backlog is not None:
+            self.httpd.request_queue_size = backlog  # listen()'s backlog (socketserver's default: 5)
+        self.httpd.accept_delay = accept_delay
+        self.httpd.server_bind()
+        self.httpd.server_activate()
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -112,21 +146,22 @@ class FakeServer:
                     server._lock.notify_all()
                     server._lock.wait_for(lambda: server.in_flight >= server.hold, timeout=server.HOLD_TIMEOUT_S)
                 try:
-                    self._stream(body, chat)
+                    self._stream(body, chat, prompt)
                 finally:
                     with server._lock:
                         server.in_flight -= 1
 
-            def _stream(self, body: dict, chat: bool) -> None:
+            def _stream(self, body: dict, chat: bool, prompt: str) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 count = min(server.tokens, body.get("max_tokens") or server.tokens)
-                time.sleep(server.ttft)
+                time.sleep(server.ttft + (server.slow_s if "SLOW_TTFT" in prompt else 0.0))
+                itl = server.slow_itl if "SLOW_ITL" in prompt else server.itl
                 for i in range(count):
                     if i:
-                        time.sleep(server.itl)
+                        time.sleep(itl)
                     piece = f"tok{i} "
                     choice = ({"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat
                               else {"index": 0, "text": piece, "finish_reason": None})
