@@ -315,11 +315,14 @@ if webui:
 if benchmark:
     pulumi.export("aiperf_exec", benchmark.exec)
     # the original blueprint's test against each model, straight to its URL (the interceptor's for one at zero)
-    pulumi.export("aiperf_commands", {
-        m.served_model_name: aiperf_commands.blueprint_command(
-            cfg.nim_namespace, m.served_model_name, aiperf_commands.base_url(m.host, m.port),
-            catalog.models[spec.name].tokenizer, spec.k8s_name)
-        for m, spec in zip(models, cfg.models)})
+    # and the same shape at rising concurrency, to find where time to first token climbs
+    for output, command in (("aiperf_commands", aiperf_commands.blueprint_command),
+                            ("aiperf_sweep_commands", aiperf_commands.sweep_command)):
+        pulumi.export(output, {
+            m.served_model_name: command(cfg.nim_namespace, m.served_model_name,
+                                         aiperf_commands.base_url(m.host, m.port),
+                                         catalog.models[spec.name].tokenizer, spec.k8s_name)
+            for m, spec in zip(models, cfg.models)})
     pulumi.export("aiperf_copy_results", benchmark.copy_results)
 if gateway:
     pulumi.export("gateway_hostname_command", hostname_command())

@@ -45,9 +45,12 @@ class Load:
 # The original blueprint's test (aws-samples NIM on EKS, GenAI-Perf): 200 tokens in, 100 out, concurrency 10,
 # 100 prompts.
 BLUEPRINT = Load(input_tokens=200, output_tokens=100, concurrency=10, requests=100, prompts=100, warmup=10)
-# Where time to first token starts to climb: powers of two up to well past the 25 concurrent requests a replica
-# is sized for by default (planning/scaling.py), each level long enough for its percentiles (10 requests a slot).
-SWEEP = Load(input_tokens=200, output_tokens=100, concurrency=(1, 2, 4, 8, 16, 32, 64), requests=640, prompts=100,
+# Where time to first token starts to climb: the blueprint's shape at powers of two up to well past the 25
+# concurrent requests a replica is sized for by default (planning/scaling.py). AIPerf runs every level with the same
+# request count, each in its own directory `concurrency_<N>/` (and `aggregate/`), which `aiperf plot` reads as one
+# sweep. 200 a level: a p90 from 200 samples, about three rounds at 64 in flight, and at 1 in flight 200 answers of
+# about a second each (100 tokens at ~10 ms): the whole sweep takes minutes, not an hour.
+SWEEP = Load(input_tokens=200, output_tokens=100, concurrency=(1, 2, 4, 8, 16, 32, 64), requests=200, prompts=100,
              warmup=10)
 
 

@@ -88,8 +88,8 @@ DCGM_EXPORTER = ChartPin("dcgm-exporter", "https://nvidia.github.io/dcgm-exporte
 OPEN_WEBUI_IMAGE = "ghcr.io/open-webui/open-webui:v0.6.43"
 # amd64 and arm64: open-webui .github/workflows/docker-build.yaml builds linux/amd64 and linux/arm64 on v* tags.
 OPEN_WEBUI_ARCHES = ("amd64", "arm64")
-# AIPerf, NVIDIA's benchmark client (successor of GenAI-Perf, which NVIDIA's NIM for LLMs benchmarking guide 2.0.0,
-# "Using AIPerf to Benchmark", now uses): PyPI `aiperf` 0.13.0, the newest release (`pip index versions aiperf`,
+# AIPerf, NVIDIA's benchmark client and GenAI-Perf's successor (NVIDIA's NIM for LLMs benchmarking guide 2.0.0
+# benchmarks with it: "Using AIPerf to Benchmark"): PyPI `aiperf` 0.13.0, the newest release (`pip index versions aiperf`,
 # 2026-11-27; docs.nvidia.com/aiperf lists v0.13.0 as latest). Its wheel needs Python >=3.11,<3.14 (METADATA
 # Requires-Python). No image carrying it could be checked from here: AIPerf's own `aiperf kube` defaults to
 # nvcr.io/nvidia/aiperf:<version> (aiperf 0.13.0 cli_commands/kube/_kube_common.py), but nvcr.io's manifests were not

@@ -174,6 +174,12 @@ def test_aiperf_commands_run_the_blueprint_test_per_model():
         assert flags["--tokenizer"] == ["NousResearch/Meta-Llama-3.1-8B-Instruct"]
         # results where the copy command takes them from; no PNG plots in the pod (kaleido needs Chrome)
         assert flags["--artifact-dir"] == [f"/work/artifacts/{k8s_name}/blueprint"] and "--auto-plot" not in flags
+    sweeps = plan.outputs["aiperf_sweep_commands"]
+    assert list(sweeps) == list(commands)
+    for served, command in sweeps.items():
+        flags = words(command)
+        assert flags["--model"] == [served] and flags["--url"] == words(commands[served])["--url"]
+        assert flags["--concurrency"] == ["1,2,4,8,16,32,64"] and flags["--artifact-dir"][0].endswith("/sweep")
     assert plan.outputs["aiperf_copy_results"] == (
         "kubectl -n nim cp $(kubectl -n nim get pod -l app.kubernetes.io/name=aiperf "
         "-o jsonpath='{.items[0].metadata.name}'):/work/artifacts ./aiperf-artifacts")
@@ -210,6 +216,7 @@ def test_sweep_command():
     command = aiperf.sweep_command("nim", "meta/llama3-8b-instruct", "http://h:8000",
                                    "NousResearch/Meta-Llama-3-8B-Instruct", "nim-llm-llama3-8b-instruct")
     flags = words(command)
-    # one run per level, 10 requests a slot at the highest, each in its own directory under sweep/
-    assert flags["--concurrency"] == ["1,2,4,8,16,32,64"] and flags["--request-count"] == ["640"]
+    # one run per level (each in its own directory under sweep/), past the default target of 25 in flight
+    assert flags["--concurrency"] == ["1,2,4,8,16,32,64"] and flags["--request-count"] == ["200"]
+    assert flags["--synthetic-input-tokens-mean"] == ["200"] and flags["--output-tokens-mean"] == ["100"]
     assert flags["--artifact-dir"] == ["/work/artifacts/nim-llm-llama3-8b-instruct/sweep"]
