@@ -197,8 +197,8 @@ class AIPerf(pulumi.ComponentResource):
                {"name": "PIP_NO_CACHE_DIR", "value": "1"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}]
         # The install, before the pod is ready: the pinned release from PyPI (through the NAT gateway: the nim
         # namespace's egress allows 443 outside the VPC, planning/flows.py nim_egress), wheels only (planning/
-        # versions.py AIPERF_ARCHES says why). About 1.2 GB installed and 1.5 minutes on an x86 host with a fast link
-        # (measured here, 2026-11-27): once per pod start, the venv goes with the pod.
+        # versions.py AIPERF_ARCHES says why). 229 MB of wheels, 1.2 GB installed, about 1.5 minutes on an x86 host with
+        # a fast link (measured here, 2026-11-27): once per pod start, the venv goes with the pod.
         install = {
             "name": "install-aiperf",
             "image": image,

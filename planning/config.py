@@ -432,7 +432,7 @@ class StackConfig:
     genai_perf: bool | None = key(
         "genai_perf", boolean, None,
         "Deprecated: the old name of `aiperf`, still read as it (with a warning). Set `aiperf` instead; setting both "
-        "is an error.")
+        "is an error.", shown_default="(unset)")
     gateway: bool = key(
         "gateway", boolean, True,
         "One authenticated, OpenAI-compatible endpoint for every model (Envoy AI Gateway behind an NLB): requests "
