@@ -89,8 +89,8 @@ OPEN_WEBUI_IMAGE = "ghcr.io/open-webui/open-webui:v0.6.43"
 # amd64 and arm64: open-webui .github/workflows/docker-build.yaml builds linux/amd64 and linux/arm64 on v* tags.
 OPEN_WEBUI_ARCHES = ("amd64", "arm64")
 # AIPerf, NVIDIA's benchmark client and GenAI-Perf's successor (NVIDIA's NIM for LLMs benchmarking guide 2.0.0
-# benchmarks with it: "Using AIPerf to Benchmark"): PyPI `aiperf` 0.13.0, the newest release (`pip index versions aiperf`,
-# 2026-11-27; docs.nvidia.com/aiperf lists v0.13.0 as latest). Its wheel needs Python >=3.11,<3.14 (METADATA
+# benchmarks with it: "Using AIPerf to Benchmark"): PyPI `aiperf` 0.13.0, the newest release (`pip index versions
+# aiperf`, 2026-11-27; docs.nvidia.com/aiperf calls v0.13.0 "Latest"). Its wheel needs Python >=3.11,<3.14 (METADATA
 # Requires-Python). No image carrying it could be checked from here: AIPerf's own `aiperf kube` defaults to
 # nvcr.io/nvidia/aiperf:<version> (aiperf 0.13.0 cli_commands/kube/_kube_common.py), but nvcr.io's manifests were not
 # reachable to confirm the tag or its platforms, and NVIDIA's own users of AIPerf in Kubernetes (ai-dynamo/dynamo
@@ -121,8 +121,10 @@ KEDA_IMAGE_PLATFORMS: dict[str, tuple[str, ...]] = {
 KEDA_NAMESPACE = "keda"
 # amd64 only: the Python image is multi-arch, but one of aiperf's dependencies (crick) publishes no linux/aarch64
 # wheel, only an sdist that needs a C compiler (AIPerf README, "On Linux aarch64 (arm64) ... needs a C compiler at
-# install time"; NVIDIA/aicr#1912), and the slim image has none. The install refuses source builds (`--only-binary`),
-# so an arm64 node would fail it at once; the pod asks for amd64 nodes.
+# install time"; NVIDIA/aicr#1912), and the slim image has none. Checked 2026-11-27: `pip download aiperf==0.13.0
+# --only-binary=:all:` for CPython 3.12 on manylinux aarch64 finds no crick~=0.0.8; on x86_64 it gets every wheel.
+# The install refuses source builds (`--only-binary`), so an arm64 node would fail it at once; the pod asks for
+# amd64 nodes.
 AIPERF_ARCHES = ("amd64",)
 
 
