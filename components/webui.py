@@ -189,8 +189,10 @@ class AIPerf(pulumi.ComponentResource):
         ns = args.namespace.name
         labels = {"app.kubernetes.io/name": aiperf.NAME, "app.kubernetes.io/part-of": "nim-on-eks"}
         image = by_digest(versions.AIPERF_IMAGE, args.image_digests)
-        # Writable: the venv and artifacts (`work`, HOME too: the Hugging Face tokenizer cache), pip's and Python's
-        # temporary files (`tmp`). The root stays read-only.
+        # Writable: the venv and artifacts (`work`, HOME too: the Hugging Face tokenizer cache), and `tmp`: pip's
+        # downloads, and what AIPerf keeps under tempfile's directory while it runs (its services' ZMQ IPC sockets and
+        # the memory-mapped dataset, /tmp/aiperf_mmap_*, as a run against tools/fake_openai.py showed). The root stays
+        # read-only.
         mounts = [{"name": "work", "mountPath": aiperf.WORK_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
         env = [{"name": "HOME", "value": aiperf.WORK_DIR},
                {"name": "PATH", "value": f"{aiperf.VENV_DIR}/bin:/usr/local/bin:/usr/bin:/bin"},
