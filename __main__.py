@@ -2,7 +2,7 @@
 
 Composition only; it reads like the architecture diagram:
 config (and its cost) -> network -> cluster -> (capacity, storage, load balancer, monitoring, scaling) -> one NimModel per model
--> Open WebUI, GenAI-Perf -> network policies -> outputs. Each component gets its providers once, in opts; what it waits for is named
+-> Open WebUI, AIPerf -> network policies -> outputs. Each component gets its providers once, in opts; what it waits for is named
 in its Args.
 """
 
@@ -20,7 +20,8 @@ from components.network import Network, NetworkArgs, pick_azs
 from components.nim import NimModel, NimModelArgs, NimNamespace, NimNamespaceArgs, first_start_minutes
 from components.scaling import Scaling, ScalingArgs
 from components.storage import Storage, StorageArgs
-from components.webui import NAMESPACE as webui_namespace, GenAiPerf, GenAiPerfArgs, OpenWebUI, OpenWebUIArgs
+from components.webui import NAMESPACE as webui_namespace, AIPerf, AIPerfArgs, OpenWebUI, OpenWebUIArgs
+from planning import aiperf as aiperf_commands
 from planning.catalog import load_catalog
 from planning.config import load_config
 from planning.cost import cost_warnings, estimate
@@ -40,6 +41,9 @@ for warning in cost_warnings(cost, cfg):
     pulumi.log.warn(warning)
 # --- what models scale on without monitoring -------------------------------------------------------------
 for warning in scaling_warnings(cfg.models, cfg.monitoring):
+    pulumi.log.warn(warning)
+# --- a deprecated config key (genai_perf, now aiperf) --------------------------------------------------------
+for warning in cfg.warnings:
     pulumi.log.warn(warning)
 # --- where alerts go (nowhere, without alert_email) -------------------------------------------------------
 if alerts_warning := receiver_warning(cfg.monitoring, cfg.alerts.email):
@@ -268,14 +272,13 @@ webui = (
     if cfg.open_webui
     else None
 )
-genai_perf = (
-    GenAiPerf(
-        f"{cfg.cluster_name}-genai-perf",
-        GenAiPerfArgs(namespace=nim_namespace, cpu_node_pool=capacity.cpu_node_pool,
-                      image_digests=cfg.image_digests),
+benchmark = (
+    AIPerf(
+        f"{cfg.cluster_name}-aiperf",
+        AIPerfArgs(namespace=nim_namespace, cpu_node_pool=capacity.cpu_node_pool, image_digests=cfg.image_digests),
         opts=providers(cluster.provider),
     )
-    if cfg.genai_perf
+    if cfg.aiperf
     else None
 )
 
@@ -287,7 +290,7 @@ network_policies = NetworkPolicies(
             nim=cfg.nim_namespace, vpc_cidr=cfg.network.vpc_cidr,
             monitoring=monitoring_namespace if monitoring else None,
             open_webui=webui_namespace if webui else None,
-            genai_perf=bool(genai_perf), interceptor=needs_interceptor(cfg.models, cfg.monitoring),
+            aiperf=bool(benchmark), interceptor=needs_interceptor(cfg.models, cfg.monitoring),
             gateway=bool(gateway), gateway_tls=bool(cfg.endpoint.certificate_arn),
             rate_limits=bool(gateway) and needs_rate_limits(cfg.api_keys),
         ),
@@ -314,8 +317,18 @@ if monitoring and monitoring.alerts:
                   f"AWS sent a confirmation email to {cfg.alerts.email}: alerts are delivered only once it is accepted")
 if webui:
     pulumi.export("open_webui_port_forward", webui.port_forward)
-if genai_perf:
-    pulumi.export("genai_perf_exec", genai_perf.exec)
+if benchmark:
+    pulumi.export("aiperf_exec", benchmark.exec)
+    # the original blueprint's test against each model, straight to its URL (the interceptor's for one at zero)
+    # and the same shape at rising concurrency, to find where time to first token climbs
+    for output, command in (("aiperf_commands", aiperf_commands.blueprint_command),
+                            ("aiperf_sweep_commands", aiperf_commands.sweep_command)):
+        pulumi.export(output, {
+            m.served_model_name: command(cfg.nim_namespace, m.served_model_name,
+                                         aiperf_commands.base_url(m.host, m.port),
+                                         catalog.models[spec.name].tokenizer, spec.k8s_name)
+            for m, spec in zip(models, cfg.models)})
+    pulumi.export("aiperf_copy_results", benchmark.copy_results)
 if gateway:
     pulumi.export("gateway_hostname_command", hostname_command())
     pulumi.export("gateway_url", url_hint(bool(cfg.endpoint.certificate_arn)))

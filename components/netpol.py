@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from planning.flows import DEFAULT_DENY, Namespaces, policies
+from planning.flows import DEFAULT_DENY, RENAMED, Namespaces, policies
 
 
 @dataclass
@@ -28,8 +28,12 @@ class NetworkPolicies(pulumi.ComponentResource):
         everything = policies(args.namespaces)
 
         def make(p: dict, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
-            return k8s.networking.v1.NetworkPolicy(f"{name}-{p['metadata']['namespace']}-{p['metadata']['name']}",
-                                                   metadata=p["metadata"], spec=p["spec"], opts=opts)
+            ns, policy = p["metadata"]["namespace"], p["metadata"]["name"]
+            # a renamed policy keeps its old resource name as an alias (planning/flows.py RENAMED)
+            renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(name=f"{name}-{ns}-{RENAMED[policy]}")]) \
+                if policy in RENAMED else None
+            return k8s.networking.v1.NetworkPolicy(f"{name}-{ns}-{policy}", metadata=p["metadata"], spec=p["spec"],
+                                                   opts=pulumi.ResourceOptions.merge(opts, renamed))
 
         # The allows first, then each namespace's default deny: applied together on a cluster already running, the
         # deny alone would drop the product's flows (and the API server's calls to fail-closed webhooks) for the

@@ -59,7 +59,7 @@ class NimNamespace(pulumi.ComponentResource):
             f"{name}-ns",
             metadata={"name": args.namespace, "labels": {
                 "app.kubernetes.io/part-of": "nim-on-eks",
-                # Every pod in it meets the restricted Pod Security Standard: NIM, its pre-cache Jobs, and GenAI-Perf
+                # Every pod in it meets the restricted Pod Security Standard: NIM, its pre-cache Jobs, and AIPerf
                 # (non-root: components/webui.py) (tests/test_pod_security.py).
                 **pod_security_labels("restricted"),
             }},

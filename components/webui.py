@@ -1,4 +1,4 @@
-"""Try and measure the models: Open WebUI (a chat front end for every deployed model) and a GenAI-Perf pod."""
+"""Try and measure the models: Open WebUI (a chat front end for every deployed model) and an AIPerf pod."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from planning import versions
-from planning.security import GENAI_PERF_UID, by_digest, OPEN_WEBUI_UID, pod_security_labels, restricted_container, restricted_pod
+from planning import aiperf, versions
+from planning.security import AIPERF_UID, by_digest, OPEN_WEBUI_UID, pod_security_labels, restricted_container, restricted_pod
 from planning.scheduling import AMD64_NODE_SELECTOR, CPU_POOL_AFFINITY
 from planning.workloads import CPU_POOL, OPEN_WEBUI_DATA_GB
-from components.nim import PULL_SECRET, NimNamespace
+from components.nim import NimNamespace
 from components.waiters import VolumesReleased
 
 NAMESPACE = "open-webui"
@@ -161,46 +161,82 @@ class OpenWebUI(pulumi.ComponentResource):
 
 
 @dataclass
-class GenAiPerfArgs:
-    # The NIM namespace, so `--url nim-llm-<model>:8000` resolves; the pod pulls with its NGC secret, so waits for it.
+class AIPerfArgs:
+    # The NIM namespace, so `--url http://nim-llm-<model>:8000` resolves; the pod runs there, beside the models.
     namespace: NimNamespace
     cpu_node_pool: k8s.apiextensions.CustomResource  # Karpenter's CPU NodePool, which it runs on
     image_digests: dict[str, str] = field(default_factory=dict)  # config image_digests: pull by digest when given
 
 
-class GenAiPerf(pulumi.ComponentResource):
-    """A pod that stays up with NVIDIA's GenAI-Perf, for `kubectl exec ... genai-perf profile` runs."""
+class AIPerf(pulumi.ComponentResource):
+    """A pod that stays up with NVIDIA's AIPerf (planning/versions.py AIPERF_VERSION), for `kubectl exec ... aiperf
+    profile` runs (planning/aiperf.py has the commands).
 
-    def __init__(self, name: str, args: GenAiPerfArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("nim-on-eks:index:GenAiPerf", name, None, opts)
-        labels = {"app.kubernetes.io/name": "genai-perf", "app.kubernetes.io/part-of": "nim-on-eks"}
+    Not `aiperf kube`, AIPerf's own Kubernetes mode (aiperf 0.13.0 `aiperf kube profile`): it deploys each benchmark
+    from the user's machine as a JobSet (the JobSet controller and CRDs must be installed cluster-wide) or through its
+    operator (a Helm chart with its CRDs), creating Namespaces, Roles, RoleBindings and ConfigMaps per run; its pods
+    would come from outside this program, so outside its Pod Security, placement and NetworkPolicy checks. It is
+    built to spread load generation over many pods (beyond one node's connection limits); the blueprint's test is 10
+    concurrent requests, which one pod carries easily."""
+
+    def __init__(self, name: str, args: AIPerfArgs, opts: pulumi.ResourceOptions | None = None):
+        # Stacks made before AIPerf replaced GenAI-Perf know this component as GenAiPerf `<cluster>-genai-perf`: the
+        # alias keeps it the same resource, and its Deployment too (the SDK derives the child's old URN from the
+        # parent's alias, its name's prefix swapped: `<cluster>-genai-perf-deployment`).
+        old_name = name.removesuffix("-aiperf") + "-genai-perf"
+        renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="nim-on-eks:index:GenAiPerf", name=old_name)])
+        super().__init__("nim-on-eks:index:AIPerf", name, None, pulumi.ResourceOptions.merge(opts, renamed))
+        ns = args.namespace.name
+        labels = {"app.kubernetes.io/name": aiperf.NAME, "app.kubernetes.io/part-of": "nim-on-eks"}
+        image = by_digest(versions.AIPERF_IMAGE, args.image_digests)
+        # Writable: the venv and artifacts (`work`, HOME too: the Hugging Face tokenizer cache), and `tmp`: pip's
+        # downloads, and what AIPerf keeps under tempfile's directory while it runs (its services' ZMQ IPC sockets and
+        # the memory-mapped dataset, /tmp/aiperf_mmap_*, as a run against tools/fake_openai.py showed). The root stays
+        # read-only.
+        mounts = [{"name": "work", "mountPath": aiperf.WORK_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
+        env = [{"name": "HOME", "value": aiperf.WORK_DIR},
+               {"name": "PATH", "value": f"{aiperf.VENV_DIR}/bin:/usr/local/bin:/usr/bin:/bin"},
+               {"name": "PIP_NO_CACHE_DIR", "value": "1"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}]
+        # The install, before the pod is ready: the pinned release from PyPI (through the NAT gateway: the nim
+        # namespace's egress allows 443 outside the VPC, planning/flows.py nim_egress), wheels only (planning/
+        # versions.py AIPERF_ARCHES says why). 229 MB of wheels, 1.2 GB installed, about 1.5 minutes on an x86 host with
+        # a fast link (measured here, 2026-11-27): once per pod start, the venv goes with the pod.
+        install = {
+            "name": "install-aiperf",
+            "image": image,
+            "command": ["sh", "-c", f"python -m venv {aiperf.VENV_DIR} && {aiperf.VENV_DIR}/bin/pip install --only-binary="
+                                    f":all: --disable-pip-version-check aiperf=={versions.AIPERF_VERSION}"],
+            "env": env,
+            "resources": {"requests": CPU_POOL["aiperf"].main.as_k8s(), "limits": {"cpu": "4", "memory": "8Gi"}},
+            "volumeMounts": mounts,
+            "securityContext": restricted_container(read_only_root=True),
+        }
         k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata={"name": "genai-perf", "namespace": args.namespace.name, "labels": labels},
+            metadata={"name": aiperf.NAME, "namespace": ns, "labels": labels},
             spec={
                 "replicas": 1,
                 "selector": {"matchLabels": labels},
                 "template": {"metadata": {"labels": labels}, "spec": {
                     "affinity": CPU_POOL_AFFINITY,  # it measures an HTTP endpoint: no GPU needed
-                    # the Triton SDK image is amd64 only, as far as checked (planning/versions.py GENAI_PERF_ARCHES)
-                    "nodeSelector": AMD64_NODE_SELECTOR,
-                    "imagePullSecrets": [{"name": PULL_SECRET}],
+                    "nodeSelector": AMD64_NODE_SELECTOR,  # installs on amd64 only (planning/versions.py AIPERF_ARCHES)
                     "automountServiceAccountToken": False,  # it measures NIM over HTTP, never calls the API
-                    # The Triton SDK image runs as root by default; nothing in it needs root: `sleep`, and the
-                    # genai-perf CLI, which writes its artifacts under the working directory and downloads the
-                    # tokenizer to the Hugging Face cache under HOME. Both are the emptyDir `work`, /tmp another.
-                    "securityContext": restricted_pod(GENAI_PERF_UID, fs_group=False),
+                    # The Python image runs as root by default; nothing here needs root: `sleep`, pip into the venv,
+                    # and aiperf, which writes under the working directory and HOME, both the emptyDir `work`.
+                    "securityContext": restricted_pod(AIPERF_UID, fs_group=False),
+                    "initContainers": [install],
                     "containers": [{
-                        "name": "genai-perf",
-                        "image": by_digest(versions.GENAI_PERF_IMAGE, args.image_digests),
+                        "name": "aiperf",
+                        "image": image,
                         "command": ["sleep", "infinity"],
-                        "workingDir": "/work",
-                        "env": [{"name": "HOME", "value": "/work"}],
-                        "resources": {"requests": CPU_POOL["genai-perf"].main.as_k8s(),
+                        "workingDir": aiperf.WORK_DIR,
+                        "env": env,
+                        "resources": {"requests": CPU_POOL["aiperf"].main.as_k8s(),
                                       "limits": {"cpu": "4", "memory": "8Gi"}},
-                        "volumeMounts": [{"name": "work", "mountPath": "/work"}, {"name": "tmp", "mountPath": "/tmp"}],
+                        "volumeMounts": mounts,
                         "securityContext": restricted_container(read_only_root=True),
                     }],
+                    # the venv (~1.2 GB), a tokenizer per model family, and the runs' artifacts
                     "volumes": [{"name": "work", "emptyDir": {"sizeLimit": "10Gi"}},
                                 {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}],
                     "terminationGracePeriodSeconds": 5,
@@ -208,5 +244,6 @@ class GenAiPerf(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace, args.cpu_node_pool]),
         )
-        self.exec = f"kubectl -n {args.namespace.name} exec -it deploy/genai-perf -- bash"
-        self.register_outputs({"exec": self.exec})
+        self.exec = f"kubectl -n {ns} exec -it deploy/{aiperf.NAME} -- bash"
+        self.copy_results = aiperf.copy_command(ns)
+        self.register_outputs({"exec": self.exec, "copy_results": self.copy_results})

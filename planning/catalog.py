@@ -31,6 +31,9 @@ class CatalogModel:
     memory_gib: int  # host memory request
     cpu: int  # vCPU request
     metrics_path: str  # Prometheus endpoint of this NIM release
+    # A public Hugging Face tokenizer of the model's family: AIPerf counts prompt and answer tokens with it
+    # (planning/aiperf.py); the model's own repository may be gated.
+    tokenizer: str
     # Whether a Job on a CPU node can download the weights before the first GPU replica starts (components/
     # precache.py); when not, `precache_reason` says why, and the first replica downloads on its GPU node.
     precache: bool = True
@@ -53,10 +56,13 @@ FIELDS: dict[str, type | tuple[type, ...]] = {
     "memory_gib": int,
     "cpu": int,
     "metrics_path": str,
+    "tokenizer": str,
 }
 # Optional fields: `precache: false` needs a `precache_reason`.
 OPTIONAL: dict[str, type] = {"precache": bool, "precache_reason": str}
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*")
+# A Hugging Face repository id, `<owner>/<name>` (the Hub's naming: letters, digits, '-', '_', '.').
+HF_REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 IMAGE_RE = re.compile(r"[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+")
 # An image tag (the OCI distribution spec's tag grammar), pinned: never `latest`.
 TAG_RE = re.compile(r"(?!latest$)[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -112,6 +118,9 @@ def parse_catalog(data: Any, path: str = "models.yaml") -> Catalog:
                 problems.append(f"{where}.{key}: {entry[key]} must be at least 1")
         if entry["parameters_b"] <= 0:
             problems.append(f"{where}.parameters_b: must be positive")
+        if not HF_REPO_RE.fullmatch(entry["tokenizer"]):
+            problems.append(f"{where}.tokenizer: {entry['tokenizer']!r} is not a Hugging Face repository "
+                            "'<owner>/<name>'")
         if not entry["metrics_path"].startswith("/"):
             problems.append(f"{where}.metrics_path: {entry['metrics_path']!r} must start with '/'")
         min_gpus = entry["min_gpus"]

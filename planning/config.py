@@ -12,8 +12,9 @@ The typed config, by what each part configures (key -> attribute):
 - the stack: `cfg.cluster_name`, `cfg.eks_version`, `cfg.cluster_admins`, `cfg.nim_namespace`,
   `cfg.scale_to_zero_idle_minutes` (each model's default `idle_minutes`), `cfg.tags`
   (`cfg.aws_tags` adds the program's own), `cfg.hourly_budget`, the switches `cfg.monitoring`, `cfg.open_webui`,
-  `cfg.genai_perf`; `cfg.models` (from `nim_models`, parsed and fitted by planning/models.py), `cfg.ngc_api_key`
-  (a Secret), and `cfg.project`, `cfg.stack`, `cfg.region`, `cfg.catalog`, which are not keys;
+  `cfg.aiperf` (`genai_perf`, its old name, is read into it, with a warning in `cfg.warnings`); `cfg.models` (from
+  `nim_models`, parsed and fitted by planning/models.py), `cfg.ngc_api_key` (a Secret), and `cfg.warnings`,
+  `cfg.project`, `cfg.stack`, `cfg.region`, `cfg.catalog`, which are not keys;
 - `cfg.logs` (control-plane logs): `cluster_log_types` -> `types`, `cluster_log_retention_days` -> `retention_days`;
 - `cfg.network`: `vpc_cidr`, `availability_zones`, `single_nat_gateway` (same names);
 - `cfg.core` (the core node group): `core_instance_type` -> `instance_type`, `core_node_count` -> `node_count`,
@@ -89,7 +90,7 @@ EFS_IA_AFTER_DAYS = (0, 1, 7, 14, 30, 60, 90, 180, 270, 365)
 CPU_TYPES = tuple(load_instances().cpu_types())
 CPU_FAMILIES = tuple(dict.fromkeys(load_instances().types[t].family for t in CPU_TYPES))
 # The CPU NodePool's default families: every non-burstable one in the data. Graviton general-purpose, compute and
-# memory families (cheaper than their x86 peers, and every image on the pool but GenAI-Perf's is multi-arch:
+# memory families (cheaper than their x86 peers, and every image on the pool but AIPerf's is multi-arch:
 # planning/versions.py) and x86 ones for the amd64-only pods; many families, many spot pools to fall back on. Not
 # the burstable T families: the pool's pods run around the clock, and above a T instance's baseline its default
 # unlimited mode bills surplus credits the estimate cannot price.
@@ -269,9 +270,9 @@ class CpuSettings:
     instance_families: tuple[str, ...] = key(
         "cpu_instance_families", distinct_list(CPU_FAMILIES, "CPU families in data/instance_types.yaml"),
         DEFAULT_CPU_FAMILIES,
-        "EC2 families Karpenter may launch CPU nodes from, for monitoring, Open WebUI, GenAI-Perf and autoscaling: "
+        "EC2 families Karpenter may launch CPU nodes from, for monitoring, Open WebUI, AIPerf and autoscaling: "
         f"{', '.join(f'`{f}`' for f in CPU_FAMILIES)}. The default: every non-burstable one, Graviton and x86 "
-        "(for the pods whose image is amd64 only, GenAI-Perf); not the burstable T families. JSON list or comma-separated.")
+        "(for the pods that run on amd64 only, AIPerf); not the burstable T families. JSON list or comma-separated.")
     capacity_types: tuple[str, ...] = key(
         "cpu_capacity_types", distinct_list(CAPACITY_TYPES, "capacity types"), CAPACITY_TYPES,
         "Capacity types for CPU nodes. With both, Karpenter launches spot and falls back to on-demand when spot "
@@ -399,7 +400,7 @@ class StackConfig:
     nim_namespace: str = key(
         "nim_namespace",
         matching(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?", "a Kubernetes namespace name (lowercase letters, digits, '-')"),
-        "nim", "Kubernetes namespace of the NIM servers (and GenAI-Perf).")
+        "nim", "Kubernetes namespace of the NIM servers (and AIPerf).")
     # 20: about two cold starts' worth of GPU-node time (planning/scaling.py says why); 5 at least, below a cold start
     # a model would thrash between zero and one.
     scale_to_zero_idle_minutes: int = key(
@@ -422,7 +423,16 @@ class StackConfig:
                            "Prometheus, Grafana, the NIM dashboard, alerts, and NIM's KV-cache metric models scale on "
                            "(without it they scale on requests through the interceptor).")
     open_webui: bool = key("open_webui", boolean, True, "Open WebUI chat front end.")
-    genai_perf: bool = key("genai_perf", boolean, False, "A GenAI-Perf pod for interactive benchmarks.")
+    aiperf: bool = key(
+        "aiperf", boolean, False,
+        "An AIPerf pod (NVIDIA's benchmark client) beside the models, for `kubectl exec` benchmarks; the "
+        "`aiperf_commands` output gives the command per model.")
+    # The switch's name before AIPerf replaced GenAI-Perf: still read (into `aiperf`, with a warning) so stacks that
+    # set it keep their benchmark pod; setting both is an error.
+    genai_perf: bool | None = key(
+        "genai_perf", boolean, None,
+        "Deprecated: the old name of `aiperf`, still read as it (with a warning). Set `aiperf` instead; setting both "
+        "is an error.", shown_default="(unset)")
     gateway: bool = key(
         "gateway", boolean, True,
         "One authenticated, OpenAI-compatible endpoint for every model (Envoy AI Gateway behind an NLB): requests "
@@ -437,10 +447,11 @@ class StackConfig:
     image_digests: dict[str, str] = key(
         "image_digests", image_digests, {},
         "Pull images by digest: a JSON map from an image as the plan shows it (`repository:tag`: Open WebUI, "
-        "GenAI-Perf, a model's NIM, and the images of the Karpenter and kube-prometheus-stack charts) to its "
+        "AIPerf, a model's NIM, and the images of the Karpenter and kube-prometheus-stack charts) to its "
         "`sha256:` digest; the tag stays pinned, the digest makes it immutable. A key naming no image of the stack, "
         "or an image whose chart takes no digest (device plugin, DCGM exporter, KEDA), is an error.")
     # not keys
+    warnings: tuple[str, ...]  # what `pulumi up` should say about the config (a deprecated key)
     project: str
     stack: str
     region: str
@@ -461,10 +472,10 @@ class StackConfig:
 KEYS = {k.name: k for k in keys_of(StackConfig)}
 
 
-def pool_switches(monitoring: bool, open_webui: bool, genai_perf: bool, models: tuple[ModelRequest, ...], *,
+def pool_switches(monitoring: bool, open_webui: bool, aiperf: bool, models: tuple[ModelRequest, ...], *,
                   gateway: bool, keys: tuple[ApiKey, ...]) -> dict[str, bool]:
     """What decides which CPU-pool workloads run (planning/workloads.py PoolWorkload.when)."""
-    return {"monitoring": monitoring, "open_webui": open_webui, "genai_perf": genai_perf,
+    return {"monitoring": monitoring, "open_webui": open_webui, "aiperf": aiperf,
             HTTP_ADD_ON: needs_interceptor(models, monitoring), GATEWAY: gateway,
             RATE_LIMITS: gateway and needs_rate_limits(keys)}
 
@@ -521,6 +532,18 @@ def parse_config(
     if problem := region_problem(region):
         problems.append(problem)
 
+    # the benchmark switch's old name: read into the new one, unless both are set
+    warnings: list[str] = []
+    if "genai_perf" in given and "aiperf" in given:
+        problems.append(f"genai_perf: set together with aiperf ({show(given['genai_perf'])} and "
+                        f"{show(given['aiperf'])}); genai_perf is the old name of aiperf; allowed: aiperf alone "
+                        "(`pulumi config rm genai_perf`)")
+    elif "genai_perf" in values and values["genai_perf"] is not None:
+        values["aiperf"] = values["genai_perf"]
+        warnings.append("genai_perf is deprecated: it is read as aiperf (the benchmark pod now runs AIPerf, "
+                        f"NVIDIA's successor to GenAI-Perf); run `pulumi config set aiperf "
+                        f"{str(values['genai_perf']).lower()}` and `pulumi config rm genai_perf`")
+
     # what relates keys; a key that did not parse counts as its default here (its problem is reported already)
     def valid(name: str) -> Any:
         return values.get(name, KEYS[name].default)
@@ -533,7 +556,7 @@ def parse_config(
                                    load_instances().in_families(GPU_FAMILIES))
         problems += found + unfit
 
-    switches = pool_switches(valid("monitoring"), valid("open_webui"), valid("genai_perf"), models,
+    switches = pool_switches(valid("monitoring"), valid("open_webui"), valid("aiperf"), models,
                              gateway=valid("gateway"), keys=valid("api_keys"))
     if "core_instance_type" in values and isinstance(values.get("core_node_count"), int):
         core_type = load_instances().types[values["core_instance_type"]]
@@ -570,7 +593,7 @@ def parse_config(
     if values.get("image_digests"):
         own = {catalog.models[m.name].image + ":" + m.image_tag for m in models} | (
             {versions.OPEN_WEBUI_IMAGE} if valid("open_webui") else set()) | (
-            {versions.GENAI_PERF_IMAGE} if valid("genai_perf") else set()) | (
+            {versions.AIPERF_IMAGE} if valid("aiperf") else set()) | (
             {versions.REDIS_IMAGE} if switches[RATE_LIMITS] else set())
         problems += digest_problems(values["image_digests"], own,
                                     stack_charts(valid("monitoring"), switches[HTTP_ADD_ON], valid("gateway")))
@@ -589,7 +612,7 @@ def parse_config(
     if problems:
         raise ConfigError(problems)
     return build(StackConfig, {**values, "nim_models": models, "cluster_name": cluster_name},
-                 project=project, stack=stack, region=str(region), catalog=catalog)
+                 warnings=tuple(warnings), project=project, stack=stack, region=str(region), catalog=catalog)
 
 
 def _raw_runtime_config() -> tuple[dict[str, Any], set[str]]:

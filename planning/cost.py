@@ -466,7 +466,7 @@ def cpu_pool_cost(cfg: StackConfig, data: InstanceData, prices: dict[str, Any]) 
     """Karpenter's CPU NodePool: the cheapest nodes of cpu_instance_families that hold the pods the config runs
     there, on each basis (planning/pools.py size_cpu_pool). Raises CpuPoolFitError when a pod fits no allowed type
     (config validation refuses that first)."""
-    switches = pool_switches(cfg.monitoring, cfg.open_webui, cfg.genai_perf, cfg.models, gateway=cfg.gateway,
+    switches = pool_switches(cfg.monitoring, cfg.open_webui, cfg.aiperf, cfg.models, gateway=cfg.gateway,
                              keys=cfg.api_keys)
     workloads = cpu_pool_workloads(switches)
     daemonsets = node_daemonsets(switches)
@@ -495,7 +495,7 @@ def precache_costs(cfg: StackConfig, data: InstanceData, prices: dict[str, Any])
     """Each pre-cached model's Job: its requests on the cheapest allowed CPU type that holds them (beside the node
     DaemonSets, of an architecture its image runs on) for the estimated download time, on each basis."""
     [job] = CPU_POOL_JOBS.values()
-    daemonsets = node_daemonsets(pool_switches(cfg.monitoring, cfg.open_webui, cfg.genai_perf, cfg.models, gateway=cfg.gateway,
+    daemonsets = node_daemonsets(pool_switches(cfg.monitoring, cfg.open_webui, cfg.aiperf, cfg.models, gateway=cfg.gateway,
                              keys=cfg.api_keys))
     capacity = tuple(cfg.cpu.capacity_types)
     holding = [t for t in data.in_families(cfg.cpu.instance_families)

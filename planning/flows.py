@@ -33,7 +33,7 @@ NS_LABEL = "kubernetes.io/metadata.name"
 # Pods, by the labels their controllers put on them (ours: components/*.py; the charts': rendered by helm,
 # tests/helm_render.py). `None` labels: every pod of the namespace.
 NIM_PODS = {"app.kubernetes.io/name": "nim-llm"}
-GENAI_PERF = {"app.kubernetes.io/name": "genai-perf"}
+AIPERF = {"app.kubernetes.io/name": "aiperf"}
 OPEN_WEBUI = {"app.kubernetes.io/name": "open-webui"}
 INTERCEPTOR = {"app.kubernetes.io/name": "http-add-on", "app.kubernetes.io/component": "interceptor"}
 KEDA_WEBHOOKS = {"app.kubernetes.io/name": "keda-admission-webhooks"}
@@ -68,6 +68,11 @@ ANY_PORT_SAMPLE = 1234
 
 # Each owned namespace's policy that selects every pod for ingress and allows nothing (the other policies allow).
 DEFAULT_DENY = "default-deny-ingress"
+# Policies renamed since stacks were created with them: new name -> old one. components/netpol.py gives each its
+# old resource name as an alias, so `pulumi up` replaces the object (Kubernetes names cannot change) instead of
+# seeing one policy deleted and an unrelated one created. GenAI-Perf's pod became AIPerf's (issue 15).
+RENAMED = {"allow-nim-from-aiperf": "allow-nim-from-genai-perf",
+           "allow-interceptor-from-aiperf": "allow-interceptor-from-genai-perf"}
 
 @dataclass(frozen=True)
 class Peer:
@@ -115,7 +120,7 @@ class Namespaces:
     keda: str = KEDA_NAMESPACE
     monitoring: str | None = "monitoring"  # None: monitoring is off
     open_webui: str | None = "open-webui"  # None: Open WebUI is off
-    genai_perf: bool = True
+    aiperf: bool = True  # the AIPerf benchmark pod runs (config `aiperf`)
     interceptor: bool = True  # the HTTP add-on runs (a model scales to zero)
     gateway: bool = False  # the gateway runs (config `gateway`): Envoy Gateway, the AI Gateway, the proxies
     gateway_tls: bool = False  # the load balancer terminates TLS: the proxies listen on 10443, not 10080
@@ -142,8 +147,8 @@ def allows(ns: Namespaces) -> list[Allow]:
     if ns.gateway:
         out.append(Allow("nim-from-gateway", nim, proxies, (NIM_PORT,),
                          "the gateway's proxies send each request to its model (the model's own Service)"))
-    if ns.genai_perf:
-        out.append(Allow("nim-from-genai-perf", nim, Peer(ns.nim, GENAI_PERF, name="GenAI-Perf"), (NIM_PORT,),
+    if ns.aiperf:
+        out.append(Allow("nim-from-aiperf", nim, Peer(ns.nim, AIPERF, name="AIPerf"), (NIM_PORT,),
                          "the benchmark pod measures a model directly"))
     if ns.interceptor:
         interceptor = Peer(ns.keda, INTERCEPTOR, name="HTTP add-on interceptor")
@@ -152,7 +157,7 @@ def allows(ns: Namespaces) -> list[Allow]:
         # The models' URLs (components/nim.py model_url) name the interceptor for models that scale to zero, and so
         # do the gateway's backends for them (planning/gateway.py backend_spec).
         clients = ((ns.open_webui if webui_calls_models else None, OPEN_WEBUI, "Open WebUI", "open-webui"),
-                   (ns.nim if ns.genai_perf else None, GENAI_PERF, "GenAI-Perf", "genai-perf"),
+                   (ns.nim if ns.aiperf else None, AIPERF, "AIPerf", "aiperf"),
                    (gw.EG_NAMESPACE if ns.gateway else None, gw.PROXY_LABELS, "gateway proxies", "gateway"))
         for client, labels, name, policy in clients:
             if client:
@@ -274,11 +279,11 @@ def nim_egress(ns: Namespaces) -> list[Egress]:
                (("TCP", 443),),
                "NGC (images are pulled by the node; the model files by NIM and the pre-cache Job)"),
     ]
-    if ns.genai_perf:
-        out.append(Egress("nim", Peer(ns.nim, NIM_PODS, name="NIM"), (("TCP", NIM_PORT),), "GenAI-Perf -> NIM"))
-    if ns.genai_perf and ns.interceptor:
+    if ns.aiperf:
+        out.append(Egress("nim", Peer(ns.nim, NIM_PODS, name="NIM"), (("TCP", NIM_PORT),), "AIPerf -> NIM"))
+    if ns.aiperf and ns.interceptor:
         out.append(Egress("interceptor", Peer(ns.keda, INTERCEPTOR, name="HTTP add-on interceptor"),
-                          (("TCP", INTERCEPTOR_PORT),), "GenAI-Perf -> a model through the interceptor"))
+                          (("TCP", INTERCEPTOR_PORT),), "AIPerf -> a model through the interceptor"))
     return out
 
 
@@ -318,8 +323,8 @@ def expected_flows(ns: Namespaces) -> list[Flow]:
     """The reachability matrix: every declared allow, and the flows that must be denied."""
     out = [Flow(a.source, a.to, port, True, a.why) for a in allows(ns) for port in (a.ports or (ANY_PORT_SAMPLE,))]
     for e in nim_egress(ns):
-        src = Peer(ns.nim, GENAI_PERF if e.name in ("nim", "interceptor") else NIM_PODS,
-                   name="GenAI-Perf" if e.name in ("nim", "interceptor") else "NIM")
+        src = Peer(ns.nim, AIPERF if e.name in ("nim", "interceptor") else NIM_PODS,
+                   name="AIPerf" if e.name in ("nim", "interceptor") else "NIM")
         # a range stands for an address in it: anywhere (NGC) for a sample public one, a single address as itself
         dst = Peer(cidr="203.0.113.10/32", name="an NGC address") if e.to.cidr == "0.0.0.0/0" else e.to
         out += [Flow(src, dst, port, True, e.why, proto) for proto, port in e.ports]
@@ -421,10 +426,10 @@ def _host(cidr: str) -> str:
 
 
 def readme_reachability_table() -> str:
-    """The README's reachability table: the matrix of a stack with every optional part on (Open WebUI, GenAI-Perf,
+    """The README's reachability table: the matrix of a stack with every optional part on (Open WebUI, AIPerf,
     monitoring, a model at zero behind the interceptor, the gateway with a rate limit, without TLS), default VPC
     CIDR."""
-    ns = Namespaces(nim="nim", vpc_cidr="10.0.0.0/16", genai_perf=True, gateway=True, rate_limits=True)
+    ns = Namespaces(nim="nim", vpc_cidr="10.0.0.0/16", aiperf=True, gateway=True, rate_limits=True)
 
     def where(p: Peer) -> str:
         return f"{p.name} ({p.cidr})" if p.cidr else f"{p.name} (`{p.namespace}`)"

@@ -78,7 +78,7 @@ class ModelSpec:
     target_requests_running: int | None = key(  # optional: an extra in-flight-requests target
         "target_requests_running", whole(1, 256), None,
         "Optional extra autoscaling target: in-flight requests per replica (NIM's `num_requests_running` with "
-        "`monitoring`, requests through the interceptor without). Set it where GenAI-Perf shows time to first token "
+        "`monitoring`, requests through the interceptor without). Set it where AIPerf shows time to first token "
         f"climbing. Unset: KV-cache use alone with `monitoring`, {DEFAULT_CONCURRENCY_TARGET} without.",
         shown_default="(none)")
     env: tuple[tuple[str, str], ...] = key(  # extra container environment

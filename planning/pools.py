@@ -154,8 +154,9 @@ def core_shortfall(instance: InstanceType, count: int, switches: dict[str, bool]
 CPU_CONSOLIDATE_AFTER = "10m"
 # The CPU pool's EC2NodeClass root volume: images and logs. The largest that can share a node: a NIM image for the
 # pre-cache Job (~12 GB compressed, planning/coldstart.py, unpacked about twice that, as NGC's pytorch image: 9.5 GB
-# -> 20.4 GB, aws-ia ml-container-cache), the Triton SDK for GenAI-Perf (a similar NGC image) and Open WebUI's; the
-# kubelet evicts pods when the disk fills (85% by default), so 50 GiB could not hold the first two. gp3 is $0.08/GB-
+# -> 20.4 GB, aws-ia ml-container-cache), AIPerf's (a slim Python image, ~1.2 GB of venv on an emptyDir, which is on
+# this disk too) and Open WebUI's; the kubelet evicts pods when the disk fills (85% by default), so 50 GiB could not
+# hold the NIM image beside the rest. gp3 is $0.08/GB-
 # month: 100 GiB is ~$0.011/h a node.
 CPU_ROOT_VOLUME_GB = 100
 
@@ -261,7 +262,7 @@ def size_cpu_pool(workloads: list[PoolWorkload], types: list[InstanceType], daem
 
     For every instance type the fewest nodes first-fit decreasing (by CPU, then memory) finds, checking CPU, memory
     and pods, each pod on a type of an architecture its images run on; a pod whose images lack that type's
-    architecture (GenAI-Perf is amd64 only) goes on nodes of a second type of the other architecture, whose room the
+    architecture (AIPerf is amd64 only) goes on nodes of a second type of the other architecture, whose room the
     rest may share. The cheapest total wins (then fewer nodes, then names). No pod: no node. Raises CpuPoolFitError
     naming a pod no allowed type holds.
     """

@@ -34,7 +34,7 @@ DEFAULT_TARGET_KV_CACHE_PERCENT = 50
 # set. An estimate from NVIDIA's NIM benchmarks (docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance): time to
 # first token stays below 0.7 s up to 25 concurrent requests in every published run (Llama 3.1 8B, 3.1 70B, 3.3 70B
 # on H100), and for Llama 3.3 70B jumps from 0.8 s at 50 to 8 s at 100. Smaller GPUs (L4, A10G) saturate earlier:
-# measure with GenAI-Perf and set target_requests_running.
+# measure with AIPerf (README, Try it) and set target_requests_running.
 DEFAULT_CONCURRENCY_TARGET = 25
 # The interceptor's concurrency target when another signal decides the replica count (monitoring on, no
 # target_requests_running): the largest value the InterceptorRoute's int32 field holds, so in-flight requests only

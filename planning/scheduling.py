@@ -7,7 +7,7 @@ What runs where (README, "What runs where"):
   terminates them on destroy: Karpenter, CoreDNS, the EBS and EFS CSI controllers, and node DaemonSets. They
   tolerate the taint and select the core label; nothing else tolerates it, so nothing else lands there.
 - Karpenter's `cpu` NodePool (untainted): every other pod that needs no GPU, pinned there by CPU_POOL_AFFINITY
-  (monitoring, Open WebUI, GenAI-Perf, autoscaling).
+  (monitoring, Open WebUI, AIPerf, autoscaling).
 - Karpenter's `gpu` NodePool, tainted GPU_TAINT: the models and the GPU DaemonSets.
 
 Why a taint on the core nodes rather than node affinity on everything else: a taint keeps off every pod that does

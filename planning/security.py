@@ -31,8 +31,9 @@ RUNTIME_DEFAULT_SECCOMP = {"type": "RuntimeDefault"}
 # (/app/backend/data, backend/open_webui/env.py) holds the database and, through HF_HOME, SENTENCE_TRANSFORMERS_HOME
 # and WHISPER_MODEL_DIR (Dockerfile ENV), its model caches. The volume is made the group's by fsGroup.
 OPEN_WEBUI_UID = 1000
-# GenAI-Perf's uid/gid: `sleep` and the genai-perf CLI need no account; HOME and the working directory are emptyDirs.
-GENAI_PERF_UID = 1000
+# AIPerf's uid/gid: `sleep`, pip and the aiperf CLI need no account; HOME, the venv and the working directory are
+# emptyDirs.
+AIPERF_UID = 1000
 
 # NIM's host memory limit, as a multiple of its request (the catalog's memory_gib, what a loaded model uses). The
 # limit stops a leak before it takes the memory of the other replicas a multi-GPU node carries and the node's own

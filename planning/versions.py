@@ -88,8 +88,18 @@ DCGM_EXPORTER = ChartPin("dcgm-exporter", "https://nvidia.github.io/dcgm-exporte
 OPEN_WEBUI_IMAGE = "ghcr.io/open-webui/open-webui:v0.6.43"
 # amd64 and arm64: open-webui .github/workflows/docker-build.yaml builds linux/amd64 and linux/arm64 on v* tags.
 OPEN_WEBUI_ARCHES = ("amd64", "arm64")
-# Triton SDK image with genai-perf: NVIDIA's Triton release notes list 25.08; used as <YY.MM>-py3-sdk.
-GENAI_PERF_IMAGE = "nvcr.io/nvidia/tritonserver:25.08-py3-sdk"
+# AIPerf, NVIDIA's benchmark client and GenAI-Perf's successor (NVIDIA's NIM for LLMs benchmarking guide 2.0.0
+# benchmarks with it: "Using AIPerf to Benchmark"): PyPI `aiperf` 0.13.0, the newest release (`pip index versions
+# aiperf`, 2026-11-27; docs.nvidia.com/aiperf calls v0.13.0 "Latest"). Its wheel needs Python >=3.11,<3.14 (METADATA
+# Requires-Python). No image carrying it could be checked from here: AIPerf's own `aiperf kube` defaults to
+# nvcr.io/nvidia/aiperf:<version> (aiperf 0.13.0 cli_commands/kube/_kube_common.py), but nvcr.io's manifests were not
+# reachable to confirm the tag or its platforms, and NVIDIA's own users of AIPerf in Kubernetes (ai-dynamo/dynamo
+# recipes, NVIDIA/aicr's aiperf-bench) pip-install a pinned release into a Python image. So does this stack: the pod
+# installs AIPERF_VERSION into a venv on an emptyDir at start (components/webui.py AIPerf), from the pinned image below.
+AIPERF_VERSION = "0.13.0"
+# The official Python image, patch release and Debian release pinned (docker-library official-images
+# library/python: 3.12.12-slim-bookworm).
+AIPERF_IMAGE = "docker.io/library/python:3.12.12-slim-bookworm"
 
 # KEDA and its HTTP add-on, as the Helm repository https://kedacore.github.io/charts (kedacore/charts `docs/`)
 # publishes them: keda 2.20.2 (app 2.20.2, sha256 db60b1fa...4c4c) and keda-add-ons-http 0.15.0 (app 0.15.0, sha256
@@ -109,9 +119,13 @@ KEDA_IMAGE_PLATFORMS: dict[str, tuple[str, ...]] = {
         "ghcr.io/kedacore/http-add-on-scaler:0.15.0")}
 # Where both run: the add-on's install guide puts it beside KEDA (keda.sh/http-add-on/0.15/operations/installation).
 KEDA_NAMESPACE = "keda"
-# amd64 only, as far as checked: Triton's server images have arm64 builds (triton-inference-server/server#5001,
-# michelangelo-ai#2116 for 25.01-py3), but no source names an arm64 -py3-sdk. The pod asks for amd64 nodes.
-GENAI_PERF_ARCHES = ("amd64",)
+# amd64 only: the Python image is multi-arch, but one of aiperf's dependencies (crick) publishes no linux/aarch64
+# wheel, only an sdist that needs a C compiler (AIPerf README, "On Linux aarch64 (arm64) ... needs a C compiler at
+# install time"; NVIDIA/aicr#1912), and the slim image has none. Checked 2026-11-27: `pip download aiperf==0.13.0
+# --only-binary=:all:` for CPython 3.12 on manylinux aarch64 finds no crick~=0.0.8; on x86_64 it gets every wheel.
+# The install refuses source builds (`--only-binary`), so an arm64 node would fail it at once; the pod asks for
+# amd64 nodes.
+AIPERF_ARCHES = ("amd64",)
 
 
 # The authenticated endpoint (planning/gateway.py). Envoy Gateway v1.9.0: chart gateway-helm (OCI, chart version =
@@ -192,7 +206,7 @@ IMAGE_ARCHES: dict[str, tuple[tuple[str, ...], str]] = {
     **{image: (tuple(p.removeprefix("linux/") for p in platforms if p in ("linux/amd64", "linux/arm64")),
                "KEDA / HTTP add-on release build files (above)")
        for image, platforms in KEDA_IMAGE_PLATFORMS.items()},
-    GENAI_PERF_IMAGE: (GENAI_PERF_ARCHES, "no arm64 -py3-sdk build found (above)"),
+    AIPERF_IMAGE: (AIPERF_ARCHES, "the image is multi-arch, but aiperf's crick has no arm64 wheel (above)"),
     "docker.io/envoyproxy/gateway:v1.9.0": (("amd64", "arm64"), EG_ARCHES),
     "docker.io/envoyproxy/ai-gateway-controller:v1.1.0": (("amd64", "arm64"), AI_GATEWAY_ARCHES),
     REDIS_IMAGE: (("amd64", "arm64"), "docker-library/official-images library/redis: the alpine variants are built "

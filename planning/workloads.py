@@ -41,7 +41,7 @@ class PoolWorkload:
     cpu_m: int
     memory_mib: int
     replicas: int = 1
-    # a StackConfig switch (monitoring, open_webui, genai_perf) or HTTP_ADD_ON (planning/scaling.needs_interceptor);
+    # a StackConfig switch (monitoring, open_webui, aiperf) or HTTP_ADD_ON (planning/scaling.needs_interceptor);
     # planning/config.py pool_switches gives them all for a config
     when: str | None = None
     arches: tuple[str, ...] = ANY_ARCH  # the node architectures its images run on (planning/versions.py)
@@ -92,9 +92,9 @@ CPU_POOL: dict[str, PoolWorkload] = {
     "kube-state-metrics": PoolWorkload("kube-prometheus-stack-kube-state-metrics", 10, 190, when="monitoring"),
     # A chat server that loads its embedding model into memory; mostly idle between messages.
     "open-webui": PoolWorkload("open-webui", 250, 1024, when="open_webui"),
-    # A benchmark client must not be short of CPU: its own delays would enter the latencies it measures. Its image
-    # is amd64 only (planning/versions.py GENAI_PERF_ARCHES).
-    "genai-perf": PoolWorkload("genai-perf", 1000, 2048, when="genai_perf", arches=("amd64",)),
+    # A benchmark client must not be short of CPU: its own delays would enter the latencies it measures. AIPerf
+    # installs on amd64 only (planning/versions.py AIPERF_ARCHES).
+    "aiperf": PoolWorkload("aiperf", 1000, 2048, when="aiperf", arches=("amd64",)),
 }
 # KEDA 2.20.2: requests as the chart's defaults (keda values.yaml `resources.*`, also keda.sh/docs/2.20/operate/
 # cluster); one replica each (the chart's default: the operator is leader-elected, its metrics server and webhooks
@@ -152,7 +152,7 @@ CPU_POOL[AWS_LOAD_BALANCER_CONTROLLER.name] = AWS_LOAD_BALANCER_CONTROLLER
 
 
 def cpu_pool_workloads(switches: dict[str, bool]) -> list[PoolWorkload]:
-    """The CPU NodePool's pods with these config switches (monitoring, open_webui, genai_perf)."""
+    """The CPU NodePool's pods with these config switches (monitoring, open_webui, aiperf)."""
     return [w for w in CPU_POOL.values() if w.enabled(switches)]
 
 

@@ -96,7 +96,7 @@ MONITORING = "nim-on-eks:index:Monitoring"
 ALERTS = "nim-on-eks:index:Alerts"
 NIM_MODEL = "nim-on-eks:index:NimModel"
 OPEN_WEBUI = "nim-on-eks:index:OpenWebUI"
-GENAI_PERF = "nim-on-eks:index:GenAiPerf"
+AIPERF = "nim-on-eks:index:AIPerf"
 
 
 def obj(plan: mockrun.Plan, type_: str, name: str) -> mockrun.Resource:

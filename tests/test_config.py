@@ -26,7 +26,7 @@ def test_defaults():
     network = cfg.network
     assert (network.vpc_cidr, network.availability_zones, network.single_nat_gateway) == ("10.0.0.0/16", 3, True)
     assert (cfg.core.instance_type, cfg.core.node_count, cfg.core.node_max) == ("t4g.medium", 2, 4)
-    assert (cfg.monitoring, cfg.open_webui, cfg.genai_perf) == (True, True, False)
+    assert (cfg.monitoring, cfg.open_webui, cfg.aiperf) == (True, True, False)
     [model] = cfg.models
     assert model.name == "meta/llama3-8b-instruct"
     assert model.k8s_name == "nim-llm-llama3-8b-instruct"
@@ -424,6 +424,42 @@ def test_a_fitting_problem_names_the_entry_where_it_is_listed():
 # ---------------------------------------------------------------------------------------------- catalog
 
 
+# ------------------------------------------------------------------------ the benchmark switch and its old name
+
+
+def test_aiperf_switch():
+    assert (parse().aiperf, parse().warnings) == (False, ())
+    assert parse(aiperf="true").aiperf is True and parse(aiperf="true").warnings == ()
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_genai_perf_is_read_as_aiperf_with_a_warning(value):
+    cfg = parse(genai_perf=value)
+    assert cfg.aiperf is (value == "true")
+    [warning] = cfg.warnings
+    assert warning.startswith("genai_perf is deprecated: it is read as aiperf")
+    assert f"`pulumi config set aiperf {value}` and `pulumi config rm genai_perf`" in warning
+
+
+@pytest.mark.parametrize("old, new", [("true", "true"), ("true", "false"), ("false", "true")])
+def test_genai_perf_and_aiperf_both_set_is_an_error(old, new):
+    [problem] = problems(genai_perf=old, aiperf=new)
+    assert problem == (f"genai_perf: set together with aiperf ('{old}' and '{new}'); genai_perf is the old name of "
+                       "aiperf; allowed: aiperf alone (`pulumi config rm genai_perf`)")
+
+
+def test_genai_perf_must_be_a_boolean():
+    assert problems(genai_perf="yes") == ["genai_perf: 'yes' is not valid; allowed: true or false"]
+
+
+def test_genai_perf_switches_on_what_aiperf_does():
+    """The alias decides what aiperf decides: the pod's room in the CPU pool (here: no amd64 family for it)."""
+    found = problems(genai_perf="true", cpu_instance_families='["m7g"]')
+    assert any("but aiperf (aiperf) runs on amd64 only" in p for p in found)
+    assert problems(aiperf="true", cpu_instance_families='["m7g"]') == found
+    assert not any("aiperf" in p for p in problems(genai_perf="false", cpu_instance_families='["m7g"]'))
+
+
 REQUIRED_MODELS = ["meta/llama3-8b-instruct", "meta/llama-3.1-8b-instruct", "meta/llama-3.1-70b-instruct",
                    "mistralai/mixtral-8x7b-instruct-v01", "meta/llama-3.2-1b-instruct", "meta/llama-3.2-3b-instruct"]
 
@@ -457,6 +493,8 @@ def test_catalog_big_models_need_big_gpus():
         (lambda e: e.update(colour="red"), "colour: unknown field"),
         (lambda e: e.update(cpu="4"), "cpu: '4' has the wrong type"),
         (lambda e: e.update(metrics_path="metrics"), "must start with '/'"),
+        (lambda e: e.pop("tokenizer"), "tokenizer: missing"),
+        (lambda e: e.update(tokenizer="llama"), "tokenizer: 'llama' is not a Hugging Face repository"),
     ],
 )
 def test_catalog_validation(mutate, expected):

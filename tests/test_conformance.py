@@ -15,7 +15,7 @@ CONFIGS = {
     "dev": (),
     "multi-nat-2az": ("single_nat_gateway=false", "availability_zones=2", "eks_version=1.33"),
     "p5-on-demand": P5,
-    "three-models": (*THREE_MODELS, "genai_perf=true"),
+    "three-models": (*THREE_MODELS, "aiperf=true"),
     "monitoring-off": ("monitoring=false", "open_webui=false"),
     "gateway-full": GATEWAY_FULL,
     "gateway-off": ("gateway=false",),

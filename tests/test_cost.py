@@ -236,7 +236,7 @@ def test_stack_output(dev_plan):
 
 @pytest.mark.parametrize("overrides", [
     {}, {"hourly_budget": "2", "gpu_limit": "3"}, {"hourly_budget": "100"},
-    {"genai_perf": "true", "cpu_capacity_types": '["on-demand"]', "cpu_limit": "1"},
+    {"aiperf": "true", "cpu_capacity_types": '["on-demand"]', "cpu_limit": "1"},
     {"cpu_instance_families": '["m7g"]',
      "nim_models": '[{"name": "meta/llama3-8b-instruct", "min_replicas": 0, "precache": false}]'},
     {"eks_version": "1.33", "core_instance_type": "t3.medium", "monitoring": "false",
@@ -492,9 +492,9 @@ def test_the_cpu_pool_follows_the_switches():
     limited = cost_for(api_keys='[{"name": "a", "tokens_per_minute": 1000}]').cpu_pool.workloads
     assert {"envoy-ratelimit", "ratelimit-redis"} <= set(limited)
     assert not set(gateway) & set(cost_for(gateway="false").cpu_pool.workloads)
-    benchmark = cost_for(genai_perf="true").cpu_pool
+    benchmark = cost_for(aiperf="true").cpu_pool
     x86 = [n for n in benchmark.spot.nodes if n.arch == "amd64"]
-    assert x86 and "genai-perf" in x86[0].pods
+    assert x86 and "aiperf" in x86[0].pods
     assert all(DATA.types[n.instance_type].arch == n.arch for n in benchmark.spot.nodes)
 
 

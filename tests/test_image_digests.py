@@ -17,7 +17,7 @@ from tests import conformance, helm_render
 from tests.conftest import plan_for, problems
 from tests.test_helm_render import kube_version, needs_charts
 
-OWN_IMAGES = {versions.OPEN_WEBUI_IMAGE, versions.GENAI_PERF_IMAGE, versions.REDIS_IMAGE}
+OWN_IMAGES = {versions.OPEN_WEBUI_IMAGE, versions.AIPERF_IMAGE, versions.REDIS_IMAGE}
 # In IMAGE_ARCHES for the placement checks, but no release of any plan installs its chart.
 NOT_INSTALLED = {"registry.k8s.io/prometheus-adapter/prometheus-adapter:v0.12.0"}
 # Sub-charts of kube-prometheus-stack whose values.yaml is not in ../shared/reference (nor the sub-chart in

@@ -27,11 +27,11 @@ from tools import checks
 DATA = load_instances()
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
-# Plans whose pods are placed: the dev stack (monitoring, Open WebUI), three models with GenAI-Perf, and a stack
+# Plans whose pods are placed: the dev stack (monitoring, Open WebUI), three models with AIPerf, and a stack
 # with nothing but the models (no CPU pod at all).
 PLANS = {
     "dev": (),
-    "three-models": (*THREE_MODELS, "genai_perf=true"),
+    "three-models": (*THREE_MODELS, "aiperf=true"),
     "models-only": ("monitoring=false", "open_webui=false"),
 }
 # The kube-prometheus-stack sub-charts ../shared/charts lacks: their pods do not render here (tests/test_helm_render.py
@@ -48,8 +48,8 @@ needs_charts = needs_dir(helm_render.CHARTS, f"{helm_render.CHARTS} is absent: t
 
 def switches(plan) -> dict[str, bool]:
     cfg = plan.config
-    on = {k: cfg.get(f"nim-on-eks:{k}", {"monitoring": "true", "open_webui": "true", "genai_perf": "false"}[k])
-          == "true" for k in ("monitoring", "open_webui", "genai_perf")}
+    on = {k: cfg.get(f"nim-on-eks:{k}", {"monitoring": "true", "open_webui": "true", "aiperf": "false"}[k])
+          == "true" for k in ("monitoring", "open_webui", "aiperf")}
     # the HTTP add-on runs when a model can be at zero (or monitoring is off): the plan shows whether it is there
     return {**on, HTTP_ADD_ON: any(r.name.endswith("-scaling-http-add-on") for r in plan.resources),
             GATEWAY: any(r.name.endswith("-gateway-envoy-gateway") for r in plan.resources),
@@ -270,8 +270,8 @@ def test_cpu_pool_from_config():
     ({"cpu_capacity_types": '["reserved"]'}, "cpu_capacity_types: '[\"reserved\"]' is not valid; allowed: a "
                                              "non-empty list of distinct capacity types from spot, on-demand"),
     ({"cpu_limit": "0"}, "cpu_limit: '0' is not valid; allowed: a whole number from 1 to 1024"),
-    ({"cpu_instance_families": '["m7g", "c8g"]', "genai_perf": "true"},
-     "cpu_instance_families: m7g, c8g give arm64 nodes only, but genai-perf (genai_perf) runs on amd64 only; "
+    ({"cpu_instance_families": '["m7g", "c8g"]', "aiperf": "true"},
+     "cpu_instance_families: m7g, c8g give arm64 nodes only, but aiperf (aiperf) runs on amd64 only; "
      "allowed: add a family of that architecture, such as m7i"),
 ])
 def test_cpu_config_validation(overrides, expected):
@@ -279,7 +279,7 @@ def test_cpu_config_validation(overrides, expected):
     assert any(p.startswith(expected) for p in found), found
 
 
-def test_graviton_only_families_are_fine_without_genai_perf_or_pre_caching():
+def test_graviton_only_families_are_fine_without_aiperf_or_pre_caching():
     no_precache = '[{"name": "meta/llama3-8b-instruct", "precache": false}]'
     assert parse(cpu_instance_families='["m7g"]', nim_models=no_precache).cpu.instance_families == ("m7g",)
 
@@ -317,14 +317,14 @@ def test_every_pod_has_somewhere_to_land(name, helm):
 
 
 def test_the_arm64_check_catches_an_amd64_image_on_a_graviton_node():
-    plan = plan_for("genai_perf=true")
-    pod = next(p for p in placement.pods_of_plan(plan) if p.name == "genai-perf")
+    plan = plan_for("aiperf=true")
+    pod = next(p for p in placement.pods_of_plan(plan) if p.name == "aiperf")
     arm = [n for n in placement.nodes(plan) if n.pool == "cpu" and n.arch == "arm64"]
     assert arm and not any(placement.may_land(pod, n) for n in arm)  # its nodeSelector: amd64
     planted = copy.deepcopy(pod)
     del planted.spec["nodeSelector"]
     assert any(placement.may_land(planted, n) for n in arm)
-    assert "arm64" not in versions.IMAGE_ARCHES[versions.GENAI_PERF_IMAGE][0]
+    assert "arm64" not in versions.IMAGE_ARCHES[versions.AIPERF_IMAGE][0]
 
 
 def test_every_add_on_on_the_core_runs_on_its_architecture(dev_plan):

@@ -144,7 +144,7 @@ def dev_namespaces(plan) -> flows.Namespaces:
     return flows.Namespaces(nim="nim", vpc_cidr="10.0.0.0/16",
                             monitoring="monitoring" if "monitoring" in namespaces else None,
                             open_webui="open-webui" if "open-webui" in namespaces else None,
-                            genai_perf="genai-perf" in deployments, interceptor="keda-add-ons-http" in charts,
+                            aiperf="aiperf" in deployments, interceptor="keda-add-ons-http" in charts,
                             gateway=gw.EG_NAMESPACE in namespaces, gateway_tls=listeners == [443],
                             rate_limits=gw.REDIS in deployments)
 
@@ -167,7 +167,7 @@ def mismatches(policies, matrix) -> list[str]:
 
 def test_reachability_matrix_of_the_dev_plan(dev_plan):
     ns = dev_namespaces(dev_plan)
-    # the dev stack has every client but GenAI-Perf, and the gateway without rate limits
+    # the dev stack has every client but AIPerf, and the gateway without rate limits
     assert ns.interceptor and ns.monitoring and ns.open_webui and ns.gateway and not ns.rate_limits
     matrix = flows.expected_flows(ns)
     assert {f.allowed for f in matrix} == {True, False}
@@ -175,11 +175,11 @@ def test_reachability_matrix_of_the_dev_plan(dev_plan):
     assert mismatches(plan_policies(dev_plan), matrix) == []
 
 
-@pytest.mark.parametrize("overrides", [("genai_perf=true",), THREE_MODELS,
-                                       ("monitoring=false", "open_webui=false", "genai_perf=true"),
+@pytest.mark.parametrize("overrides", [("aiperf=true",), THREE_MODELS,
+                                       ("monitoring=false", "open_webui=false", "aiperf=true"),
                                        ("gateway=false",), RATE_LIMITS,
                                        (*RATE_LIMITS, "monitoring=false", "open_webui=false"), TLS],
-                         ids=["genai-perf", "three-models", "bare", "no-gateway", "rate-limits", "bare-rate-limits",
+                         ids=["aiperf", "three-models", "bare", "no-gateway", "rate-limits", "bare-rate-limits",
                               "tls"])
 def test_reachability_matrix_of_other_stacks(overrides):
     plan = plan_for(*overrides)
@@ -313,9 +313,9 @@ def test_nim_egress_is_dns_https_and_the_models_only(dev_plan):
 
 
 def test_stacks_without_the_optional_parts():
-    """Three models on demand (no interceptor), and a stack without monitoring, Open WebUI and GenAI-Perf: every
+    """Three models on demand (no interceptor), and a stack without monitoring, Open WebUI and AIPerf: every
     owned namespace still denies by default, and no policy names a namespace the stack lacks."""
-    for overrides in (THREE_MODELS, ("monitoring=false", "open_webui=false", "genai_perf=false")):
+    for overrides in (THREE_MODELS, ("monitoring=false", "open_webui=false", "aiperf=false")):
         plan = plan_for(*overrides)
         assert plan.error is None, plan.error
         namespaces = {n.inputs["metadata"]["name"] for n in plan.of_type("kubernetes:core/v1:Namespace")}
@@ -334,12 +334,26 @@ def test_ports_match_the_components():
 
 
 def test_labels_select_the_pods_the_program_renders():
-    """The labels the flows name are on the pods (NIM, Open WebUI, GenAI-Perf)."""
-    plan = plan_for("genai_perf=true")
+    """The labels the flows name are on the pods (NIM, Open WebUI, AIPerf)."""
+    plan = plan_for("aiperf=true")
     templates = [r.inputs["spec"]["template"] for r in plan.resources
                  if r.type in ("kubernetes:apps/v1:StatefulSet", "kubernetes:apps/v1:Deployment")]
-    for labels in (flows.NIM_PODS, flows.OPEN_WEBUI, flows.GENAI_PERF):
+    for labels in (flows.NIM_PODS, flows.OPEN_WEBUI, flows.AIPERF):
         assert any(netpol.selects({"matchLabels": labels}, t["metadata"]["labels"]) for t in templates), labels
+
+
+def test_renamed_policies_keep_their_old_urns():
+    """AIPerf's policies were GenAI-Perf's: each keeps the resource name it was created with as an alias, so a stack
+    made with GenAI-Perf sees them replaced (new names), not one deleted and an unrelated one created."""
+    plan = plan_for('nim_models=[{"name": "meta/llama3-8b-instruct", "min_replicas": 0}]', "aiperf=true")
+    prefix = "urn:pulumi:dev::nim-on-eks::nim-on-eks:index:NetworkPolicies$kubernetes:networking.k8s.io/v1:NetworkPolicy::"
+    policies = {r.inputs["metadata"]["name"]: r for r in plan.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
+    assert set(flows.RENAMED) <= set(policies)  # both: the model at zero is reached through the interceptor
+    for new, old in flows.RENAMED.items():
+        ns = policies[new].inputs["metadata"]["namespace"]
+        assert f"{prefix}nim-on-eks-dev-network-policies-{ns}-{old}" in policies[new].aliases
+    # (the provider's own aliases, its old API groups, are on every policy; only renamed ones carry an old name)
+    assert not [a for name, r in policies.items() if name not in flows.RENAMED for a in r.aliases if "genai" in a]
 
 
 # ------------------------------------------------------------------------ the charts' pods, rendered for real

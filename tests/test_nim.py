@@ -259,7 +259,7 @@ def test_models_that_cannot_run_fail_before_anything_is_created(overrides, expec
 
 def test_namespace_pod_security(dev_plan):
     labels = obj(dev_plan, "kubernetes:core/v1:Namespace", "nim").inputs["metadata"]["labels"]
-    # GenAI-Perf runs non-root too, so the namespace enforces restricted (tests/test_pod_security.py checks the pods)
+    # AIPerf runs non-root too, so the namespace enforces restricted (tests/test_pod_security.py checks the pods)
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     assert labels["pod-security.kubernetes.io/warn"] == "restricted"
     # what "restricted" asks of the NIM pod

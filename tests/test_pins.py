@@ -26,10 +26,10 @@ def images(plan) -> list[str]:
 
 
 def test_every_image_is_pinned_in_one_place():
-    plan = plan_for(*THREE_MODELS, "genai_perf=true")
+    plan = plan_for(*THREE_MODELS, "aiperf=true")
     found = images(plan)
-    # three models and their pre-cache Jobs, Open WebUI (and its static-files init container), GenAI-Perf
-    assert len(found) == 9
+    # three models and their pre-cache Jobs, Open WebUI (and its static-files init container), AIPerf (and its install)
+    assert len(found) == 10
     for image in found:
         assert re.fullmatch(r"[^:]+:[A-Za-z0-9_][A-Za-z0-9_.-]*", image), image
         assert not image.endswith((":latest", ":main")), image

@@ -18,8 +18,8 @@ from tests.pod_security import violations
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
 # Plans with every pod the program can render: the dev stack (monitoring, Open WebUI, a model at zero, so the HTTP
-# add-on) and three models with GenAI-Perf.
-PLANS = {"dev": (), "three-models": (*THREE_MODELS, "genai_perf=true"), "gateway-full": GATEWAY_FULL}
+# add-on) and three models with AIPerf.
+PLANS = {"dev": (), "three-models": (*THREE_MODELS, "aiperf=true"), "gateway-full": GATEWAY_FULL}
 # Why a namespace enforces less than restricted (the comment at its Namespace says it too).
 LESS_THAN_RESTRICTED = {"monitoring": "privileged"}
 
@@ -101,7 +101,7 @@ def test_hardening_beyond_the_standard(dev_plan):
         for c in pod["containers"] + pod.get("initContainers", []):
             # a leak stops at the container's limit, not at the node's memory
             assert c["resources"]["limits"]["memory"], (name, c["name"])
-    webui, perf = pods["open-webui"], pods["genai-perf"]
+    webui, perf = pods["open-webui"], pods["aiperf"]
     # Open WebUI: non-root, its data volume the group's, a read-only root with the paths it writes writable
     assert webui["securityContext"]["runAsUser"] == webui["securityContext"]["fsGroup"] != 0
     [main] = webui["containers"]
@@ -111,11 +111,14 @@ def test_hardening_beyond_the_standard(dev_plan):
     assert {"name": "HOME", "value": "/tmp"} in main["env"]
     [init] = webui["initContainers"]
     assert init["image"] == main["image"] and init["securityContext"]["readOnlyRootFilesystem"] is True
-    # GenAI-Perf: non-root, its HOME and working directory an emptyDir
-    [c] = perf["containers"]
-    assert perf["securityContext"]["runAsUser"] != 0 and c["securityContext"]["readOnlyRootFilesystem"] is True
-    assert c["workingDir"] == "/work" and {"name": "HOME", "value": "/work"} in c["env"]
-    assert {"/work", "/tmp"} <= {m["mountPath"] for m in c["volumeMounts"]}
+    # AIPerf: non-root, its HOME, venv and working directory an emptyDir, for the install as for the runs
+    [c], [install] = perf["containers"], perf["initContainers"]
+    assert perf["securityContext"]["runAsUser"] != 0
+    assert c["workingDir"] == "/work"
+    for each in (c, install):
+        assert each["securityContext"]["readOnlyRootFilesystem"] is True
+        assert {"name": "HOME", "value": "/work"} in each["env"]
+        assert {"/work", "/tmp"} <= {m["mountPath"] for m in each["volumeMounts"]}
     # NIM: host memory limited to a multiple of its request; not a read-only root (components/nim.py says why)
     nim = [p for n, p in pods.items() if n.startswith("nim-llm-") and not n.endswith("precache")]
     assert len(nim) == 3

@@ -19,7 +19,7 @@ PLANS = [
     ('nim_models=[{"name": "meta/llama3-8b-instruct", "max_replicas": 2}, '
      '{"name": "meta/llama-3.1-70b-instruct", "gpus": 4, "capacity_types": ["on-demand"]}]',
      'gpu_instance_families=["g6e", "p4de", "p5"]', "gpu_limit=64"),
-    ("monitoring=false", "open_webui=false", "genai_perf=true"),
+    ("monitoring=false", "open_webui=false", "aiperf=true"),
     ("single_nat_gateway=false", "availability_zones=2", 'cluster_admins=["arn:aws:iam::123456789012:role/ops"]'),
 ]
 
