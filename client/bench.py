@@ -33,9 +33,11 @@ SEPARATOR = "========="
 SLO_KEYS = ("ttft", "itl", "e2e")
 # Connections warmed with --request-rate and no --concurrency cap (nothing else says how many will be in flight).
 DEFAULT_RATE_CONNECTIONS = 16
-# Idle connections stay in the pool this long, longer than any gap in a run, so the client never drops a warm one
-# itself (httpx's default is 5 s); a server that closes idle connections earlier shows up as connects during the run.
-KEEPALIVE_S = 600.0
+# Idle connections stay in the pool this long (httpx's default is 5 s), so the client never drops a warm one within a
+# run itself; kept under the NLB's TLS idle timeout of 350 s (fixed by AWS, planning/endpoint.py), after which a
+# send on the connection would get a reset, a failed request. A server that closes idle connections earlier (NIM's
+# uvicorn: 5 s) shows up as connects during the run.
+KEEPALIVE_S = 300.0
 REQUEST_FIELDS = ("concurrency", "request_id", "scheduled_s", "start_s", "ok", "error", "ttft_s", "itl_s",
                   "latency_s", "output_tokens", "tokens_from_usage", "connect_s", "met_slo")
 
@@ -370,15 +372,10 @@ async def check_server(client: AsyncOpenAI, args: argparse.Namespace) -> str | N
 
 async def run_level(client: AsyncOpenAI, http: httpx2.AsyncClient, args: argparse.Namespace, prompts: list[str],
                     concurrency: int | None, first_id: int, out: TextIO, err: TextIO) -> Level:
-    """Warm the pool, run the warm-ups, then start the clock and send the measured requests."""
+    """Run the warm-ups, warm the pool, then start the clock and send the measured requests."""
     count = args.iterations if args.iterations is not None else (None if args.duration else len(prompts))
     rate = args.request_rate
     cap = concurrency if (concurrency or rate) else count  # closed loop with no cap: all at once
-    if args.cold_connections:
-        connections = 0
-    else:
-        connections = args.connections or cap or DEFAULT_RATE_CONNECTIONS
-    warmed = await warm_pool(client, http, args, connections)
 
     def prompt_for(i: int) -> str:  # the warm-ups take the first prompts, the measured requests the next
         return prompts[(args.offset + i) % len(prompts)]
@@ -394,6 +391,14 @@ async def run_level(client: AsyncOpenAI, http: httpx2.AsyncClient, args: argpars
             return result
 
         warmup = list(await asyncio.gather(*(warm(i) for i in range(args.warmup))))
+
+    # The pool is warmed after the warm-ups, right before the clock: connections left idle through warm-ups that
+    # take longer than a server's keep-alive (NIM's 5 s) would be closed by then and open again inside the run.
+    if args.cold_connections:
+        connections = 0
+    else:
+        connections = args.connections or cap or DEFAULT_RATE_CONNECTIONS
+    warmed = await warm_pool(client, http, args, connections)
 
     slo = args.slo or {}
     progress = Progress(count, err)

@@ -172,6 +172,19 @@ def test_a_warm_pool_keeps_connect_time_out_of_ttft(tmp_path):
     assert "connected during the run" not in out
 
 
+def test_the_pool_is_warmed_after_the_warm_ups(tmp_path):
+    """A server that closes connections idle for 1 s (NIM's uvicorn: 5 s) and a warm-up that takes longer: warmed
+    before the warm-ups, the idle connections would be closed and open again inside the run."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("SLOW_TTFT warm-up\n" + "fast\n" * 8)
+    with FakeServer(ttft=0.02, itl=0.002, tokens=3, slow_s=1.5, idle_timeout=1.0) as server:
+        code, out, _ = run_client(tmp_path, "-u", server.url, "--input-prompts", str(prompts), "--warmup", "1",
+                                  "--iterations", "8", "--concurrency", "4", "--json", str(tmp_path / "s.json"))
+    summary = summary_of(tmp_path)
+    assert code == 0, out
+    assert summary["connections_warmed"] == 4 and summary["connects_during_run"] == 0, out
+
+
 def test_warmup_requests_are_left_out_of_every_figure(tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("SLOW_TTFT one\nSLOW_TTFT two\nthree\nfour\nfive\nsix\n")

@@ -6,7 +6,8 @@ named "broken" answers HTTP 500; prompts containing "FAIL" get HTTP 400, prompts
 requests, for goodput). It records the most requests in flight; with `hold=N` a request waits (up to
 `HOLD_TIMEOUT_S`) until N are in flight before it answers, so a client that keeps N requests open shows N however
 slow the machine, and one that does not shows fewer. `backlog` and `accept_delay` make it a server that accepts
-connections slowly behind a small accept backlog (see `_Server`).
+connections slowly behind a small accept backlog (see `_Server`); `idle_timeout` closes a connection that sends no
+request for that many seconds, as uvicorn's keep-alive timeout does in the OpenAI servers NIM runs (5 s there).
 
 The benchmark client's stand-in for NIM: tests/test_client.py checks the client against it, and
 tools/client_overhead.py and tools/bench.py (`make bench`) measure the client with it. It lives in tools/, beside
@@ -53,7 +54,8 @@ class FakeServer:
 
     def __init__(self, ttft: float = 0.2, itl: float = 0.02, tokens: int = 10, usage: bool = True, hold: int = 0,
                  api_key: str | None = None, backlog: int | None = None, accept_delay: float = 0.0,
-                 slow_s: float = 1.0, slow_itl: float = 0.1):
+                 slow_s: float = 1.0, slow_itl: float = 0.1, idle_timeout: float | None = None):
+        self.idle_timeout = idle_timeout
         self.ttft, self.itl, self.tokens, self.usage, self.hold = ttft, itl, tokens, usage, hold
         self.slow_s, self.slow_itl = slow_s, slow_itl
         # with a key, it answers as the gateway does without one: 401, text/plain "Client authentication failed."
@@ -87,6 +89,9 @@ class FakeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # the socket timeout of StreamRequestHandler: a connection with no next request by then is closed
+            # (handle_one_request ends it on the timeout); None waits for ever
+            timeout = server.idle_timeout
 
             def log_message(self, *args):  # quiet
                 pass
