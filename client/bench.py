@@ -38,8 +38,8 @@ DEFAULT_RATE_CONNECTIONS = 16
 # send on the connection would get a reset, a failed request. A server that closes idle connections earlier (NIM's
 # uvicorn: 5 s) shows up as connects during the run.
 KEEPALIVE_S = 300.0
-REQUEST_FIELDS = ("concurrency", "request_id", "scheduled_s", "start_s", "ok", "error", "ttft_s", "itl_s",
-                  "latency_s", "output_tokens", "tokens_from_usage", "connect_s", "met_slo")
+REQUEST_FIELDS = ("concurrency", "request_id", "scheduled_s", "start_s", "queue_s", "ok", "error", "ttft_s",
+                  "itl_s", "latency_s", "output_tokens", "tokens_from_usage", "connect_s", "met_slo")
 
 
 @dataclass
@@ -57,6 +57,7 @@ class Result:
     concurrency: int | None = None  # the cap this request ran under (None: uncapped Poisson arrivals)
     scheduled_s: float | None = None  # with --request-rate: its planned send time, from the start of the clock
     start_s: float = 0.0  # when it was sent, from the start of the clock
+    queue_s: float | None = None  # with --request-rate: sent this late (held by the cap), inside TTFT and latency
     connect_s: float | None = None  # a connection opened for it during the run: seconds to connect
     met_slo: bool | None = None  # with --slo
 
@@ -75,6 +76,7 @@ class Summary:
     output_tokens: int
     output_tokens_per_s: float
     request_rate: float | None = None
+    achieved_rate: float | None = None  # with --request-rate: requests sent per second, first send to last
     duration_s: float | None = None
     warmup: int = 0
     warmup_failed: int = 0
@@ -84,6 +86,7 @@ class Summary:
     ttft_s: dict[str, float | None] = field(default_factory=dict)
     itl_s: dict[str, float | None] = field(default_factory=dict)
     connect_s: dict[str, float | None] = field(default_factory=dict)
+    queue_s: dict[str, float | None] = field(default_factory=dict)  # with --request-rate: sent past schedule
     slo: dict[str, float] = field(default_factory=dict)
     goodput: dict[str, float] | None = None  # requests that met every SLO: count, share of all sent, per second
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -143,15 +146,23 @@ def http_client() -> httpx2.AsyncClient:
 
 
 async def run_one(client: AsyncOpenAI, args: argparse.Namespace, request_id: int, prompt: str,
-                  clock: float | None = None) -> Result:
-    result = Result(request_id=request_id, prompt=prompt)
+                  clock: float | None = None, scheduled: float | None = None) -> Result:
+    """One streamed request. With a `scheduled` send time (seconds from `clock`), TTFT and latency run from that
+    time, not from when the request actually left: a request held back by the client (a --concurrency cap under
+    --request-rate) would otherwise hide its wait, as a user who arrived at that time sees it (coordinated
+    omission); the wait itself is `queue_s`."""
+    result = Result(request_id=request_id, prompt=prompt, scheduled_s=scheduled)
     pieces: list[str] = []
     chunks = 0
     first = last = None
     timing: dict[str, float] = {}
     token = _TIMING.set(timing)
-    start = time.perf_counter()
-    result.start_s = start - clock if clock is not None else 0.0
+    sent = time.perf_counter()
+    result.start_s = sent - clock if clock is not None else 0.0
+    # asyncio may wake a hair before the scheduled time: then the span runs from the actual send
+    start = min(sent, clock + scheduled) if clock is not None and scheduled is not None else sent
+    if scheduled is not None:
+        result.queue_s = max(result.start_s - scheduled, 0.0)
     try:
         common = {"model": args.model_name, "max_tokens": args.max_tokens, "stream": True,
                   "stream_options": {"include_usage": True}, "timeout": args.timeout}
@@ -310,18 +321,23 @@ def summarize(level: Level, args: argparse.Namespace) -> Summary:
         goodput = {"requests": met, "share": met / len(results) if results else 0.0,
                    "per_s": met / wall if wall > 0 else 0.0}
     connects = [r.connect_s for r in results if r.connect_s is not None]
+    starts = sorted(r.start_s for r in results)
+    achieved = None
+    if args.request_rate and len(starts) > 1 and starts[-1] > starts[0]:
+        achieved = (len(starts) - 1) / (starts[-1] - starts[0])
     return Summary(
         model=args.model_name, url=args.url, api=args.api, requests=len(results), succeeded=len(ok),
         failed=len(results) - len(ok), concurrency=level.concurrency, wall_time_s=wall,
         requests_per_s=len(ok) / wall if wall > 0 else 0.0, output_tokens=tokens,
         output_tokens_per_s=tokens / wall if wall > 0 else 0.0,
-        request_rate=args.request_rate, duration_s=args.duration, warmup=len(level.warmup),
+        request_rate=args.request_rate, achieved_rate=achieved, duration_s=args.duration, warmup=len(level.warmup),
         warmup_failed=sum(not r.ok for r in level.warmup), connections_warmed=level.connections_warmed,
         connects_during_run=len(connects),
         latency_s=spread([r.latency_s for r in ok]),
         ttft_s=spread([r.ttft_s for r in ok if r.ttft_s is not None]),
         itl_s=spread([r.itl_s for r in ok if r.itl_s is not None]),
-        connect_s=spread(connects), slo=slo, goodput=goodput,
+        connect_s=spread(connects), queue_s=spread([r.queue_s for r in results if r.queue_s is not None]),
+        slo=slo, goodput=goodput,
         failures=[{"request_id": r.request_id, "error": r.error} for r in [*level.warmup, *results] if not r.ok],
     )
 
@@ -333,7 +349,8 @@ def table(s: Summary) -> str:
     load = f"{s.concurrency}" if s.concurrency else "uncapped"
     rows = [("requests sent", f"{s.requests}"), ("succeeded", f"{s.succeeded}"), ("failed", f"{s.failed}")]
     if s.request_rate:
-        rows.append(("request rate (/s)", f"{s.request_rate:g}"))
+        sent = "n/a" if s.achieved_rate is None else f"{s.achieved_rate:.2f}"
+        rows += [("request rate (/s)", f"{s.request_rate:g}"), ("achieved rate (/s)", sent)]
     rows += [
         ("concurrency", load), ("warm-up requests", f"{s.warmup}"), ("wall time (s)", f"{s.wall_time_s:.2f}"),
         ("requests/s", f"{s.requests_per_s:.2f}"), ("output tokens", f"{s.output_tokens}"),
@@ -346,12 +363,20 @@ def table(s: Summary) -> str:
     spreads = [("latency", s.latency_s), ("TTFT", s.ttft_s), ("inter-token", s.itl_s)]
     if s.connects_during_run:  # connecting is in those requests' TTFT: shown apart so it can be told from the server
         spreads.append(("connect", s.connect_s))
+    if s.request_rate:  # sent past its scheduled time: inside latency and TTFT, shown apart
+        spreads.append(("queue delay", s.queue_s))
     for label, values in spreads:
         out.append(f"  {label:<20} {ms(values['p50']):>10} {ms(values['p90']):>10} {ms(values['p99']):>10}")
     if s.goodput is not None:
         limits = ", ".join(f"{k} <= {v * 1000:g} ms" for k, v in s.slo.items())
         out += ["", f"  goodput ({limits}): {s.goodput['requests']} of {s.requests} requests "
                     f"({s.goodput['share'] * 100:.1f}%), {s.goodput['per_s']:.2f} requests/s"]
+    queued = s.queue_s.get("p90") if s.request_rate else None
+    if queued is not None and queued > 1 / s.request_rate:
+        cause = "the --concurrency cap held requests back" if s.concurrency else "the client fell behind"
+        out += ["", f"  note: {cause} (p90 {queued * 1000:.0f} ms past their "
+                    f"scheduled time; sent at {s.achieved_rate or 0:.2f}/s of the {s.request_rate:g}/s asked). "
+                    "Latency and TTFT count from the scheduled time, so they include that wait."]
     if s.failures:
         out += ["", f"Failures ({len(s.failures)}):"] + [f"  request {f['request_id']}: {f['error']}"
                                                          for f in s.failures]
@@ -410,11 +435,11 @@ async def run_level(client: AsyncOpenAI, http: httpx2.AsyncClient, args: argpars
     async def one(i: int, scheduled: float | None) -> None:
         prompt = prompt_for(args.warmup + i)
         if gate is None:
-            result = await run_one(client, args, first_id + i, prompt, clock)
+            result = await run_one(client, args, first_id + i, prompt, clock, scheduled)
         else:
             async with gate:
-                result = await run_one(client, args, first_id + i, prompt, clock)
-        result.scheduled_s, result.concurrency = scheduled, cap
+                result = await run_one(client, args, first_id + i, prompt, clock, scheduled)
+        result.concurrency = cap
         if slo:
             result.met_slo = met_slo(result, slo)
         results.append(result)

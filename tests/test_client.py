@@ -222,10 +222,11 @@ def test_poisson_arrivals_keep_the_rate(tmp_path):
         at += rng.expovariate(rate)
     assert [r["scheduled_s"] for r in rows] == pytest.approx(expected)
     assert 0.5 * rate * duration <= len(rows) <= 1.5 * rate * duration
-    starts = sorted(r["start_s"] for r in rows)
-    # sent on time or later (asyncio may wake a hair early), and the mean gap near 1/rate (loose: few arrivals)
+    # sent on time or later (asyncio may wake a hair early), and mostly on time (one-sided: a busy machine only
+    # delays; the schedule itself is checked exactly above)
     assert all(r["start_s"] >= r["scheduled_s"] - 0.005 for r in rows)
-    assert 0.5 / rate <= (starts[-1] - starts[0]) / (len(starts) - 1) <= 2 / rate
+    lateness = sorted(r["start_s"] - r["scheduled_s"] for r in rows)
+    assert lateness[len(lateness) // 2] < 0.2
     assert all(r["concurrency"] is None for r in rows)
 
 
@@ -241,6 +242,28 @@ def test_request_rate_under_a_concurrency_cap_and_duration_runs(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert code == 0 and 2 <= len(rows) <= 10 and all(r["start_s"] < 0.5 for r in rows)
     assert summary_of(tmp_path)["wall_time_s"] >= 0.5
+
+
+def test_a_capped_request_rate_counts_the_queue_delay(tmp_path):
+    """Coordinated omission: at 50/s with one request in flight and 100 ms each, requests leave later and later.
+    Each one's TTFT and latency run from its scheduled time, so they include that wait; the wait is reported apart
+    and the achieved rate beside the asked one."""
+    ttft = 0.1
+    with FakeServer(ttft=ttft, itl=0.001, tokens=2) as server:
+        code, out, _ = run_client(tmp_path, "-u", server.url, "--request-rate", "50", "--duration", "0.3",
+                                  "--concurrency", "1", "--seed", "3", "--json", str(tmp_path / "s.json"),
+                                  "--requests-jsonl", str(tmp_path / "r.jsonl"))
+    assert code == 0, out
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    summary = summary_of(tmp_path)
+    assert len(rows) >= 8  # about 15 scheduled in 0.3 s, sent one per 0.1 s or slower
+    for r in rows:
+        assert r["queue_s"] == pytest.approx(max(r["start_s"] - r["scheduled_s"], 0), abs=1e-9)
+        assert r["ttft_s"] >= r["queue_s"] + ttft - 0.005 and r["latency_s"] >= r["ttft_s"]
+    assert summary["queue_s"]["p90"] > 0.3  # the later requests waited most of a second
+    assert summary["ttft_s"]["p99"] >= summary["queue_s"]["p99"] + ttft - 0.005
+    assert summary["request_rate"] == 50 and summary["achieved_rate"] < 25  # 10/s or less got out
+    assert "queue delay" in out and "achieved rate (/s)" in out and "held requests back" in out
 
 
 def test_goodput_counts_the_requests_that_met_every_slo(tmp_path):
