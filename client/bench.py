@@ -31,12 +31,14 @@ from openai import AsyncOpenAI
 DEFAULT_PROMPTS = Path(__file__).resolve().parent / "prompts.txt"
 SEPARATOR = "========="
 SLO_KEYS = ("ttft", "itl", "e2e")
-# Connections warmed with --request-rate and no --concurrency cap (nothing else says how many will be in flight).
+# Connections warmed with --request-rate, no --concurrency cap and no warm-ups to size the pool from (nothing else
+# says how many will be in flight); with warm-ups, `rate_connections` sizes it, up to MAX_RATE_CONNECTIONS.
 DEFAULT_RATE_CONNECTIONS = 16
+MAX_RATE_CONNECTIONS = 256
 # Idle connections stay in the pool this long (httpx's default is 5 s), so the client never drops a warm one within a
 # run itself; kept under the NLB's TLS idle timeout of 350 s (fixed by AWS, planning/endpoint.py), after which a
-# send on the connection would get a reset, a failed request. A server that closes idle connections earlier (NIM's
-# uvicorn: 5 s) shows up as connects during the run.
+# send on the connection would get a reset, a failed request. A server that closes idle connections earlier shows
+# up as connects during the run: NIM's, 5 s (TIMEOUT_KEEP_ALIVE of vLLM's and TensorRT-LLM's OpenAI servers).
 KEEPALIVE_S = 300.0
 REQUEST_FIELDS = ("concurrency", "request_id", "scheduled_s", "start_s", "queue_s", "ok", "error", "ttft_s",
                   "itl_s", "latency_s", "output_tokens", "tokens_from_usage", "connect_s", "met_slo")
@@ -365,6 +367,11 @@ def table(s: Summary) -> str:
         spreads.append(("connect", s.connect_s))
     if s.request_rate:  # sent past its scheduled time: inside latency and TTFT, shown apart
         spreads.append(("queue delay", s.queue_s))
+    notes = []
+    if s.connects_during_run and s.connections_warmed:
+        notes.append(f"  note: {s.connects_during_run} connections opened during the run, their connect time inside "
+                     "TTFT: more were in flight than warmed (raise --connections, or --warmup to size the pool "
+                     "from the rate) or the server closed idle ones")
     for label, values in spreads:
         out.append(f"  {label:<20} {ms(values['p50']):>10} {ms(values['p90']):>10} {ms(values['p99']):>10}")
     if s.goodput is not None:
@@ -374,9 +381,11 @@ def table(s: Summary) -> str:
     queued = s.queue_s.get("p90") if s.request_rate else None
     if queued is not None and queued > 1 / s.request_rate:
         cause = "the --concurrency cap held requests back" if s.concurrency else "the client fell behind"
-        out += ["", f"  note: {cause} (p90 {queued * 1000:.0f} ms past their "
-                    f"scheduled time; sent at {s.achieved_rate or 0:.2f}/s of the {s.request_rate:g}/s asked). "
-                    "Latency and TTFT count from the scheduled time, so they include that wait."]
+        notes.append(f"  note: {cause} (p90 {queued * 1000:.0f} ms past their "
+                     f"scheduled time; sent at {s.achieved_rate or 0:.2f}/s of the {s.request_rate:g}/s asked). "
+                     "Latency and TTFT count from the scheduled time, so they include that wait.")
+    if notes:
+        out += ["", *notes]
     if s.failures:
         out += ["", f"Failures ({len(s.failures)}):"] + [f"  request {f['request_id']}: {f['error']}"
                                                          for f in s.failures]
@@ -393,6 +402,21 @@ async def check_server(client: AsyncOpenAI, args: argparse.Namespace) -> str | N
     except openai.APIStatusError:
         return None  # it answers; some servers do not implement /models
     return None
+
+
+def rate_connections(rate: float, warmup: list[Result], count: int | None) -> int:
+    """Connections to warm for uncapped Poisson arrivals: in flight on average is rate x latency (Little's law), with
+    the warm-ups' median latency standing in for the run's; the count in flight is then Poisson, so add three
+    standard deviations (sqrt of the mean) and one. Without a successful warm-up, DEFAULT_RATE_CONNECTIONS. Never
+    more than the requests to send nor MAX_RATE_CONNECTIONS (a warm-up that waited for a cold start would
+    otherwise ask for thousands)."""
+    latencies = [r.latency_s for r in warmup if r.ok]
+    if latencies:
+        mean = rate * percentile(latencies, 50)
+        connections = math.ceil(mean + 3 * math.sqrt(mean)) + 1
+    else:
+        connections = DEFAULT_RATE_CONNECTIONS
+    return max(1, min(connections, MAX_RATE_CONNECTIONS, count if count is not None else connections))
 
 
 async def run_level(client: AsyncOpenAI, http: httpx2.AsyncClient, args: argparse.Namespace, prompts: list[str],
@@ -422,7 +446,7 @@ async def run_level(client: AsyncOpenAI, http: httpx2.AsyncClient, args: argpars
     if args.cold_connections:
         connections = 0
     else:
-        connections = args.connections or cap or DEFAULT_RATE_CONNECTIONS
+        connections = args.connections or cap or rate_connections(rate, warmup, count)
     warmed = await warm_pool(client, http, args, connections)
 
     slo = args.slo or {}
@@ -637,8 +661,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=_non_negative, default=0, metavar="N",
                    help="N warm-up requests before the clock starts, left out of every figure (default: 0)")
     p.add_argument("--connections", type=_positive, default=None, metavar="N",
-                   help="connections to open and warm before the clock starts (default: the concurrency; "
-                        f"{DEFAULT_RATE_CONNECTIONS} with an uncapped --request-rate)")
+                   help="connections to open and warm before the clock starts (default: the concurrency; with an "
+                        "uncapped --request-rate: rate x the warm-ups' median latency plus a Poisson margin, "
+                        f"{DEFAULT_RATE_CONNECTIONS} without warm-ups)")
     p.add_argument("--cold-connections", action="store_true",
                    help="do not warm the pool: connections open inside the timed run (to measure that on purpose)")
     p.add_argument("--slo", type=_slo, default=None, metavar="ttft=S,itl=S,e2e=S",

@@ -16,7 +16,7 @@ import struct
 
 import pytest
 
-from client.bench import SEPARATOR, load_prompts, parser, percentile, plot_sweep, run
+from client.bench import SEPARATOR, Result, load_prompts, parser, percentile, plot_sweep, rate_connections, run
 from tools.fake_openai import FakeServer
 
 
@@ -264,6 +264,28 @@ def test_a_capped_request_rate_counts_the_queue_delay(tmp_path):
     assert summary["ttft_s"]["p99"] >= summary["queue_s"]["p99"] + ttft - 0.005
     assert summary["request_rate"] == 50 and summary["achieved_rate"] < 25  # 10/s or less got out
     assert "queue delay" in out and "achieved rate (/s)" in out and "held requests back" in out
+
+
+def test_an_uncapped_request_rate_sizes_the_pool_from_the_warm_ups(tmp_path):
+    """At 60/s and 0.5 s a request about 30 are in flight (Little's law), more than the 16 warmed without warm-ups:
+    the warm-ups' latency sizes the pool, so no request of the run connects."""
+    with FakeServer(ttft=0.5, itl=0.001, tokens=2) as server:
+        code, out, _ = run_client(tmp_path, "-u", server.url, "--request-rate", "60", "--iterations", "30",
+                                  "--warmup", "2", "--json", str(tmp_path / "s.json"))
+    summary = summary_of(tmp_path)
+    assert code == 0, out
+    assert summary["connections_warmed"] == 30 and summary["connects_during_run"] == 0, out
+
+
+@pytest.mark.parametrize("latency, count, expected", [
+    (0.5, None, 48),  # 30 in flight on average, plus 3 x sqrt(30) and one
+    (None, None, 16),  # no warm-up to go by
+    (300.0, None, 256),  # a warm-up that waited for a cold start: capped
+    (0.5, 5, 5),  # never more than the requests to send
+])
+def test_rate_connections(latency, count, expected):
+    warmup = [] if latency is None else [Result(0, "p", ok=True, latency_s=latency)]
+    assert rate_connections(60.0, warmup, count) == expected
 
 
 def test_goodput_counts_the_requests_that_met_every_slo(tmp_path):
