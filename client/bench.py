@@ -340,7 +340,8 @@ def summarize(level: Level, args: argparse.Namespace) -> Summary:
         itl_s=spread([r.itl_s for r in ok if r.itl_s is not None]),
         connect_s=spread(connects), queue_s=spread([r.queue_s for r in results if r.queue_s is not None]),
         slo=slo, goodput=goodput,
-        failures=[{"request_id": r.request_id, "error": r.error} for r in [*level.warmup, *results] if not r.ok],
+        failures=[{"request_id": r.request_id, "warmup": warm, "error": r.error}
+                  for warm, group in ((True, level.warmup), (False, results)) for r in group if not r.ok],
     )
 
 
@@ -387,19 +388,22 @@ def table(s: Summary) -> str:
     if notes:
         out += ["", *notes]
     if s.failures:
-        out += ["", f"Failures ({len(s.failures)}):"] + [f"  request {f['request_id']}: {f['error']}"
-                                                         for f in s.failures]
+        out += ["", f"Failures ({len(s.failures)}):"] + [
+            f"  {'warm-up' if f['warmup'] else 'request'} {f['request_id']}: {f['error']}" for f in s.failures]
     return "\n".join(out)
 
 
 async def check_server(client: AsyncOpenAI, args: argparse.Namespace) -> str | None:
-    """One clear error when nothing answers at the URL, instead of one failure per request."""
+    """One clear error when nothing answers at the URL or it refuses the key, instead of one failure per request."""
     try:
         await client.models.list(timeout=min(args.timeout, 10))
     except openai.APIConnectionError as err:
         return (f"cannot reach {args.url}: {err.__cause__ or err}. Is the server up? For NIM on EKS run "
                 f"`kubectl -n nim port-forward svc/<nim-llm-model> 8000:8000` first.")
-    except openai.APIStatusError:
+    except openai.APIStatusError as err:
+        if err.status_code in (401, 403):  # the gateway answers /models itself, behind the same key check
+            return (f"{args.url} refused the API key (HTTP {err.status_code}: {_message(err)}): pass the gateway's "
+                    "key with --api-key (`pulumi stack output api_keys_command` prints it)")
         return None  # it answers; some servers do not implement /models
     return None
 

@@ -80,13 +80,16 @@ def test_failures_set_the_exit_status_and_are_listed(tmp_path):
 
 
 def test_the_api_key_reaches_an_authenticated_endpoint(tmp_path):
-    """The gateway's keys (issue 14): `--api-key` is sent as `Authorization: Bearer`; without it every request is
-    refused with 401 and the exit status says so."""
+    """The gateway's keys (issue 14): `--api-key` is sent as `Authorization: Bearer`; without it, or with a wrong
+    one, the start-up check stops with one error pointing to --api-key (exit 2), before any request is sent."""
     with FakeServer(ttft=0.01, itl=0.001, tokens=3, api_key="k" * 48) as server:
         code, out, _ = run_client(tmp_path, "-u", server.url, "--iterations", "2", "--api-key", "k" * 48)
         assert code == 0, out
-        code, out, _ = run_client(tmp_path, "-u", server.url, "--iterations", "2")
-    assert code == 1 and out.count("401") >= 2, out
+        for key in ([], ["--api-key", "wrong"]):
+            code, out, err = run_client(tmp_path, "-u", server.url, "--iterations", "2", *key)
+            assert code == 2 and out == "", out
+            assert err.count("error:") == 1 and "refused the API key (HTTP 401" in err and "--api-key" in err
+        assert server.requests == 2  # only those of the first run reached the model
 
 
 def test_server_down_gives_one_clear_error(tmp_path):
@@ -206,6 +209,18 @@ def test_warmup_requests_are_left_out_of_every_figure(tmp_path):
         code, out, _ = run_client(tmp_path, "-u", server.url, "--input-prompts", str(prompts), "--warmup", "1",
                                   "--iterations", "1")
     assert code == 1 and "FAILED: 1 of 2 requests failed" in out
+
+
+def test_warm_up_failures_are_told_from_measured_ones(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("please FAIL warm\nplease FAIL measured\n")
+    with FakeServer(ttft=0.01, itl=0.001, tokens=2) as server:
+        code, out, _ = run_client(tmp_path, "-u", server.url, "--input-prompts", str(prompts), "--warmup", "1",
+                                  "--iterations", "1", "--json", str(tmp_path / "s.json"))
+    assert code == 1
+    failures = out.split("Failures (2):\n")[1].splitlines()[:2]
+    assert failures == ["  warm-up 0: HTTP 400: bad prompt", "  request 0: HTTP 400: bad prompt"]
+    assert [f["warmup"] for f in summary_of(tmp_path)["failures"]] == [True, False]
 
 
 def test_poisson_arrivals_keep_the_rate(tmp_path):
