@@ -30,6 +30,7 @@ from openai import AsyncOpenAI
 
 DEFAULT_PROMPTS = Path(__file__).resolve().parent / "prompts.txt"
 SEPARATOR = "========="
+DEFAULT_PLOT = "sweep.png"
 SLO_KEYS = ("ttft", "itl", "e2e")
 # Connections warmed with --request-rate, no --concurrency cap and no warm-ups to size the pool from (nothing else
 # says how many will be in flight); with warm-ups, `rate_connections` sizes it, up to MAX_RATE_CONNECTIONS.
@@ -479,7 +480,7 @@ async def run_level(client: AsyncOpenAI, http: httpx2.AsyncClient, args: argpars
     if rate:
         # Open loop: Poisson arrivals, i.e. exponential gaps with mean 1/rate from a seeded generator, so the same
         # seed sends the same schedule. A request is sent at its time whatever is in flight (unless capped).
-        rng = random.Random(args.seed)
+        rng = random.Random(args.seed or 0)
         tasks, at, i = [], 0.0, 0
         while (count is None or i < count) and (args.duration is None or at < args.duration):
             delay = clock + at - time.perf_counter()
@@ -577,6 +578,15 @@ def usage_problem(args: argparse.Namespace) -> str | None:
     if (args.duration and args.iterations is None and not args.request_rate and not args.concurrency
             and not args.sweep_concurrency):
         return "--duration without --iterations needs --concurrency or --request-rate (how much load to keep up)"
+    if args.cold_connections and args.connections:
+        return "--cold-connections warms no connections: leave out --connections"
+    if args.cold_connections and args.warmup:
+        return ("--warmup opens connections that the run then reuses, so it would not be cold: leave out --warmup "
+                "or --cold-connections")
+    if args.plot is not None and not args.sweep_concurrency:
+        return "--plot names the plot of a sweep: it needs --sweep-concurrency"
+    if args.seed is not None and not args.request_rate:
+        return "--seed sets the Poisson arrivals: it needs --request-rate"
     return None
 
 
@@ -617,7 +627,7 @@ async def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
         print("\n" + table(summary), file=out)
     if args.sweep_concurrency:
         points = sweep_points(summaries)
-        plot = Path(args.plot)
+        plot = Path(args.plot or DEFAULT_PLOT)
         plot_sweep(points, plot, f"{args.model_name} at {args.url}")
         beside = plot.with_name(plot.stem + ".points.json")
         beside.write_text(json.dumps(points, indent=2) + "\n")
@@ -659,7 +669,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--request-rate", type=_positive_float, default=None, metavar="R",
                    help="send requests at R per second on average, Poisson arrivals (default: closed loop at "
                         "--concurrency)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the Poisson arrivals (default: 0)")
     p.add_argument("--duration", type=_positive_float, default=None, metavar="S",
                    help="stop sending after S seconds, then wait for the requests in flight")
     p.add_argument("--warmup", type=_non_negative, default=0, metavar="N",
@@ -674,14 +684,14 @@ def parser() -> argparse.ArgumentParser:
                    help="report goodput: the share and rate of requests within every threshold (seconds)")
     p.add_argument("--sweep-concurrency", type=_levels, default=None, metavar="1,2,4,8",
                    help="run once per concurrency level and plot output tokens/s against p90 TTFT and ITL")
-    p.add_argument("--plot", default="sweep.png", metavar="FILE",
-                   help="the sweep's PNG (default: %(default)s; its points beside it in FILE-stem.points.json)")
+    p.add_argument("--plot", default=None, metavar="FILE",
+                   help=f"the sweep's PNG (default: {DEFAULT_PLOT}; its points beside it in FILE-stem.points.json)")
     p.add_argument("--requests-csv", metavar="FILE", help="write one CSV row per measured request")
     p.add_argument("--requests-jsonl", metavar="FILE", help="write one JSON line per measured request")
     p.add_argument("--max-tokens", type=_positive, default=256, help="most tokens per response (default: %(default)s)")
     p.add_argument("--api", choices=("chat", "completions"), default="chat",
                    help="/v1/chat/completions or /v1/completions (default: %(default)s)")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds per request (default: %(default)s)")
+    p.add_argument("--timeout", type=_positive_float, default=300.0, help="seconds per request (default: %(default)s)")
     p.add_argument("--json", metavar="FILE",
                    help="also write a machine-readable summary to FILE (a list of them for a sweep)")
     p.add_argument("--api-key", default="not-needed", help="API key, if the server wants one: the gateway's "

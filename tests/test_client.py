@@ -356,10 +356,21 @@ def test_a_sweep_plots_one_point_per_level(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--sweep-concurrency", "1,2", "--concurrency", "2"], "leave out --concurrency"),
     (["--duration", "1"], "--duration without --iterations needs"),
+    (["--cold-connections", "--connections", "4"], "--cold-connections warms no connections"),
+    (["--cold-connections", "--warmup", "1"], "it would not be cold"),
+    (["--plot", "p.png"], "--plot names the plot of a sweep: it needs --sweep-concurrency"),
+    (["--seed", "3", "--concurrency", "2"], "--seed sets the Poisson arrivals: it needs --request-rate"),
 ])
 def test_conflicting_flags_are_refused(tmp_path, argv, message):
     code, out, err = run_client(tmp_path, *argv)
     assert code == 2 and message in err and out == ""
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan"])
+def test_a_timeout_must_be_above_zero(timeout, capsys):
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--timeout", timeout])
+    assert "--timeout" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad", ["ttft", "ttft=0", "tft=1", "ttft=1,itl=x"])
