@@ -93,10 +93,11 @@ def test_the_api_key_reaches_an_authenticated_endpoint(tmp_path):
 
 
 def test_server_down_gives_one_clear_error(tmp_path):
+    # the port stays bound (so no other test's server can take it) but never listens: a connect is refused
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code, out, err = run_client(tmp_path, "-u", f"http://127.0.0.1:{port}/v1", "--timeout", "2")
+        code, out, err = run_client(tmp_path, "-u", f"http://127.0.0.1:{port}/v1", "--timeout", "2")
     assert code == 2
     assert err.count("error:") == 1 and f"cannot reach http://127.0.0.1:{port}/v1" in err
     assert "Traceback" not in err and out == ""
@@ -157,13 +158,18 @@ def test_a_warm_pool_keeps_connect_time_out_of_ttft(tmp_path):
     """The issue's finding and its fix. The server accepts slowly behind a small backlog (tools/fake_openai.py,
     `_Server`, says why that drops SYNs): opened all at once by the first requests, some connections wait a SYN
     retransmission (1 s) and carry it in their TTFT. Warmed before the clock, none opens during the run and p99
-    TTFT stays within 300 ms of the server's 100 ms (a busy machine adds time, well short of the second)."""
+    TTFT stays under the retransmission (a busy machine, the server's threads sharing this process, adds time:
+    `make bench` holds the 300 ms budget on an idle one)."""
     ttft, load = 0.1, ["--iterations", "64", "--concurrency", "16", "--json", str(tmp_path / "s.json")]
-    with FakeServer(ttft=ttft, itl=0.005, tokens=4, backlog=8, accept_delay=0.02) as server:
-        code, out, _ = run_client(tmp_path, "-u", server.url, *load, "--cold-connections")
+    # cold: 100 ms per accept, so the 16 SYNs always overflow the backlog of 8 however slowly the client sends them
+    with FakeServer(ttft=ttft, itl=0.005, tokens=4, backlog=8, accept_delay=0.1) as server:
+        code, out, _ = run_client(tmp_path, "-u", server.url, *load, "--cold-connections",
+                                  "--requests-jsonl", str(tmp_path / "r.jsonl"))
     cold = summary_of(tmp_path)
     assert code == 0, out
-    assert cold["connects_during_run"] >= 1 and cold["connections_warmed"] == 0
+    assert cold["connects_during_run"] >= 15 and cold["connections_warmed"] == 0  # one left by the start-up check
+    rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert sum(r["connect_s"] is not None and r["connect_s"] >= 0.9 for r in rows) >= 2  # dropped SYNs
     assert cold["connect_s"]["p99"] >= 0.9 and cold["ttft_s"]["p99"] >= 0.9  # what the issue saw
     assert "connected during the run in" in out and "connect " in out  # per request, and in the summary
     with FakeServer(ttft=ttft, itl=0.005, tokens=4, backlog=8, accept_delay=0.02) as server:
@@ -171,7 +177,7 @@ def test_a_warm_pool_keeps_connect_time_out_of_ttft(tmp_path):
     warm = summary_of(tmp_path)
     assert code == 0, out
     assert warm["connections_warmed"] == 16 and warm["connects_during_run"] == 0
-    assert ttft <= warm["ttft_s"]["p99"] < ttft + 0.3
+    assert ttft <= warm["ttft_s"]["p99"] < ttft + 0.8
     assert "connected during the run" not in out
 
 
@@ -255,7 +261,8 @@ def test_request_rate_under_a_concurrency_cap_and_duration_runs(tmp_path):
         code, _, _ = run_client(tmp_path, "-u", server.url, "--concurrency", "2", "--duration", "0.5",
                                 "--requests-jsonl", str(tmp_path / "r.jsonl"), "--json", str(tmp_path / "s.json"))
     rows = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
-    assert code == 0 and 2 <= len(rows) <= 10 and all(r["start_s"] < 0.5 for r in rows)
+    # taken before 0.5 s; the send time is read a moment later (slack for a busy machine between the two reads)
+    assert code == 0 and 2 <= len(rows) <= 10 and all(r["start_s"] < 0.55 for r in rows)
     assert summary_of(tmp_path)["wall_time_s"] >= 0.5
 
 
