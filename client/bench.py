@@ -372,8 +372,8 @@ def table(s: Summary) -> str:
     notes = []
     if s.connects_during_run and s.connections_warmed:
         notes.append(f"  note: {s.connects_during_run} connections opened during the run, their connect time inside "
-                     "TTFT: more were in flight than warmed (raise --connections, or --warmup to size the pool "
-                     "from the rate) or the server closed idle ones")
+                     "TTFT:\n  more were in flight than warmed (raise --connections, or --warmup to size the pool "
+                     "from the rate),\n  or the server closed idle ones")
     for label, values in spreads:
         out.append(f"  {label:<20} {ms(values['p50']):>10} {ms(values['p90']):>10} {ms(values['p99']):>10}")
     if s.goodput is not None:
@@ -384,7 +384,7 @@ def table(s: Summary) -> str:
     if queued is not None and queued > 1 / s.request_rate:
         cause = "the --concurrency cap held requests back" if s.concurrency else "the client fell behind"
         notes.append(f"  note: {cause} (p90 {queued * 1000:.0f} ms past their "
-                     f"scheduled time; sent at {s.achieved_rate or 0:.2f}/s of the {s.request_rate:g}/s asked). "
+                     f"scheduled time;\n  sent at {s.achieved_rate or 0:.2f}/s of the {s.request_rate:g}/s asked). "
                      "Latency and TTFT count from the scheduled time, so they include that wait.")
     if notes:
         out += ["", *notes]
