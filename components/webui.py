@@ -195,6 +195,10 @@ class AIPerf(pulumi.ComponentResource):
         # read-only.
         mounts = [{"name": "work", "mountPath": aiperf.WORK_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
         env = [{"name": "HOME", "value": aiperf.WORK_DIR},
+               # a Hugging Face token for gated tokenizers, from a Secret the user may create (README): never on an
+               # `exec` command line, which the API server's audit log records
+               {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": aiperf.HF_TOKEN_SECRET, "key": "HF_TOKEN",
+                                                                   "optional": True}}},
                {"name": "PATH", "value": f"{aiperf.VENV_DIR}/bin:/usr/local/bin:/usr/bin:/bin"},
                {"name": "PIP_NO_CACHE_DIR", "value": "1"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}]
         # The install, before the pod is ready: the pinned release from PyPI (through the NAT gateway: the nim
@@ -242,7 +246,9 @@ class AIPerf(pulumi.ComponentResource):
                     "terminationGracePeriodSeconds": 5,
                 }},
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace, args.cpu_node_pool]),
+            # a new x86 node, then the install from PyPI, before the pod is ready: more than Pulumi's default 10 minutes
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace, args.cpu_node_pool],
+                                        custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m")),
         )
         self.exec = f"kubectl -n {ns} exec -it deploy/{aiperf.NAME} -- bash"
         self.copy_results = aiperf.copy_command(ns)

@@ -26,6 +26,8 @@ NAME = "aiperf"
 WORK_DIR = "/work"
 ARTIFACTS_DIR = f"{WORK_DIR}/artifacts"
 VENV_DIR = f"{WORK_DIR}/venv"
+# The optional Secret holding a Hugging Face token (key HF_TOKEN) for a gated tokenizer (README, AIPerf)
+HF_TOKEN_SECRET = "hf-token"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ def profile_args(served_model_name: str, url: str, tokenizer: str, load: Load, a
     return [
         "aiperf", "profile",
         "--model", served_model_name, "--url", url, "--endpoint-type", "chat", "--streaming",
+        # the answer length as `max_tokens`, as GenAI-Perf sent it: AIPerf's default `max_completion_tokens` is refused
+        # (400) by NIM images on vLLM before PR #9837 (2024-10), such as the catalog's 2024 Llama 3 8B; AIPerf's own
+        # error hint names this flag (review of the change, /tmp/review-aiperf.md H1, tried with the 0.13.0 wheel)
+        "--use-legacy-max-tokens",
         "--tokenizer", tokenizer,
         "--synthetic-input-tokens-mean", str(load.input_tokens), "--synthetic-input-tokens-stddev", "0",
         "--output-tokens-mean", str(load.output_tokens), "--output-tokens-stddev", "0",

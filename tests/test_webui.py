@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from components.webui import openai_env
 import shlex
 
@@ -114,6 +116,13 @@ def test_aiperf():
     assert pod["nodeSelector"] == {"kubernetes.io/arch": "amd64"}  # crick has no arm64 wheel
     assert versions.IMAGE_ARCHES[versions.AIPERF_IMAGE][0] == versions.AIPERF_ARCHES == ("amd64",)
     assert plan.outputs["aiperf_exec"] == "kubectl -n nim exec -it deploy/aiperf -- bash"
+    # a Hugging Face token (gated tokenizers) only from an optional Secret, never on a command line
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN",
+                                                               "optional": True}}} in c["env"]
+    assert "HF_TOKEN=" not in json.dumps(plan.outputs)
+    # a new x86 node and the install before the pod is ready: Pulumi waits 20 minutes, not its default 10
+    assert plan.one("kubernetes:apps/v1:Deployment", f"{AIPERF_NAME}-deployment").options["custom_timeouts"] == {
+        "create": "20m", "update": "20m"}
 
 
 def test_aiperf_keeps_the_urns_of_genai_perf():
@@ -163,6 +172,8 @@ def test_aiperf_commands_run_the_blueprint_test_per_model():
         # the model's own Service (these run always warm, with monitoring): AIPerf adds /v1/chat/completions
         assert flags["--url"] == [f"http://{k8s_name}.nim.svc.cluster.local:8000"]
         assert flags["--endpoint-type"] == ["chat"] and "--streaming" in flags
+        # max_tokens, not max_completion_tokens, which 2024 NIM images (vLLM before PR #9837) answer with 400
+        assert "--use-legacy-max-tokens" in flags
         # the original blueprint's test: 200 tokens in, 100 out, concurrency 10, 100 prompts (and requests)
         assert flags["--synthetic-input-tokens-mean"] == ["200"] and flags["--synthetic-input-tokens-stddev"] == ["0"]
         assert flags["--output-tokens-mean"] == ["100"] and flags["--output-tokens-stddev"] == ["0"]
