@@ -209,19 +209,27 @@ class AIPerf(pulumi.ComponentResource):
             "name": "install-aiperf",
             "image": image,
             "command": ["sh", "-c", f"python -m venv {aiperf.VENV_DIR} && {aiperf.VENV_DIR}/bin/pip install --only-binary="
-                                    f":all: --disable-pip-version-check aiperf=={versions.AIPERF_VERSION}"],
+                                    f":all: --disable-pip-version-check -c {aiperf.CONSTRAINTS_DIR}/constraints.txt "
+                                    f"aiperf=={versions.AIPERF_VERSION}"],
             "env": env,
             "resources": {"requests": CPU_POOL["aiperf"].main.as_k8s(), "limits": {"cpu": "4", "memory": "8Gi"}},
-            "volumeMounts": mounts,
+            "volumeMounts": [*mounts, {"name": "constraints", "mountPath": aiperf.CONSTRAINTS_DIR, "readOnly": True}],
             "securityContext": restricted_container(read_only_root=True),
         }
+        constraints = k8s.core.v1.ConfigMap(
+            f"{name}-constraints",
+            metadata={"name": f"{aiperf.NAME}-constraints", "namespace": ns, "labels": labels},
+            data={"constraints.txt": aiperf.constraints()},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace]))
         k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata={"name": aiperf.NAME, "namespace": ns, "labels": labels},
             spec={
                 "replicas": 1,
                 "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels}, "spec": {
+                # a changed constraints file re-installs (a new pod)
+                "template": {"metadata": {"labels": labels, "annotations": {
+                    "nim-on-eks/aiperf-constraints": aiperf.constraints_digest()}}, "spec": {
                     "affinity": CPU_POOL_AFFINITY,  # it measures an HTTP endpoint: no GPU needed
                     "nodeSelector": AMD64_NODE_SELECTOR,  # installs on amd64 only (planning/versions.py AIPERF_ARCHES)
                     "automountServiceAccountToken": False,  # it measures NIM over HTTP, never calls the API
@@ -242,12 +250,13 @@ class AIPerf(pulumi.ComponentResource):
                     }],
                     # the venv (~1.2 GB), a tokenizer per model family, and the runs' artifacts
                     "volumes": [{"name": "work", "emptyDir": {"sizeLimit": "10Gi"}},
-                                {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}],
+                                {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+                                {"name": "constraints", "configMap": {"name": f"{aiperf.NAME}-constraints"}}],
                     "terminationGracePeriodSeconds": 5,
                 }},
             },
             # a new x86 node, then the install from PyPI, before the pod is ready: more than Pulumi's default 10 minutes
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace, args.cpu_node_pool],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.namespace, args.cpu_node_pool, constraints],
                                         custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m")),
         )
         self.exec = f"kubectl -n {ns} exec -it deploy/{aiperf.NAME} -- bash"

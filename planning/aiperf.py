@@ -17,8 +17,10 @@ are made on the user's machine from the copied files, or the pod serves AIPerf's
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 # The pod: its Deployment and label value (planning/flows.py AIPERF selects it), and its working directory, an
 # emptyDir where the artifacts, the Hugging Face cache (HOME) and the venv live.
@@ -26,6 +28,21 @@ NAME = "aiperf"
 WORK_DIR = "/work"
 ARTIFACTS_DIR = f"{WORK_DIR}/artifacts"
 VENV_DIR = f"{WORK_DIR}/venv"
+# Every package the install resolves to, pinned (data/aiperf-constraints.txt says how it was made): pip's constraints
+# file, mounted from a ConfigMap, so the dependencies of a start are the same as of every other.
+CONSTRAINTS_FILE = Path(__file__).resolve().parent.parent / "data" / "aiperf-constraints.txt"
+CONSTRAINTS_DIR = "/constraints"
+
+
+def constraints() -> str:
+    return CONSTRAINTS_FILE.read_text()
+
+
+def constraints_digest() -> str:
+    """A short digest of the constraints: in the pod template, so a changed file re-installs."""
+    return hashlib.sha256(constraints().encode()).hexdigest()[:16]
+
+
 # The optional Secret holding a Hugging Face token (key HF_TOKEN) for a gated tokenizer (README, AIPerf)
 HF_TOKEN_SECRET = "hf-token"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from components.webui import openai_env
 import shlex
@@ -105,10 +106,21 @@ def test_aiperf():
     assert c["command"] == ["sleep", "infinity"]  # stays up for interactive runs
     # the pinned release, wheels only, into the venv on the emptyDir; the main container finds it first on PATH
     script = install["command"][-1]
-    assert f"pip install --only-binary=:all: --disable-pip-version-check aiperf=={versions.AIPERF_VERSION}" in script
+    assert (f"pip install --only-binary=:all: --disable-pip-version-check -c /constraints/constraints.txt "
+            f"aiperf=={versions.AIPERF_VERSION}") in script
+    # every dependency pinned: the constraints file (from a ConfigMap) pins aiperf itself at the same version, and a
+    # changed file rolls the pod (its digest is in the template)
+    cm = plan.one("kubernetes:core/v1:ConfigMap", f"{AIPERF_NAME}-constraints").inputs
+    pins = [l for l in cm["data"]["constraints.txt"].splitlines() if l and not l.startswith("#")]
+    assert f"aiperf=={versions.AIPERF_VERSION}" in pins and all(re.fullmatch(r"[a-z0-9-]+==[^=\s]+", l) for l in pins)
+    assert len(pins) > 100
+    assert {"name": "constraints", "configMap": {"name": cm["metadata"]["name"]}} in pod["volumes"]
+    assert d["spec"]["template"]["metadata"]["annotations"]["nim-on-eks/aiperf-constraints"] == \
+        aiperf.constraints_digest()
     assert script.startswith("python -m venv /work/venv ")
     assert {"name": "PATH", "value": "/work/venv/bin:/usr/local/bin:/usr/bin:/bin"} in c["env"]
-    assert {v["name"]: v["emptyDir"]["sizeLimit"] for v in pod["volumes"]} == {"work": "10Gi", "tmp": "2Gi"}
+    assert {v["name"]: v["emptyDir"]["sizeLimit"] for v in pod["volumes"] if "emptyDir" in v} == {"work": "10Gi",
+                                                                                                  "tmp": "2Gi"}
     assert "nvidia.com/gpu" not in str(c["resources"])  # the OpenAI endpoint needs no GPU on the client side
     assert "imagePullSecrets" not in pod  # Docker Hub's official image: no NGC secret
     assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
