@@ -49,7 +49,8 @@ for warning in cfg.warnings:
 if alerts_warning := receiver_warning(cfg.monitoring, cfg.alerts.email):
     pulumi.log.warn(alerts_warning)
 # --- how long a request through the gateway may wait for its model (a cold start, then the answer) -----------------
-answer_timeouts = [answer_timeout_seconds(can_scale_to_zero(m), cold_start_limit_seconds(catalog.models[m.name].cache_gib))
+answer_timeouts = [answer_timeout_seconds(can_scale_to_zero(m),
+                                          cold_start_limit_seconds(catalog.models[m.name].cache_gib))
                    for m in cfg.models]
 # --- a public endpoint without TLS; a TLS one the NLB may close while a request waits --------------------------
 cold_start_wait = max((t for m, t in zip(cfg.models, answer_timeouts) if can_scale_to_zero(m)), default=0)
@@ -242,7 +243,6 @@ gateway = (
             load_balancer_class=LOAD_BALANCER_CLASS,
             cpu_node_pool=capacity.cpu_node_pool,
             load_balancer=load_balancer,
-            cluster_name_for_waiter=cfg.cluster_name,
             kubeconfig=cluster.kubeconfig,
             model_resources=models,
             monitor_labels=monitoring.monitor_labels if monitoring else None,

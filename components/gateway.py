@@ -36,7 +36,6 @@ class GatewayArgs:
     # deletes the proxies' Service, and the controller, which deletes the NLB, still run), then EG and the rest.
     cpu_node_pool: k8s.apiextensions.CustomResource
     load_balancer: LoadBalancerController
-    cluster_name_for_waiter: str
     kubeconfig: pulumi.Input[str]
     model_resources: list[pulumi.Resource]  # the models (their Services and scaling routes) the backends name
     monitor_labels: dict[str, str] | None = None  # None: no Prometheus Operator, no PodMonitor
@@ -85,7 +84,7 @@ class Gateway(pulumi.ComponentResource):
         # Destroy: deleted once no Service holds an NLB any more; it outlives what makes the proxies' Service (the
         # Gateway, its class, EnvoyProxy) and goes before EG and the load balancer controller.
         self.load_balancers_released = LoadBalancersReleased(
-            f"{name}-load-balancers-released", cluster_name=args.cluster_name_for_waiter, kubeconfig=args.kubeconfig,
+            f"{name}-load-balancers-released", cluster_name=args.cluster_name, kubeconfig=args.kubeconfig,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[
                 self.envoy_gateway, args.load_balancer.release, args.load_balancer.load_balancers_released]))
         load_balancer_ready = [args.load_balancer.release, self.load_balancers_released]
