@@ -135,11 +135,6 @@ def needs_rate_limits(keys: tuple[ApiKey, ...]) -> bool:
     return any(k.tokens_per_minute for k in keys)
 
 
-def _requests(name: str) -> dict[str, str]:
-    w = CPU_POOL[name]
-    return {"cpu": f"{w.cpu_m}m", "memory": f"{w.memory_mib}Mi"}
-
-
 def redis_url() -> str:
     return f"{REDIS}.{EG_NAMESPACE}.svc.cluster.local:{REDIS_PORT}"
 
@@ -169,7 +164,8 @@ def eg_values(rate_limits: bool) -> dict[str, Any]:
         provider["kubernetes"] = {"rateLimitDeployment": {
             "replicas": CPU_POOL["envoy-ratelimit"].replicas,
             "pod": {"affinity": CPU_POOL_AFFINITY},
-            "container": {"resources": {"requests": _requests("envoy-ratelimit"), "limits": {"memory": "256Mi"}}},
+            "container": {"resources": {"requests": CPU_POOL["envoy-ratelimit"].main.as_k8s(),
+                                        "limits": {"memory": "256Mi"}}},
         }}
         # Fail open: while the rate limit service is down every request passes unlimited, rather than none at all.
         config["rateLimit"] = {"backend": {"type": "Redis", "redis": {"url": redis_url()}}, "failClosed": False}
@@ -178,7 +174,8 @@ def eg_values(rate_limits: bool) -> dict[str, Any]:
         "deployment": {
             "replicas": CPU_POOL["envoy-gateway"].replicas,
             "pod": {"affinity": CPU_POOL_AFFINITY},
-            "envoyGateway": {"resources": {"requests": _requests("envoy-gateway"), "limits": {"memory": "1024Mi"}}},
+            "envoyGateway": {"resources": {"requests": CPU_POOL["envoy-gateway"].main.as_k8s(),
+                                           "limits": {"memory": "1024Mi"}}},
         },
         "certgen": {"job": {"affinity": CPU_POOL_AFFINITY}},
     }
@@ -190,7 +187,7 @@ def ai_gateway_values() -> dict[str, Any]:
     return {
         "controller": {
             "affinity": CPU_POOL_AFFINITY,
-            "resources": {"requests": _requests("ai-gateway-controller"), "limits": {"memory": "512Mi"}},
+            "resources": {"requests": CPU_POOL["ai-gateway-controller"].main.as_k8s(), "limits": {"memory": "512Mi"}},
         },
     }
 
@@ -217,21 +214,17 @@ def envoy_proxy_spec(service_annotations: dict[str, str], load_balancer_class: s
                 # (internal/infrastructure/kubernetes/resource DefaultSecurityContext); the pod says it too.
                 "securityContext": {"runAsNonRoot": True, "seccompProfile": dict(RUNTIME_DEFAULT_SECCOMP)},
             },
-            "container": {"resources": {"requests": _requests_of(w.main), "limits": {"memory": "1Gi"}}},
+            "container": {"resources": {"requests": w.main.as_k8s(), "limits": {"memory": "1Gi"}}},
         },
         "envoyPDB": {"minAvailable": 1},
         "envoyService": service,
     }}}
 
 
-def _requests_of(r: Any) -> dict[str, str]:
-    return {"cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}
-
-
 def gateway_config_spec() -> dict[str, Any]:
     """GatewayConfig (aigateway.envoyproxy.io/v1beta1): the external processor sidecar's requests and limits."""
     return {"extProc": {"kubernetes": {"resources": {
-        "requests": _requests_of(EXTPROC_SIDECAR), "limits": {"memory": "512Mi"}}}}}
+        "requests": EXTPROC_SIDECAR.as_k8s(), "limits": {"memory": "512Mi"}}}}}
 
 
 def gateway_spec(tls: bool) -> dict[str, Any]:
@@ -304,7 +297,8 @@ def rate_limit_policy_spec(keys: tuple[ApiKey, ...]) -> dict[str, Any] | None:
     """BackendTrafficPolicy: for each key with a limit, a global rule on its client id counting the answer's total
     tokens (charged when the answer ends, checked when a request arrives: a request over the budget gets 429).
     `shared`: one counter per key across every model; unshared, a Gateway-wide rule counts each route (model) apart
-    (EG v1.9.0 api/v1alpha1/ratelimit_types.go, xds/translator/ratelimit.go), and a key would get its limit per model."""
+    (EG v1.9.0 api/v1alpha1/ratelimit_types.go, xds/translator/ratelimit.go), and a key would get its limit per
+    model."""
     rules = [{
         "clientSelectors": [{"headers": [{"name": CLIENT_ID_HEADER, "type": "Exact", "value": k.name}]}],
         "shared": True,
@@ -338,7 +332,7 @@ def redis_deployment(image: str) -> dict[str, Any]:
                     "imagePullPolicy": "IfNotPresent",
                     "args": ["--save", "", "--appendonly", "no", "--protected-mode", "no"],
                     "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
-                    "resources": {"requests": _requests(REDIS), "limits": {"memory": "256Mi"}},
+                    "resources": {"requests": CPU_POOL[REDIS].main.as_k8s(), "limits": {"memory": "256Mi"}},
                     "securityContext": restricted_container(read_only_root=True),
                     "readinessProbe": {"tcpSocket": {"port": REDIS_PORT}, "periodSeconds": 10},
                     "volumeMounts": [{"name": "data", "mountPath": "/data"}],
