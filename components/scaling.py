@@ -25,7 +25,7 @@ from planning.models import ModelRequest
 from planning.scaling import WAKE_ONLY_CONCURRENCY, can_scale_to_zero, cold_start_limit_seconds, \
     concurrency_target, routed_through_interceptor
 from planning.scheduling import CPU_POOL_AFFINITY
-from planning.workloads import CPU_POOL, PoolWorkload
+from planning.workloads import CPU_POOL
 
 NAMESPACE = versions.KEDA_NAMESPACE
 # The add-on's chart names its objects after itself (`.Chart.Name`), whatever the release is called.
@@ -53,10 +53,6 @@ HPA_BEHAVIOR = {
 TRANSFER_HPA = {"scaledobject.keda.sh/transfer-hpa-ownership": "true"}
 
 
-def requests(w: PoolWorkload) -> dict[str, str]:
-    return {"cpu": f"{w.cpu_m}m", "memory": f"{w.memory_mib}Mi"}
-
-
 def keda_values() -> dict[str, Any]:
     """The keda chart's values (keda 2.20.2 values.yaml). Its pods are hardened by default (non-root, seccomp
     RuntimeDefault, no capabilities, read-only root file system); here: their requests and replicas from CPU_POOL,
@@ -69,8 +65,9 @@ def keda_values() -> dict[str, Any]:
         "operator": {"replicaCount": operator.replicas},
         "metricsServer": {"replicaCount": metrics.replicas},
         "webhooks": {"replicaCount": webhooks.replicas},
-        "resources": {"operator": {"requests": requests(operator)}, "metricServer": {"requests": requests(metrics)},
-                      "webhooks": {"requests": requests(webhooks)}},
+        "resources": {"operator": {"requests": operator.main.as_k8s()},
+                      "metricServer": {"requests": metrics.main.as_k8s()},
+                      "webhooks": {"requests": webhooks.main.as_k8s()}},
         "affinity": CPU_POOL_AFFINITY,  # all three; the API server reaches them on 6443 and 9443 (tools/checks.py)
     }
 
@@ -87,7 +84,7 @@ def http_add_on_values() -> dict[str, Any]:
         # operator/controllers/http/interceptorroute_controller.go), which neither the interceptor nor the scaler reads.
         "operator": {"replicas": 0},
         "scaler": {"replicas": scaler.replicas, "pullPolicy": "IfNotPresent", "affinity": CPU_POOL_AFFINITY,
-                   "resources": {"requests": requests(scaler), "limits": {"cpu": "500m", "memory": "128Mi"}}},
+                   "resources": {"requests": scaler.main.as_k8s(), "limits": {"cpu": "500m", "memory": "128Mi"}}},
         "interceptor": {
             "replicas": {"min": interceptor.replicas},  # its own ScaledObject (from the chart) adds more under load
             "pullPolicy": "IfNotPresent",
@@ -97,7 +94,7 @@ def http_add_on_values() -> dict[str, Any]:
             "affinity": CPU_POOL_AFFINITY,
             "topologySpreadConstraints": spread,
             # every byte of every request to a model at zero passes through it: room above the chart's 0.5 CPU/64Mi
-            "resources": {"requests": requests(interceptor), "limits": {"cpu": "1", "memory": "256Mi"}},
+            "resources": {"requests": interceptor.main.as_k8s(), "limits": {"cpu": "1", "memory": "256Mi"}},
         },
         # Added to the chart's fsGroup/supplementalGroups for all its pods, as upstream's own manifests run them
         # (kedacore/http-add-on config/*/deployment.yaml): with the chart's container defaults (no privilege
