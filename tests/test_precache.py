@@ -197,17 +197,26 @@ def fake_nim(tmp_path: Path) -> Path:
     return bin_dir
 
 
+def nim_with_manifest(tmp_path: Path, monkeypatch, download: str | None = None, before: tuple[str, ...] = ()) -> Path:
+    """fake_nim on PATH (its download-to-cache replaced by the `download` script when given) and the FULL manifest
+    where the program looks, after the paths `before`; the manifest's path."""
+    bin_dir = fake_nim(tmp_path)
+    if download is not None:
+        (bin_dir / "download-to-cache").write_text(download)
+    manifest = tmp_path / "model_manifest.yaml"
+    manifest.write_text(FULL)
+    monkeypatch.setattr(np_, "MANIFEST_PATHS", (*before, str(manifest)))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return manifest
+
+
 def calls(tmp_path: Path) -> list[str]:
     path = tmp_path / "calls"
     return path.read_text().splitlines() if path.exists() else []
 
 
 def test_main_selects_from_the_manifest_and_downloads_once(tmp_path, monkeypatch, capsys):
-    bin_dir = fake_nim(tmp_path)
-    manifest = tmp_path / "model_manifest.yaml"
-    manifest.write_text(FULL)
-    monkeypatch.setattr(np_, "MANIFEST_PATHS", ("/nonexistent/model_manifest.yaml", str(manifest)))
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    manifest = nim_with_manifest(tmp_path, monkeypatch, before=("/nonexistent/model_manifest.yaml",))
     env = {"NIM_CACHE_PATH": str(tmp_path / "cache"), "NIM_ON_EKS_GPU_TYPES": '["h100", "l4"]',
            "NIM_ON_EKS_GPUS": "1", "NIM_ON_EKS_LORA": "false"}
     assert np_.main(env) == 0
@@ -230,12 +239,7 @@ def test_main_selects_from_the_manifest_and_downloads_once(tmp_path, monkeypatch
 def test_a_failed_download_falls_back_and_marks_nothing(tmp_path, monkeypatch, capsys):
     """download-to-cache failing (no GPU on this node for this NIM release, a network error): the Job still succeeds
     and the cache holds no marker, so a later Job tries again and the model downloads on its first start."""
-    bin_dir = fake_nim(tmp_path)
-    (bin_dir / "download-to-cache").write_text("#!/bin/sh\necho 'no GPU found' >&2\nexit 3\n")
-    manifest = tmp_path / "model_manifest.yaml"
-    manifest.write_text(FULL)
-    monkeypatch.setattr(np_, "MANIFEST_PATHS", (str(manifest),))
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    nim_with_manifest(tmp_path, monkeypatch, download="#!/bin/sh\necho 'no GPU found' >&2\nexit 3\n")
     env = {"NIM_CACHE_PATH": str(tmp_path / "cache"), "NIM_ON_EKS_GPU_TYPES": '["h100"]', "NIM_ON_EKS_GPUS": "1",
            "NIM_ON_EKS_LORA": "false"}
     assert np_.main(env) == 0
@@ -291,12 +295,7 @@ def test_any_failure_of_the_program_falls_back(tmp_path, monkeypatch, capsys):
 def test_a_download_slower_than_the_jobs_time_falls_back(tmp_path, monkeypatch, capsys):
     """NGC slower than estimated: the download stops within the Job's download time and falls back, instead of the
     Job hitting its deadline and failing `pulumi up` (final review)."""
-    bin_dir = fake_nim(tmp_path)
-    (bin_dir / "download-to-cache").write_text("#!/bin/sh\nsleep 5\n")
-    manifest = tmp_path / "model_manifest.yaml"
-    manifest.write_text(FULL)
-    monkeypatch.setattr(np_, "MANIFEST_PATHS", (str(manifest),))
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    nim_with_manifest(tmp_path, monkeypatch, download="#!/bin/sh\nsleep 5\n")
     env = {"NIM_CACHE_PATH": str(tmp_path / "cache"), "NIM_ON_EKS_GPU_TYPES": '["h100"]', "NIM_ON_EKS_GPUS": "1",
            "NIM_ON_EKS_DOWNLOAD_SECONDS": "0.5"}
     assert np_.main(env) == 0
