@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:
 import pulumi  # noqa: E402
 
 from planning.catalog import load_catalog  # noqa: E402
+from planning import versions  # noqa: E402
 from planning.config import ConfigError, parse_config  # noqa: E402
 from tests import conformance, helm_render  # noqa: E402
 from tools import mockrun  # noqa: E402
@@ -131,6 +132,33 @@ def unavailable(reason: str) -> None:
 def needs_dir(path: Path, reason: str) -> pytest.MarkDecorator:
     """Mark a test that needs the folder `path`: skipped when it is absent, failed in CI."""
     return pytest.mark.needs_dir(path, reason=reason)
+
+
+needs_charts = needs_dir(helm_render.CHARTS, f"{helm_render.CHARTS} is absent: the pinned charts live beside the "
+                                             "clone in CI (see ../shared/charts/README.md)")
+
+
+def kube_version(plan: mockrun.Plan) -> str:
+    """The Kubernetes version a plan's cluster runs: what its charts are rendered for."""
+    return plan.config.get(f"{mockrun.PROJECT}:eks_version") or versions.DEFAULT_EKS_VERSION
+
+
+def render_release(plan: mockrun.Plan, helm: helm_render.Helm, chart_name: str) -> tuple[list, list[str]]:
+    """`helm template` of the plan's release of `chart_name` as the plan passes it (CRDs left out), and the
+    sub-charts ../shared/charts lacks (switched off, so not rendered)."""
+    for release_, chart, version in conformance.helm_releases(plan):
+        if chart != chart_name:
+            continue
+        folder = helm_render.chart_folder(chart, version)
+        renderable, missing = helm_render.without_missing_dependencies(folder)
+        conditions = helm_render.dependency_conditions(folder)
+        values, _, secrets = helm_render.release_values(release_)
+        values = helm_render.switched_off(values, [conditions[m] for m in missing if conditions.get(m)])
+        return helm_render.render(helm, renderable, name=release_.inputs["name"],
+                                  namespace=release_.inputs["namespace"], values=values,
+                                  kube_version=kube_version(plan), include_crds=False,
+                                  cache=None if secrets else helm_render.CACHE), missing
+    raise AssertionError(f"no {chart_name} release in the plan")
 
 
 def pytest_configure(config):

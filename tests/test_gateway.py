@@ -11,10 +11,8 @@ import pytest
 from planning import gateway as gw
 from planning import versions
 from planning.workloads import CPU_POOL, EXTPROC_SIDECAR, SHUTDOWN_MANAGER
-from tests import conformance, helm_render
-from tests.conftest import THREE_MODELS, plan_for, problems
+from tests.conftest import needs_charts, render_release, THREE_MODELS, plan_for, problems
 from tests.pod_security import violations
-from tests.test_helm_render import kube_version, needs_charts
 
 GATEWAY = "nim-on-eks:index:Gateway"
 CR = "kubernetes:{}"
@@ -232,8 +230,10 @@ def test_the_proxies_get_the_nlb_the_endpoint_settings_ask_for(overrides, scheme
     [listener] = spec(plan, GATEWAY_OBJ)["listeners"]
     assert (listener["port"], listener["protocol"]) == (port, "HTTP")  # TLS ends at the NLB
     assert plan.outputs["gateway_url"].startswith("https://" if tls else "http://")
-    assert plan.outputs["gateway_url_in_cluster"] == f"http://nim-gateway.envoy-gateway-system.svc.cluster.local:{port}/v1"
-    assert plan.outputs["gateway_hostname_command"].startswith("kubectl -n envoy-gateway-system get service nim-gateway")
+    assert plan.outputs["gateway_url_in_cluster"] == \
+        f"http://nim-gateway.envoy-gateway-system.svc.cluster.local:{port}/v1"
+    assert plan.outputs["gateway_hostname_command"].startswith(
+        "kubectl -n envoy-gateway-system get service nim-gateway")
     assert ("public_endpoint is true without certificate_arn" in " ".join(plan.warnings)) is (
         scheme == "internet-facing" and not tls)
 
@@ -287,21 +287,11 @@ def test_without_the_gateway_there_is_none_of_it():
 # ----------------------------------------------------------------------------- what the charts really render
 
 
-def _render(plan, helm, chart):
-    for release, name, version in conformance.helm_releases(plan):
-        if name == chart:
-            values, _, _ = helm_render.release_values(release)
-            return helm_render.render(helm, helm_render.chart_folder(name, version), name=release.inputs["name"],
-                                      namespace=release.inputs["namespace"], values=values,
-                                      kube_version=kube_version(plan), include_crds=False, cache=helm_render.CACHE)
-    raise AssertionError(f"no {chart} release")
-
-
 @needs_charts
 def test_eg_calls_the_ai_gateway_where_its_chart_puts_it(dev_plan, helm):
     """The extension manager's address in EG's config is the AI Gateway controller's Service as its chart renders it,
     and the images EG and the AI Gateway start at run time are the ones planning/versions.py records."""
-    ai = [m for m in _render(dev_plan, helm, versions.AI_GATEWAY.name) if isinstance(m, dict)]
+    ai = [m for m in render_release(dev_plan, helm, versions.AI_GATEWAY.name)[0] if isinstance(m, dict)]
     [service] = [m for m in ai if m["kind"] == "Service"]
     grpc = {p["name"]: p["port"] for p in service["spec"]["ports"]}["grpc"]
     config = dev_plan.one(RELEASE, "nim-on-eks-dev-gateway-envoy-gateway").inputs["values"]["config"]["envoyGateway"]
@@ -315,7 +305,7 @@ def test_eg_calls_the_ai_gateway_where_its_chart_puts_it(dev_plan, helm):
     [webhook] = [m for m in ai if m["kind"] == "MutatingWebhookConfiguration"]
     # the pod mutator adds the external processor to EG's proxy pods: those carry this label (gw.PROXY_LABELS)
     assert webhook["webhooks"][0]["objectSelector"]["matchLabels"].items() <= gw.PROXY_LABELS.items()
-    eg = [m for m in _render(dev_plan, helm, versions.ENVOY_GATEWAY.name) if isinstance(m, dict)]
+    eg = [m for m in render_release(dev_plan, helm, versions.ENVOY_GATEWAY.name)[0] if isinstance(m, dict)]
     [config_map] = [m for m in eg if m["kind"] == "ConfigMap" and m["metadata"]["name"] == "envoy-gateway-config"]
     rendered = config_map["data"]["envoy-gateway.yaml"]
     assert versions.RATELIMIT_IMAGE in rendered  # the chart's rate limit image is the one recorded
@@ -330,7 +320,8 @@ def test_the_proxies_are_ready_only_once_the_nlb_sees_them(dev_plan, helm):
     leaves the NLB without a healthy target."""
     labels = dev_plan.one("kubernetes:core/v1:Namespace", "nim-on-eks-dev-gateway-envoy-gateway-system").inputs[
         "metadata"]["labels"]
-    lbc = [m for m in _render(dev_plan, helm, versions.AWS_LOAD_BALANCER_CONTROLLER.name) if isinstance(m, dict)]
+    lbc = [m for m in render_release(dev_plan, helm, versions.AWS_LOAD_BALANCER_CONTROLLER.name)[0]
+           if isinstance(m, dict)]
     [pod_webhook] = [w for m in lbc if m["kind"] == "MutatingWebhookConfiguration" for w in m["webhooks"]
                      if w["name"].startswith("mpod.")]
     selector = pod_webhook["namespaceSelector"]

@@ -16,7 +16,7 @@ import pytest
 
 from planning import versions
 from tests import conformance, helm_render
-from tests.conftest import GATEWAY_FULL, needs_dir, needs_reference, plan_for, unavailable
+from tests.conftest import kube_version, needs_charts, GATEWAY_FULL, needs_reference, plan_for, unavailable
 from tools import mockrun
 
 # Plans whose releases are rendered: the dev stack, and the oldest supported Kubernetes with other monitoring values
@@ -34,12 +34,6 @@ UNCHECKED_KINDS = {
 WORKLOADS = {"Deployment", "DaemonSet", "StatefulSet"}
 K8S = versions.DEFAULT_EKS_VERSION  # for the planted defects
 
-needs_charts = needs_dir(helm_render.CHARTS, f"{helm_render.CHARTS} is absent: the pinned charts live beside the "
-                                             "clone in CI (see ../shared/charts/README.md)")
-
-
-def kube_version(plan: mockrun.Plan) -> str:
-    return plan.config.get(f"{mockrun.PROJECT}:eks_version") or versions.DEFAULT_EKS_VERSION
 
 
 def _cases() -> list:

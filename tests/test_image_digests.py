@@ -14,8 +14,7 @@ from parts.helm import merged
 from planning import versions
 from planning.security import CHART_IMAGE_DIGESTS, DigestKey, NoDigestKey, chart_digest_values
 from tests import conformance, helm_render
-from tests.conftest import plan_for, problems
-from tests.test_helm_render import kube_version, needs_charts
+from tests.conftest import needs_charts, render_release, plan_for, problems
 
 OWN_IMAGES = {versions.OPEN_WEBUI_IMAGE, versions.AIPERF_IMAGE, versions.REDIS_IMAGE}
 # In IMAGE_ARCHES for the placement checks, but no release of any plan installs its chart.
@@ -142,30 +141,13 @@ def _references(manifests: list[Any], image: str) -> list[str]:
     return found
 
 
-def _render(plan, helm, chart_name: str) -> tuple[list[Any], list[str]]:
-    """The release's manifests, and the sub-charts ../shared/charts lacks (switched off, so not rendered)."""
-    for release, chart, version in conformance.helm_releases(plan):
-        if chart != chart_name:
-            continue
-        folder = helm_render.chart_folder(chart, version)
-        renderable, missing = helm_render.without_missing_dependencies(folder)
-        conditions = helm_render.dependency_conditions(folder)
-        values, _, secrets = helm_render.release_values(release)
-        values = helm_render.switched_off(values, [conditions[m] for m in missing if conditions.get(m)])
-        return helm_render.render(helm, renderable, name=release.inputs["name"],
-                                  namespace=release.inputs["namespace"], values=values,
-                                  kube_version=kube_version(plan), include_crds=False,
-                                  cache=None if secrets else helm_render.CACHE), missing
-    raise AssertionError(f"no {chart_name} release in the plan")
-
-
 @needs_charts
 @pytest.mark.parametrize("chart", [versions.KARPENTER.name, versions.KUBE_PROMETHEUS_STACK.name])
 def test_the_chart_renders_each_image_by_the_digest_given(helm, dev_plan, chart):
     """helm template of the release as the plan passes it: `repository:tag@sha256:<given>` with image_digests, and
     exactly what the chart renders without them otherwise (Karpenter's chart pins its own digest by default)."""
-    with_digests, missing = _render(digest_plan(), helm, chart)
-    without, _ = _render(dev_plan, helm, chart)
+    with_digests, missing = render_release(digest_plan(), helm, chart)
+    without, _ = render_release(dev_plan, helm, chart)
     checked = 0
     for image, where in DIGESTABLE.items():
         if where.chart != chart or where.path.split(".")[0] in missing:

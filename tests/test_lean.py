@@ -21,7 +21,7 @@ from planning.scheduling import ADDON_PLACEMENT, CORE_TAINT
 from planning.workloads import CONFIG_RELOADER, CPU_POOL, GATEWAY, GRAFANA_SIDECAR, HTTP_ADD_ON, KARPENTER_CONTROLLER, \
     RATE_LIMITS
 from tests import helm_render, placement
-from tests.conftest import ROOT, THREE_MODELS, needs_dir, obj, parse, plan_for, problems, release, unavailable
+from tests.conftest import needs_charts, ROOT, THREE_MODELS, obj, parse, plan_for, problems, release, unavailable
 from tools import checks
 
 DATA = load_instances()
@@ -42,8 +42,6 @@ UNRENDERED_POOL_ENTRIES = {CPU_POOL["grafana"].name, CPU_POOL["kube-state-metric
                            # pods EG starts at run time: tests/test_gateway.py checks what they ask
                            CPU_POOL["envoy-proxy"].name, CPU_POOL["envoy-ratelimit"].name}
 
-needs_charts = needs_dir(helm_render.CHARTS, f"{helm_render.CHARTS} is absent: the pinned charts live beside the "
-                                             "clone in CI (see ../shared/charts/README.md)")
 
 
 def switches(plan) -> dict[str, bool]:

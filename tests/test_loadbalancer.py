@@ -5,7 +5,6 @@ annotations and listeners, and the `public_endpoint` / `certificate_arn` keys.""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -17,15 +16,13 @@ from planning.scheduling import CPU_POOL_AFFINITY
 from planning.workloads import AWS_LOAD_BALANCER_CONTROLLER, CPU_POOL
 from components import waiters
 from tests import conformance, helm_render
-from tests.conftest import attached_to, needs_dir, needs_reference, parse, plan_for, problems, release
+from tests.conftest import needs_charts, attached_to, needs_reference, parse, plan_for, problems, release
 
 LB = "nim-on-eks:index:LoadBalancerController"
 NAME = "nim-on-eks-dev-load-balancer"
 CERT = "arn:aws:acm:us-west-2:123456789012:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
 A = "service.beta.kubernetes.io/aws-load-balancer-"
 
-needs_charts = needs_dir(helm_render.CHARTS, f"{helm_render.CHARTS} is absent: the pinned charts live beside the "
-                                             "clone in CI (see ../shared/charts/README.md)")
 
 
 # ------------------------------------------------------------------------------------------------------- IAM

@@ -16,7 +16,7 @@ from planning import flows, versions
 from planning import gateway as gw
 from planning.endpoint import CERTIFICATE_ARN_EXAMPLE
 from tests import conformance, helm_render
-from tests.conftest import THREE_MODELS, needs_dir, plan_for
+from tests.conftest import needs_charts, THREE_MODELS, plan_for
 from tools import netpol
 from tools.netpol import Endpoint, allowed
 
@@ -358,8 +358,6 @@ def test_renamed_policies_keep_their_old_urns():
 
 # ------------------------------------------------------------------------ the charts' pods, rendered for real
 
-needs_charts = needs_dir(helm_render.CHARTS, f"{helm_render.CHARTS} is absent: the pinned charts live beside the "
-                                             "clone in CI (see ../shared/charts/README.md)")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from planning import versions
 from planning.security import NIM_MEMORY_LIMIT_FACTOR, NIM_SHM_GIB, POD_SECURITY_VERSION
 from tests import conformance, helm_render, placement
-from tests.conftest import GATEWAY_FULL, THREE_MODELS, needs_dir, plan_for, release
+from tests.conftest import needs_charts, GATEWAY_FULL, THREE_MODELS, plan_for, release
 from tests.pod_security import violations
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
@@ -23,8 +23,6 @@ PLANS = {"dev": (), "three-models": (*THREE_MODELS, "aiperf=true"), "gateway-ful
 # Why a namespace enforces less than restricted (the comment at its Namespace says it too).
 LESS_THAN_RESTRICTED = {"monitoring": "privileged"}
 
-needs_charts = needs_dir(helm_render.CHARTS, f"{helm_render.CHARTS} is absent: the pinned charts live beside the "
-                                             "clone in CI (see ../shared/charts/README.md)")
 
 
 def levels(plan) -> dict[str, dict[str, str]]:

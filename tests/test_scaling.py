@@ -18,7 +18,7 @@ from planning.scaling import DEFAULT_CONCURRENCY_TARGET, WAKE_ONLY_CONCURRENCY, 
 from planning.scheduling import CPU_POOL_AFFINITY
 from planning.workloads import CPU_POOL, HTTP_ADD_ON
 from tests import conformance, helm_render
-from tests.conftest import CATALOG, THREE_MODELS, needs_dir, needs_reference, obj, parse, plan_for, release
+from tests.conftest import needs_charts, CATALOG, THREE_MODELS, needs_reference, obj, parse, plan_for, release
 from tools import checks
 
 DEV = "nim-llm-llama3-8b-instruct"
@@ -126,8 +126,6 @@ def test_values_only_the_unreleased_chart_has_are_refused(dev_plan, values, expe
 
 # ---------------------------------------------------------------------- the charts, rendered as installed
 
-needs_charts = needs_dir(helm_render.CHARTS, f"{helm_render.CHARTS} is absent: the pinned charts live beside the "
-                                             "clone in CI (see ../shared/charts/README.md)")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import KARPENTER, NIM_MODEL, STORAGE, obj, plan_for, release
 from tools import checks, opaque, plan as plan_cli
-from tools.mockrun import Plan, Resource
+from tools.mockrun import Plan
 
 PLANS = [
     (),
