@@ -40,7 +40,7 @@ import pulumi_kubernetes as k8s
 from planning import nim_profiles
 from planning.catalog import CatalogModel
 from planning.models import ModelRequest
-from planning.scheduling import CPU_POOL_AMD64_AFFINITY
+from planning.scheduling import CPU_POOL_AMD64_AFFINITY, DO_NOT_DISRUPT
 from planning.security import by_digest
 from planning.workloads import NIM_UID, PRECACHE_JOB, PRECACHE_MEMORY_LIMIT_MIB, PRECACHE_START_MINUTES, \
     precache_timeout_minutes
@@ -96,7 +96,7 @@ def job_spec(model: ModelRequest, entry: CatalogModel, *, claim: str, cache_path
                 "labels": labels,
                 # A consolidation of the CPU pool must not kill a download halfway: the annotation blocks voluntary
                 # disruption of the pod's node while it runs (karpenter.sh reference, Well-Known Annotations).
-                "annotations": {"karpenter.sh/do-not-disrupt": "true"},
+                "annotations": DO_NOT_DISRUPT,
             },
             "spec": {
                 "restartPolicy": "Never",

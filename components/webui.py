@@ -10,7 +10,7 @@ import pulumi_random as random
 
 from planning import aiperf, versions
 from planning.security import AIPERF_UID, by_digest, OPEN_WEBUI_UID, pod_security_labels, restricted_container, restricted_pod
-from planning.scheduling import AMD64_NODE_SELECTOR, CPU_POOL_AFFINITY
+from planning.scheduling import AMD64_NODE_SELECTOR, CPU_POOL_AFFINITY, DO_NOT_DISRUPT
 from planning.workloads import CPU_POOL, OPEN_WEBUI_DATA_GB
 from components.nim import NimNamespace
 from components.waiters import VolumesReleased
@@ -227,9 +227,10 @@ class AIPerf(pulumi.ComponentResource):
             spec={
                 "replicas": 1,
                 "selector": {"matchLabels": labels},
-                # a changed constraints file re-installs (a new pod)
+                # a changed constraints file re-installs (a new pod); consolidating the CPU pool must not kill a
+                # benchmark mid-run, its results (on the emptyDir) and its install with it
                 "template": {"metadata": {"labels": labels, "annotations": {
-                    "nim-on-eks/aiperf-constraints": aiperf.constraints_digest()}}, "spec": {
+                    "nim-on-eks/aiperf-constraints": aiperf.constraints_digest(), **DO_NOT_DISRUPT}}, "spec": {
                     "affinity": CPU_POOL_AFFINITY,  # it measures an HTTP endpoint: no GPU needed
                     "nodeSelector": AMD64_NODE_SELECTOR,  # installs on amd64 only (planning/versions.py AIPERF_ARCHES)
                     "automountServiceAccountToken": False,  # it measures NIM over HTTP, never calls the API

@@ -62,6 +62,9 @@ CORE_TOLERATION = {"key": "CriticalAddonsOnly", "operator": "Exists"}
 # Every pod that needs no GPU and is not one of the core's: Karpenter's CPU nodes, and only those.
 CPU_POOL_AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
     {"matchExpressions": [{"key": POOL_LABEL, "operator": "In", "values": [CPU_NODE_LABELS[POOL_LABEL]]}]}]}}}
+# A pod annotation that blocks Karpenter's voluntary disruption (consolidation, drift) of the node while the pod runs
+# (Karpenter v1 reference, Well-Known Annotations: karpenter.sh/do-not-disrupt): for work a restart would lose.
+DO_NOT_DISRUPT = {"karpenter.sh/do-not-disrupt": "true"}
 # A pod whose image is built for x86-64 only (planning/versions.py IMAGE_ARCHES) on a CPU pool that allows Graviton.
 AMD64_NODE_SELECTOR = {"kubernetes.io/arch": "amd64"}
 
