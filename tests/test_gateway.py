@@ -4,6 +4,7 @@ pods as EG will run them, and the charts' own renders agreeing with what the pro
 from __future__ import annotations
 
 import json
+import shlex
 from urllib.parse import urlparse
 
 import pytest
@@ -234,6 +235,9 @@ def test_the_proxies_get_the_nlb_the_endpoint_settings_ask_for(overrides, scheme
         f"http://nim-gateway.envoy-gateway-system.svc.cluster.local:{port}/v1"
     assert plan.outputs["gateway_hostname_command"].startswith(
         "kubectl -n envoy-gateway-system get service nim-gateway")
+    # a shell command (the README evals it): its quotes keep the JSONPath one word
+    assert shlex.split(plan.outputs["gateway_hostname_command"])[-2:] == [
+        "-o", "jsonpath={.status.loadBalancer.ingress[0].hostname}"]
     assert ("public_endpoint is true without certificate_arn" in " ".join(plan.warnings)) is (
         scheme == "internet-facing" and not tls)
 
